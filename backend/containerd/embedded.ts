@@ -1,0 +1,251 @@
+// The embedded containerd: crispd's own containerd child with a private root, state and socket and the
+// CRI plugin disabled. A child left running by a crispd that was killed is adopted on the next start
+// (running tasks and their shims are untouched either way); a child that dies is restarted.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdirSync, openSync, readFileSync, writeFileSync, closeSync, existsSync } from 'node:fs';
+import { join, delimiter } from 'node:path';
+import type { Logger } from 'pino';
+import { ContainerdClient } from './client.js';
+import { failedPrecondition, unavailable, errorMessage } from '../../common/errors.js';
+import { sleep } from '../../common/time.js';
+
+export interface EmbeddedContainerdOptions {
+  binary: string;
+  /** crisp root; containerd's root goes to <root>/containerd. */
+  root: string;
+  /** crisp state dir; containerd's state and socket go to <state>/containerd. */
+  state: string;
+  snapshotter: string;
+  startTimeoutMs: number;
+  log: Logger;
+}
+
+export interface EmbeddedPaths {
+  root: string;
+  state: string;
+  socket: string;
+  config: string;
+  pidFile: string;
+  logFile: string;
+}
+
+export function embeddedPaths(root: string, state: string): EmbeddedPaths {
+  const ctdState = join(state, 'containerd');
+  return {
+    root: join(root, 'containerd'),
+    state: ctdState,
+    socket: join(ctdState, 'containerd.sock'),
+    config: join(root, 'containerd', 'config.toml'),
+    pidFile: join(ctdState, 'containerd.pid'),
+    logFile: join(root, 'containerd', 'containerd.log'),
+  };
+}
+
+/** containerd 1.6 config (version 2) for the embedded child. */
+export function embeddedConfigToml(paths: EmbeddedPaths, snapshotter: string): string {
+  return [
+    '# Written by crispd for its embedded containerd. Edits are overwritten at start.',
+    'version = 2',
+    `root = ${JSON.stringify(paths.root)}`,
+    `state = ${JSON.stringify(paths.state)}`,
+    'disabled_plugins = ["io.containerd.grpc.v1.cri"]',
+    '',
+    '[grpc]',
+    `  address = ${JSON.stringify(paths.socket)}`,
+    '  uid = 0',
+    '  gid = 0',
+    '',
+    '[ttrpc]',
+    `  address = ${JSON.stringify(`${paths.socket}.ttrpc`)}`,
+    '',
+    '[plugins."io.containerd.service.v1.diff-service"]',
+    '  default = ["walking"]',
+    '',
+    '[plugins."io.containerd.gc.v1.scheduler"]',
+    '  pause_threshold = 0.02',
+    '  deletion_threshold = 0',
+    '  mutation_threshold = 100',
+    '  schedule_delay = "0s"',
+    '  startup_delay = "100ms"',
+    '',
+    `# Snapshotter crisp unpacks into: ${snapshotter}`,
+    '',
+  ].join('\n');
+}
+
+function findBinary(binary: string): string | undefined {
+  if (binary.includes('/')) return existsSync(binary) ? binary : undefined;
+  for (const dir of (process.env.PATH ?? '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin').split(delimiter)) {
+    const candidate = join(dir, binary);
+    if (existsSync(candidate)) return candidate;
+  }
+  return undefined;
+}
+
+function readPid(pidFile: string): number | undefined {
+  try {
+    const pid = Number.parseInt(readFileSync(pidFile, 'utf8').trim(), 10);
+    return Number.isInteger(pid) && pid > 0 ? pid : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** True when `pid` is alive and is a containerd started with our config file. */
+function isOurContainerd(pid: number, configPath: string): boolean {
+  try {
+    const argv = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
+    return argv.some((a) => a.endsWith('containerd')) && argv.includes(configPath);
+  } catch {
+    return false;
+  }
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+export class EmbeddedContainerd {
+  readonly paths: EmbeddedPaths;
+  private child: ChildProcess | undefined;
+  private pid: number | undefined;
+  private stopping = false;
+  private watchTimer: NodeJS.Timeout | undefined;
+  private restarts = 0;
+
+  constructor(private readonly opts: EmbeddedContainerdOptions) {
+    this.paths = embeddedPaths(opts.root, opts.state);
+  }
+
+  get address(): string {
+    return this.paths.socket;
+  }
+
+  /** Start (or adopt) the child and wait until it answers on its socket. */
+  async start(): Promise<void> {
+    const binary = findBinary(this.opts.binary);
+    if (!binary) {
+      throw failedPrecondition(
+        `containerd binary "${this.opts.binary}" not found in PATH: install it (apt-get install containerd) or set containerd_address to use an existing containerd`,
+      );
+    }
+    mkdirSync(this.paths.root, { recursive: true, mode: 0o700 });
+    mkdirSync(this.paths.state, { recursive: true, mode: 0o700 });
+    writeFileSync(this.paths.config, embeddedConfigToml(this.paths, this.opts.snapshotter), { mode: 0o600 });
+
+    const previous = readPid(this.paths.pidFile);
+    if (previous && isOurContainerd(previous, this.paths.config)) {
+      this.pid = previous;
+      this.opts.log.info({ pid: previous, socket: this.paths.socket }, 'adopting embedded containerd left by a previous crispd');
+      await this.waitReady();
+    } else {
+      await this.spawnChild(binary);
+    }
+    this.watch(binary);
+  }
+
+  private async spawnChild(binary: string): Promise<void> {
+    const logFd = openSync(this.paths.logFile, 'a', 0o600);
+    try {
+      // Own session: a signal to crispd's terminal or process group must not reach containerd.
+      const child = spawn(binary, ['--config', this.paths.config], {
+        detached: true,
+        stdio: ['ignore', logFd, logFd],
+        env: { ...process.env },
+      });
+      child.unref();
+      this.child = child;
+      await new Promise<void>((resolve, reject) => {
+        child.once('spawn', resolve);
+        child.once('error', (err) => reject(failedPrecondition(`starting ${binary}: ${err.message}`, err)));
+      });
+      this.pid = child.pid!;
+      writeFileSync(this.paths.pidFile, `${this.pid}\n`);
+      this.opts.log.info({ pid: this.pid, socket: this.paths.socket, log: this.paths.logFile }, 'embedded containerd started');
+      child.once('exit', (code, signal) => {
+        if (this.child === child) this.child = undefined;
+        if (!this.stopping) this.opts.log.warn({ pid: child.pid, code, signal }, 'embedded containerd exited');
+      });
+    } finally {
+      closeSync(logFd);
+    }
+    await this.waitReady();
+  }
+
+  private async waitReady(): Promise<void> {
+    const deadline = Date.now() + this.opts.startTimeoutMs;
+    const client = new ContainerdClient({ address: this.paths.socket, namespace: 'crisp-probe', timeoutMs: 1000 });
+    try {
+      let lastError = 'no socket yet';
+      while (Date.now() < deadline) {
+        if (this.pid && !alive(this.pid)) {
+          throw unavailable(`embedded containerd (pid ${this.pid}) exited during start; see ${this.paths.logFile}`);
+        }
+        if (existsSync(this.paths.socket)) {
+          try {
+            await client.ping(1000);
+            return;
+          } catch (err) {
+            lastError = errorMessage(err);
+          }
+        }
+        await sleep(50);
+      }
+      throw unavailable(`embedded containerd did not answer on ${this.paths.socket} within ${this.opts.startTimeoutMs} ms: ${lastError}; see ${this.paths.logFile}`);
+    } finally {
+      client.close();
+    }
+  }
+
+  /** Restart the child if it dies (with backoff), until stop(). */
+  private watch(binary: string): void {
+    const tick = async () => {
+      if (this.stopping) return;
+      if (this.pid && !alive(this.pid)) {
+        this.restarts++;
+        const backoff = Math.min(30_000, 250 * 2 ** Math.min(this.restarts, 7));
+        this.opts.log.warn({ restarts: this.restarts, backoffMs: backoff }, 'embedded containerd is gone; restarting');
+        await sleep(backoff);
+        if (this.stopping) return;
+        try {
+          await this.spawnChild(binary);
+        } catch (err) {
+          this.opts.log.error({ err: errorMessage(err) }, 'restarting embedded containerd failed');
+        }
+      }
+      if (!this.stopping) this.watchTimer = setTimeout(() => void tick(), 1000);
+    };
+    this.watchTimer = setTimeout(() => void tick(), 1000);
+    this.watchTimer.unref();
+  }
+
+  get running(): boolean {
+    return this.pid !== undefined && alive(this.pid);
+  }
+
+  get childPid(): number | undefined {
+    return this.pid;
+  }
+
+  /** Stop the child: SIGTERM, then SIGKILL after `graceMs`. Containers (shims) keep running. */
+  async stop(graceMs = 10_000): Promise<void> {
+    this.stopping = true;
+    if (this.watchTimer) clearTimeout(this.watchTimer);
+    const pid = this.pid;
+    if (!pid || !alive(pid)) return;
+    process.kill(pid, 'SIGTERM');
+    const deadline = Date.now() + graceMs;
+    while (alive(pid) && Date.now() < deadline) await sleep(25);
+    if (alive(pid)) {
+      this.opts.log.warn({ pid }, 'embedded containerd ignored SIGTERM; killing');
+      process.kill(pid, 'SIGKILL');
+      while (alive(pid)) await sleep(25);
+    }
+    this.opts.log.info({ pid }, 'embedded containerd stopped');
+  }
+}

@@ -1,0 +1,79 @@
+// `crisp daemon`: resolve the configuration (defaults < file < flags), start crispd, stop on signals.
+import type { Command } from 'commander';
+import { resolveConfig, loadConfigFile, type CrispConfig } from '../daemon/config.js';
+import { Crispd } from '../daemon/crispd.js';
+import { createLogger } from '../common/logger.js';
+import { errorMessage } from '../common/errors.js';
+
+export const DEFAULT_CONFIG_FILE = '/etc/crisp/config.toml';
+
+interface DaemonFlags {
+  config?: string;
+  socket?: string;
+  root?: string;
+  state?: string;
+  logLevel?: string;
+  containerdAddress?: string;
+  cniConfDir?: string;
+  cgroupDriver?: string;
+}
+
+function flagLayer(f: DaemonFlags): Partial<Record<keyof CrispConfig, unknown>> {
+  return {
+    socket: f.socket,
+    root: f.root,
+    state: f.state,
+    log_level: f.logLevel,
+    containerd_address: f.containerdAddress,
+    cni_conf_dir: f.cniConfDir,
+    cgroup_driver: f.cgroupDriver,
+  };
+}
+
+export function registerDaemonCommand(program: Command): void {
+  program
+    .command('daemon')
+    .description('run crispd: the CRI server (with an embedded containerd unless --containerd-address is given)')
+    .option('-c, --config <file>', `TOML configuration file (default ${DEFAULT_CONFIG_FILE} if present)`)
+    .option('--socket <path>', 'CRI socket path')
+    .option('--root <dir>', 'persistent state directory')
+    .option('--state <dir>', 'runtime state directory')
+    .option('--log-level <level>', 'trace|debug|info|warn|error|fatal')
+    .option('--containerd-address <socket>', 'use this existing containerd instead of an embedded one')
+    .option('--cni-conf-dir <dir>', 'CNI configuration directory')
+    .option('--cgroup-driver <driver>', 'cgroupfs|systemd')
+    .action(async (flags: DaemonFlags) => {
+      let config: CrispConfig;
+      try {
+        const file = loadConfigFile(flags.config ?? DEFAULT_CONFIG_FILE, flags.config !== undefined);
+        config = resolveConfig(file, flagLayer(flags));
+      } catch (err) {
+        console.error(`crispd: ${errorMessage(err)}`);
+        process.exit(2);
+      }
+      const log = createLogger(config.log_level);
+      const daemon = new Crispd(config, log);
+      let stopping = false;
+      const stop = (signal: string) => {
+        if (stopping) return;
+        stopping = true;
+        log.info({ signal }, 'signal received');
+        daemon.stop().then(
+          () => process.exit(0),
+          (err: unknown) => {
+            log.error({ err: errorMessage(err) }, 'shutdown failed');
+            process.exit(1);
+          },
+        );
+      };
+      process.on('SIGTERM', () => stop('SIGTERM'));
+      process.on('SIGINT', () => stop('SIGINT'));
+      try {
+        await daemon.start();
+      } catch (err) {
+        log.fatal({ err: errorMessage(err) }, 'crispd failed to start');
+        console.error(`crispd: ${errorMessage(err)}`);
+        process.exit(1);
+      }
+    });
+}

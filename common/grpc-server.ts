@@ -1,0 +1,97 @@
+// Binds typed handlers to a grpc-js server. Every call passes through one interceptor (the CRI
+// instrument layer) so handlers stay free of logging, metrics and error mapping.
+import * as grpc from '@grpc/grpc-js';
+import { codecFor, lookupService, type Input } from './proto-registry.js';
+import type { MethodTable } from './grpc-types.js';
+
+export interface CallInfo {
+  /** "/runtime.v1.RuntimeService/Version" */
+  path: string;
+  /** "Version" */
+  method: string;
+  metadata: grpc.Metadata;
+  /** Aborted when the client cancels or the deadline passes. */
+  signal: AbortSignal;
+}
+
+export interface ServerStream<Res> {
+  /** Resolves once the message is handed to the transport (waits on back-pressure). */
+  write(message: Input<Res>): Promise<void>;
+}
+
+export type UnaryHandler<Req, Res> = (request: Req, call: CallInfo) => Promise<Input<Res>>;
+export type ServerStreamHandler<Req, Res> = (request: Req, stream: ServerStream<Res>, call: CallInfo) => Promise<void>;
+
+export type Handlers<M extends MethodTable<M>> = {
+  [K in keyof M]: M[K]['requestStream'] extends true
+    ? never
+    : M[K]['responseStream'] extends true
+      ? ServerStreamHandler<M[K]['request'], M[K]['response']>
+      : UnaryHandler<M[K]['request'], M[K]['response']>;
+};
+
+/** Runs a handler; maps whatever it throws to a gRPC status (the interceptor's job). */
+export type Interceptor = <T>(call: CallInfo, request: unknown, run: () => Promise<T>) => Promise<T>;
+export type ErrorMapper = (err: unknown) => Partial<grpc.StatusObject>;
+
+function callInfo(path: string, method: string, call: grpc.ServerUnaryCall<unknown, unknown> | grpc.ServerWritableStream<unknown, unknown>): CallInfo {
+  const ac = new AbortController();
+  call.on('cancelled', () => ac.abort(new Error(`${method}: cancelled by client`)));
+  return { path, method, metadata: call.metadata, signal: ac.signal };
+}
+
+export function bindService<M extends MethodTable<M>>(
+  server: grpc.Server,
+  serviceName: string,
+  handlers: Handlers<M>,
+  intercept: Interceptor,
+  mapError: ErrorMapper,
+): void {
+  const service = lookupService(serviceName);
+  const definition: Record<string, grpc.MethodDefinition<unknown, unknown>> = {};
+  const implementation: grpc.UntypedServiceImplementation = {};
+  for (const m of service.methodsArray) {
+    if (m.requestStream) throw new Error(`${serviceName}/${m.name}: client streaming is not supported by this server`);
+    const reqCodec = codecFor<unknown>(m.resolvedRequestType!.fullName.slice(1));
+    const resCodec = codecFor<unknown>(m.resolvedResponseType!.fullName.slice(1));
+    const path = `/${serviceName}/${m.name}`;
+    definition[m.name] = {
+      path,
+      requestStream: false,
+      responseStream: Boolean(m.responseStream),
+      requestSerialize: (v: Input<unknown>) => reqCodec.encode(v),
+      requestDeserialize: (b: Buffer) => reqCodec.decode(b),
+      responseSerialize: (v: Input<unknown>) => resCodec.encode(v),
+      responseDeserialize: (b: Buffer) => resCodec.decode(b),
+    };
+    const handler = (handlers as Record<string, unknown>)[m.name];
+    if (typeof handler !== 'function') throw new Error(`${serviceName}/${m.name}: no handler bound`);
+    if (m.responseStream) {
+      const run = handler as ServerStreamHandler<unknown, unknown>;
+      implementation[m.name] = (call: grpc.ServerWritableStream<unknown, unknown>) => {
+        const info = callInfo(path, m.name, call);
+        const stream: ServerStream<unknown> = {
+          write: (message) =>
+            new Promise<void>((resolve) => {
+              if (call.write(message)) resolve();
+              else call.once('drain', () => resolve());
+            }),
+        };
+        intercept(info, call.request, () => run(call.request, stream, info)).then(
+          () => call.end(),
+          (err: unknown) => call.destroy(Object.assign(new Error('stream failed'), mapError(err))),
+        );
+      };
+    } else {
+      const run = handler as UnaryHandler<unknown, unknown>;
+      implementation[m.name] = (call: grpc.ServerUnaryCall<unknown, unknown>, callback: grpc.sendUnaryData<unknown>) => {
+        const info = callInfo(path, m.name, call);
+        intercept(info, call.request, () => run(call.request, info)).then(
+          (res) => callback(null, res),
+          (err: unknown) => callback(mapError(err)),
+        );
+      };
+    }
+  }
+  server.addService(definition as grpc.ServiceDefinition, implementation);
+}

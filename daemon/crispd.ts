@@ -1,0 +1,136 @@
+// crispd's lifecycle: an explicit state machine (INITIALIZED → STARTING → RUNNING → STOPPING →
+// STOPPED, or FAILED) that wires the layers together at start and takes them down in reverse order.
+import { Registry, collectDefaultMetrics } from 'prom-client';
+import type { Logger } from 'pino';
+import { ContainerdClient } from '../backend/containerd/client.js';
+import { EmbeddedContainerd } from '../backend/containerd/embedded.js';
+import { createInstrument } from '../cri/instrument.js';
+import { startCriServer, prepareSocket, socketPath, type CriServer } from '../cri/server.js';
+import { lockStateDir } from './state-lock.js';
+import { runtimeHandlers, imageHandlers } from '../cri/services.js';
+import { NodeStatus } from '../sandbox/node-status.js';
+import { unavailable, errorMessage } from '../common/errors.js';
+import type { CrispConfig } from './config.js';
+import { networkReadiness } from './network-readiness.js';
+
+export type DaemonState = 'INITIALIZED' | 'STARTING' | 'RUNNING' | 'STOPPING' | 'STOPPED' | 'FAILED';
+
+/** Undo steps registered as resources come up; run in reverse on stop or on a failed start. */
+type Undo = { what: string; run: () => Promise<void> | void };
+
+export class Crispd {
+  private state: DaemonState = 'INITIALIZED';
+  private readonly undo: Undo[] = [];
+  private cri: CriServer | undefined;
+  private embedded: EmbeddedContainerd | undefined;
+  readonly metrics = new Registry();
+
+  constructor(
+    private readonly config: CrispConfig,
+    private readonly log: Logger,
+  ) {}
+
+  get currentState(): DaemonState {
+    return this.state;
+  }
+
+  async start(): Promise<void> {
+    if (this.state !== 'INITIALIZED') throw new Error(`crispd cannot start from state ${this.state}`);
+    this.state = 'STARTING';
+    try {
+      await this.startLayers();
+      this.state = 'RUNNING';
+      this.log.info({ socket: this.cri?.path }, 'crispd is serving CRI');
+    } catch (err) {
+      this.state = 'FAILED';
+      await this.runUndo();
+      throw err;
+    }
+  }
+
+  private async startLayers(): Promise<void> {
+    const c = this.config;
+    collectDefaultMetrics({ register: this.metrics, prefix: 'crisp_' });
+    const timeoutMs = c.containerd_timeout * 1000;
+    // Refuse early, before touching containerd, when another daemon owns the socket or state dir.
+    await prepareSocket(socketPath(c.socket));
+    const lock = lockStateDir(c.state);
+    this.undo.push({ what: 'state lock', run: () => lock.release() });
+
+    let address = c.containerd_address;
+    if (address === '') {
+      const embedded = new EmbeddedContainerd({
+        binary: c.containerd_binary,
+        root: c.root,
+        state: c.state,
+        snapshotter: c.snapshotter,
+        startTimeoutMs: timeoutMs,
+        log: this.log.child({ component: 'containerd' }),
+      });
+      await embedded.start();
+      this.embedded = embedded;
+      this.undo.push({ what: 'embedded containerd', run: () => embedded.stop(c.shutdown_timeout * 1000) });
+      address = embedded.address;
+    }
+
+    const containerd = new ContainerdClient({ address, namespace: c.containerd_namespace, timeoutMs });
+    this.undo.push({ what: 'containerd client', run: () => containerd.close() });
+    if (c.containerd_address !== '') {
+      try {
+        await containerd.ping(Math.min(timeoutMs, 5000));
+      } catch (err) {
+        throw unavailable(
+          `containerd_address ${address}: ${errorMessage(err)}. Start that containerd, or leave containerd_address empty to use the embedded one`,
+        );
+      }
+    }
+
+    const node = new NodeStatus({
+      containerd,
+      containerdAddress: address,
+      embedded: this.embedded !== undefined,
+      network: networkReadiness(c),
+      // The default handler is listed as "" (what kubelet asks for) and under its own name.
+      handlers: () =>
+        ['', ...Object.keys(c.runtimes)].map((name) => ({ name, recursiveReadOnlyMounts: true, userNamespaces: false })),
+      cgroupDriver: c.cgroup_driver as 'systemd' | 'cgroupfs',
+    });
+    const instrument = createInstrument(this.log.child({ component: 'cri' }), this.metrics);
+    const deps = { node };
+    this.cri = await startCriServer(socketPath(c.socket), instrument, runtimeHandlers(deps), imageHandlers(deps));
+    const cri = this.cri;
+    this.undo.push({
+      what: 'CRI server',
+      run: async () => {
+        const bound = c.shutdown_timeout * 1000;
+        const done = cri.shutdown();
+        const left = await instrument.drain(bound);
+        if (left > 0) {
+          this.log.warn({ inFlight: left }, 'shutdown: cancelling calls still running after shutdown_timeout');
+          cri.forceShutdown();
+        }
+        await Promise.race([done, new Promise((r) => setTimeout(r, 1000).unref())]);
+      },
+    });
+  }
+
+  private async runUndo(): Promise<void> {
+    for (const step of this.undo.splice(0).reverse()) {
+      try {
+        await step.run();
+      } catch (err) {
+        this.log.error({ step: step.what, err: errorMessage(err) }, 'shutdown step failed');
+      }
+    }
+  }
+
+  /** Graceful stop: refuse new calls, let running ones finish (bounded), stop the embedded containerd. */
+  async stop(): Promise<void> {
+    if (this.state === 'STOPPING' || this.state === 'STOPPED') return;
+    this.state = 'STOPPING';
+    this.log.info('crispd stopping');
+    await this.runUndo();
+    this.state = 'STOPPED';
+    this.log.info('crispd stopped');
+  }
+}

@@ -1,0 +1,209 @@
+// e2e harness: runs a real crispd (embedded containerd) in a private temp dir on its own socket, hands
+// the test a typed CRI client, and tears everything down (crispd, its containerd, shims, mounts, temp
+// dir) by pid and path, even when a test failed.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync, existsSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { spawnSync } from 'node:child_process';
+import { CriClient } from '../../../cri/client.js';
+import { sleep } from '../../../common/time.js';
+
+export const REPO = resolve(new URL('../../../..', import.meta.url).pathname);
+export const CLI = join(REPO, 'dist', 'cli', 'main.js');
+
+export interface CrispdOptions {
+  /** Extra TOML lines for the config file. */
+  config?: Record<string, unknown>;
+  /** Start without waiting for readiness (for failure tests). */
+  expectFailure?: boolean;
+}
+
+function tomlLine(key: string, value: unknown): string {
+  if (Array.isArray(value)) return `${key} = [${value.map((v) => JSON.stringify(v)).join(', ')}]`;
+  return `${key} = ${JSON.stringify(value)}`;
+}
+
+export function uniqueId(prefix = ''): string {
+  return `${prefix}${Date.now().toString(36)}${Math.random().toString(36).slice(2, 8)}`;
+}
+
+export class TestCrispd {
+  readonly dir: string;
+  readonly socket: string;
+  readonly root: string;
+  readonly state: string;
+  readonly configFile: string;
+  readonly logFile: string;
+  readonly cniConfDir: string;
+  readonly podLogRoot: string;
+  child: ChildProcess | undefined;
+  private clientCache: CriClient | undefined;
+  private output = '';
+
+  constructor(readonly options: CrispdOptions = {}) {
+    this.dir = mkdtempSync('/tmp/crisp-e2e-');
+    this.socket = join(this.dir, 'run', 'crisp.sock');
+    this.root = join(this.dir, 'root');
+    this.state = join(this.dir, 'state');
+    this.configFile = join(this.dir, 'config.toml');
+    this.logFile = join(this.dir, 'crispd.log');
+    this.cniConfDir = join(this.dir, 'cni');
+    this.podLogRoot = join(this.dir, 'logs');
+    mkdirSync(this.cniConfDir, { recursive: true });
+    mkdirSync(this.podLogRoot, { recursive: true });
+    this.writeConfig(options.config ?? {});
+  }
+
+  writeConfig(extra: Record<string, unknown>): void {
+    const base: Record<string, unknown> = {
+      socket: this.socket,
+      root: this.root,
+      state: this.state,
+      log_level: 'debug',
+      cni_conf_dir: this.cniConfDir,
+      pod_log_root: this.podLogRoot,
+      nri_enabled: false,
+      ...extra,
+    };
+    writeFileSync(this.configFile, `${Object.entries(base).map(([k, v]) => tomlLine(k, v)).join('\n')}\n`);
+  }
+
+  get endpoint(): string {
+    return `unix://${this.socket}`;
+  }
+
+  get client(): CriClient {
+    this.clientCache ??= new CriClient(this.endpoint, 60_000);
+    return this.clientCache;
+  }
+
+  get logs(): string {
+    return this.output;
+  }
+
+  /** Spawn `crisp daemon` and wait until Version answers. */
+  async start(extraArgs: string[] = []): Promise<void> {
+    const child = spawn(process.execPath, ['--enable-source-maps', CLI, 'daemon', '--config', this.configFile, ...extraArgs], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    this.child = child;
+    const append = (b: Buffer) => {
+      this.output += b.toString();
+      writeFileSync(this.logFile, this.output);
+    };
+    child.stdout!.on('data', append);
+    child.stderr!.on('data', append);
+    const exited = new Promise<number | null>((res) => child.once('exit', (code) => res(code)));
+    const deadline = Date.now() + 30_000;
+    while (Date.now() < deadline) {
+      const code = await Promise.race([exited, sleep(100).then(() => 'running' as const)]);
+      if (code !== 'running') throw new Error(`crispd exited with ${code} during start:\n${this.output}`);
+      if (existsSync(this.socket)) {
+        const probe = new CriClient(this.endpoint, 2000);
+        try {
+          await probe.runtime.unary('Version', { version: 'v1' });
+          return;
+        } catch {
+          // not yet
+        } finally {
+          probe.close();
+        }
+      }
+    }
+    throw new Error(`crispd did not answer within 30 s:\n${this.output}`);
+  }
+
+  /** Run `crisp daemon` expecting it to fail; returns exit code and output. */
+  runExpectingFailure(extraArgs: string[] = [], timeoutMs = 30_000): { code: number | null; output: string } {
+    const res = spawnSync(process.execPath, [CLI, 'daemon', '--config', this.configFile, ...extraArgs], {
+      encoding: 'utf8',
+      timeout: timeoutMs,
+    });
+    return { code: res.status, output: `${res.stdout}${res.stderr}` };
+  }
+
+  /** Graceful stop (SIGTERM) and wait for exit. */
+  async stop(): Promise<number | null> {
+    const child = this.child;
+    this.clientCache?.close();
+    this.clientCache = undefined;
+    if (!child || child.exitCode !== null || child.signalCode !== null) return child?.exitCode ?? null;
+    const exited = new Promise<number | null>((res) => child.once('exit', (code) => res(code)));
+    child.kill('SIGTERM');
+    const code = await Promise.race([exited, sleep(20_000).then(() => 'timeout' as const)]);
+    if (code === 'timeout') {
+      child.kill('SIGKILL');
+      return exited;
+    }
+    return code;
+  }
+
+  /** kill -9 crispd (its embedded containerd and shims survive, as after a crash). */
+  async kill9(): Promise<void> {
+    const child = this.child;
+    this.clientCache?.close();
+    this.clientCache = undefined;
+    if (!child || child.exitCode !== null) return;
+    const exited = new Promise<void>((res) => child.once('exit', () => res()));
+    child.kill('SIGKILL');
+    await exited;
+  }
+
+  containerdPid(): number | undefined {
+    try {
+      const pid = Number.parseInt(readFileSync(join(this.state, 'containerd', 'containerd.pid'), 'utf8'), 10);
+      return Number.isInteger(pid) ? pid : undefined;
+    } catch {
+      return undefined;
+    }
+  }
+
+  /** Remove everything this daemon created: processes by pid, mounts below the dir, the dir. */
+  async cleanup(): Promise<void> {
+    await this.stop().catch(() => undefined);
+    const ctdSocket = join(this.state, 'containerd', 'containerd.sock');
+    // Shims started by our containerd carry its address on their command line.
+    for (const pid of pidsWhere((argv) => argv.includes(ctdSocket) || argv.includes(this.configFile) || argv.includes(join(this.root, 'containerd', 'config.toml')))) {
+      try {
+        process.kill(pid, 'SIGKILL');
+      } catch {
+        // gone
+      }
+    }
+    await sleep(100);
+    unmountBelow(this.dir);
+    rmSync(this.dir, { recursive: true, force: true });
+  }
+}
+
+/** Pids of processes whose argv satisfies `match` (read from /proc, no pattern kill). */
+export function pidsWhere(match: (argv: string[]) => boolean): number[] {
+  const out: number[] = [];
+  for (const name of readdirSync('/proc')) {
+    if (!/^\d+$/.test(name)) continue;
+    try {
+      const argv = readFileSync(`/proc/${name}/cmdline`, 'utf8').split('\0').filter(Boolean);
+      if (Number(name) !== process.pid && match(argv)) out.push(Number(name));
+    } catch {
+      // raced with exit
+    }
+  }
+  return out;
+}
+
+/** Mount points at or below `dir`, deepest first. */
+export function mountsBelow(dir: string): string[] {
+  const lines = readFileSync('/proc/self/mountinfo', 'utf8').split('\n');
+  const points = lines
+    .map((l) => l.split(' ')[4])
+    .filter((p): p is string => p !== undefined && (p === dir || p.startsWith(`${dir}/`)));
+  return [...new Set(points)].sort((a, b) => b.length - a.length);
+}
+
+export function unmountBelow(dir: string): void {
+  for (let round = 0; round < 3; round++) {
+    const points = mountsBelow(dir);
+    if (points.length === 0) return;
+    for (const p of points) spawnSync('umount', ['-l', p]);
+  }
+}

@@ -5,6 +5,7 @@ import { crispVersion } from '../common/version.js';
 import { DEFAULT_ENDPOINT } from '../cri/client.js';
 import { registerDaemonCommand } from './daemon-command.js';
 import { registerInfoCommands } from './info-commands.js';
+import { registerPodCommands } from './pod-commands.js';
 
 const program = new Command();
 program
@@ -15,5 +16,6 @@ program
 
 registerDaemonCommand(program);
 registerInfoCommands(program);
+registerPodCommands(program);
 
 await program.parseAsync(process.argv);

@@ -14,6 +14,7 @@ export type ErrorKind =
   | 'PERMISSION_DENIED'
   | 'UNAUTHENTICATED'
   | 'CANCELLED'
+  | 'ABORTED'
   | 'INTERNAL';
 
 export class CrispError extends Error {

@@ -9,9 +9,25 @@ import type { NodeStatus } from '../sandbox/node-status.js';
 import { version } from './runtime/version.js';
 import { status } from './runtime/status.js';
 import { runtimeConfig, updateRuntimeConfig } from './runtime/runtime-config.js';
+import type { ImageService } from '../backend/images/service.js';
+import type { PodController } from '../sandbox/pods/controller.js';
+import type { PodMappingContext } from './runtime/pod-mapping.js';
+import { runPodSandbox } from './runtime/run-pod-sandbox.js';
+import { stopPodSandbox } from './runtime/stop-pod-sandbox.js';
+import { removePodSandbox } from './runtime/remove-pod-sandbox.js';
+import { podSandboxStatus } from './runtime/pod-sandbox-status.js';
+import { listPodSandbox } from './runtime/list-pod-sandbox.js';
+import { pullImage } from './image/pull-image.js';
+import { listImages } from './image/list-images.js';
+import { imageStatus } from './image/image-status.js';
+import { removeImage } from './image/remove-image.js';
+import { imageFsInfo } from './image/image-fs-info.js';
 
 export interface CriDeps {
   node: NodeStatus;
+  images: ImageService;
+  pods: PodController;
+  podMapping: PodMappingContext;
 }
 
 /** Every method of `serviceName` answering UNIMPLEMENTED, overlaid with the real handlers given. */
@@ -31,9 +47,20 @@ export function runtimeHandlers(deps: CriDeps): Handlers<RuntimeServiceMethods> 
     Status: (req) => status(deps.node, req),
     RuntimeConfig: () => runtimeConfig(deps.node),
     UpdateRuntimeConfig: (req) => updateRuntimeConfig(deps.node, req),
+    RunPodSandbox: (req) => runPodSandbox(deps.pods, deps.podMapping, req),
+    StopPodSandbox: (req) => stopPodSandbox(deps.pods, req),
+    RemovePodSandbox: (req) => removePodSandbox(deps.pods, req),
+    PodSandboxStatus: (req) => podSandboxStatus(deps.pods, req),
+    ListPodSandbox: (req) => listPodSandbox(deps.pods, req),
   });
 }
 
-export function imageHandlers(_deps: CriDeps): Handlers<ImageServiceMethods> {
-  return withUnimplemented<Handlers<ImageServiceMethods>>(ImageServiceName, {});
+export function imageHandlers(deps: CriDeps): Handlers<ImageServiceMethods> {
+  return withUnimplemented<Handlers<ImageServiceMethods>>(ImageServiceName, {
+    PullImage: (req) => pullImage(deps.images, req),
+    ListImages: (req) => listImages(deps.images, req),
+    ImageStatus: (req) => imageStatus(deps.images, req),
+    RemoveImage: (req) => removeImage(deps.images, req),
+    ImageFsInfo: () => imageFsInfo(deps.images),
+  });
 }

@@ -9,9 +9,13 @@ import { startCriServer, prepareSocket, socketPath, type CriServer } from '../cr
 import { lockStateDir } from './state-lock.js';
 import { runtimeHandlers, imageHandlers } from '../cri/services.js';
 import { NodeStatus } from '../sandbox/node-status.js';
+import { RegistryClient } from '../backend/registry/client.js';
+import { ImageService } from '../backend/images/service.js';
 import { unavailable, errorMessage } from '../common/errors.js';
 import type { CrispConfig } from './config.js';
-import { networkReadiness } from './network-readiness.js';
+import { join } from 'node:path';
+import { createPodNetwork } from '../cni/index.js';
+import { PodController } from '../sandbox/pods/controller.js';
 
 export type DaemonState = 'INITIALIZED' | 'STARTING' | 'RUNNING' | 'STOPPING' | 'STOPPED' | 'FAILED';
 
@@ -85,18 +89,56 @@ export class Crispd {
       }
     }
 
+    const network = createPodNetwork({
+      confDir: c.cni_conf_dir,
+      binDirs: c.cni_bin_dirs,
+      cacheDir: join(c.root, 'cni', 'results'),
+      timeoutMs: c.cni_timeout * 1000,
+      logger: this.log.child({ component: 'cni' }),
+    });
     const node = new NodeStatus({
       containerd,
       containerdAddress: address,
       embedded: this.embedded !== undefined,
-      network: networkReadiness(c),
+      network: async () => {
+        const st = await network.status();
+        return { ready: st.ready, reason: st.reason ?? '', message: st.message ?? '' };
+      },
       // The default handler is listed as "" (what kubelet asks for) and under its own name.
       handlers: () =>
         ['', ...Object.keys(c.runtimes)].map((name) => ({ name, recursiveReadOnlyMounts: true, userNamespaces: false })),
       cgroupDriver: c.cgroup_driver as 'systemd' | 'cgroupfs',
     });
     const instrument = createInstrument(this.log.child({ component: 'cri' }), this.metrics);
-    const deps = { node };
+    const registry = new RegistryClient({
+      hosts: { configPath: c.image_config_path },
+      logger: this.log.child({ component: 'registry' }),
+    });
+    this.undo.push({ what: 'registry client', run: () => registry.close() });
+    const images = new ImageService(containerd, registry, {
+      snapshotter: c.snapshotter,
+      maxConcurrentDownloads: c.image_max_concurrent_downloads,
+      progressTimeoutMs: c.image_pull_progress_timeout * 1000,
+      pinned: c.image_pinned,
+      log: this.log.child({ component: 'images' }),
+    });
+    const pods = new PodController({
+      podsDir: join(c.root, 'pods'),
+      runDir: join(c.state, 'pods'),
+      cgroupDriver: c.cgroup_driver as 'systemd' | 'cgroupfs',
+      defaultCgroupParent: c.cgroup_parent,
+      network,
+      podCidr: () => node.getPodCidr(),
+      log: this.log.child({ component: 'pods' }),
+    });
+    await pods.recover();
+    const podMapping = {
+      handlers: Object.keys(c.runtimes),
+      defaultHandler: c.default_runtime_handler,
+      cgroupDriver: c.cgroup_driver as 'systemd' | 'cgroupfs',
+      podLogRoot: c.pod_log_root,
+    };
+    const deps = { node, images, pods, podMapping };
     this.cri = await startCriServer(socketPath(c.socket), instrument, runtimeHandlers(deps), imageHandlers(deps));
     const cri = this.cri;
     this.undo.push({

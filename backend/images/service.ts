@@ -1,0 +1,127 @@
+// The image service the CRI layer talks to: pull, list, status, remove, filesystem usage, pinning.
+import type { ContainerdClient } from '../containerd/client.js';
+import type { RegistryClient } from '../registry/client.js';
+import { parseImageReference, referenceString } from '../registry/reference.js';
+import { notFound, withContext } from '../../common/errors.js';
+import { dirUsage, type DirUsage } from '../../common/fs-usage.js';
+import type { Logger } from '../../common/logger.js';
+import { ImagePuller, type PullOptions, type PullResult } from './pull.js';
+import { ImageRecords, type ImageInfo } from './records.js';
+
+export interface ImageServiceOptions {
+  snapshotter: string;
+  maxConcurrentDownloads: number;
+  progressTimeoutMs: number;
+  pinned: string[];
+  log: Logger;
+}
+
+export interface ImageView extends ImageInfo {
+  pinned: boolean;
+}
+
+export interface FsUsage extends DirUsage {
+  mountpoint: string;
+  timestamp: number;
+}
+
+export class ImageService {
+  readonly records: ImageRecords;
+  private readonly puller: ImagePuller;
+  private readonly pinned: Set<string>;
+  private snapshotRoot: string | undefined;
+  private usageCache: { at: number; value: FsUsage } | undefined;
+
+  constructor(
+    private readonly ctd: ContainerdClient,
+    registry: RegistryClient,
+    private readonly opts: ImageServiceOptions,
+  ) {
+    this.records = new ImageRecords(ctd);
+    this.puller = new ImagePuller(ctd, registry, this.records, {
+      snapshotter: opts.snapshotter,
+      maxConcurrentDownloads: opts.maxConcurrentDownloads,
+      progressTimeoutMs: opts.progressTimeoutMs,
+      log: opts.log,
+    });
+    this.pinned = new Set(
+      opts.pinned.map((r) => {
+        try {
+          return referenceString(parseImageReference(r));
+        } catch {
+          return r;
+        }
+      }),
+    );
+  }
+
+  private view(image: ImageInfo): ImageView {
+    const pinned = image.repoTags.some((t) => this.pinned.has(t)) || image.repoDigests.some((d) => this.pinned.has(d)) || this.pinned.has(image.id);
+    return { ...image, pinned };
+  }
+
+  async pull(reference: string, options: PullOptions = {}): Promise<PullResult> {
+    const result = await this.puller.pull(reference, options);
+    this.usageCache = undefined;
+    return result;
+  }
+
+  async list(): Promise<ImageView[]> {
+    return (await this.records.list()).map((i) => this.view(i));
+  }
+
+  /** The image `spec` names (id, tag or digest), or undefined. */
+  async status(spec: string): Promise<ImageView | undefined> {
+    const hit = await this.records.find(spec);
+    return hit ? this.view(hit.image) : undefined;
+  }
+
+  /** The image for a container: NOT_FOUND naming the reference when absent. */
+  async require(spec: string): Promise<ImageView> {
+    const hit = await this.records.find(spec);
+    if (!hit) throw notFound(`image "${spec}" not found: pull it first`);
+    return this.view(hit.image);
+  }
+
+  /**
+   * Remove by id or digest: the whole image. By tag: only that tag while others remain, else the whole
+   * image. Content and snapshots are released to containerd's GC. Absent images are fine (idempotent).
+   */
+  async remove(spec: string): Promise<void> {
+    const hit = await this.records.find(spec);
+    if (!hit) return;
+    const { image } = hit;
+    if (hit.by === 'tag' && image.repoTags.length > 1 && hit.name) {
+      await this.records.deleteRecord(hit.name, false);
+      return;
+    }
+    const names = image.recordNames;
+    for (let i = 0; i < names.length; i++) await this.records.deleteRecord(names[i]!, i === names.length - 1);
+    this.usageCache = undefined;
+  }
+
+  /** Usage of the snapshotter's directory (where image layers live). */
+  async fsUsage(): Promise<FsUsage> {
+    if (this.usageCache && Date.now() - this.usageCache.at < 2000) return this.usageCache.value;
+    const root = await this.snapshotterRoot();
+    const usage = await dirUsage(root);
+    const value = { ...usage, mountpoint: root, timestamp: Date.now() * 1_000_000 };
+    this.usageCache = { at: Date.now(), value };
+    return value;
+  }
+
+  private async snapshotterRoot(): Promise<string> {
+    if (this.snapshotRoot) return this.snapshotRoot;
+    try {
+      const res = await this.ctd.introspection.unary('Plugins', {
+        filters: [`type==io.containerd.snapshotter.v1,id==${this.opts.snapshotter}`],
+      });
+      const root = res.plugins[0]?.exports.root;
+      if (!root) throw notFound(`snapshotter ${this.opts.snapshotter} does not export its root`);
+      this.snapshotRoot = root;
+      return root;
+    } catch (err) {
+      throw withContext(`locating snapshotter ${this.opts.snapshotter}`, err);
+    }
+  }
+}

@@ -1,0 +1,28 @@
+import type { PodSandboxStatusRequest, PodSandboxStatusResponse } from '../../gen/runtime.v1.js';
+import type { Input } from '../../common/proto-registry.js';
+import type { PodController } from '../../sandbox/pods/controller.js';
+import { nowNanos } from '../../common/time.js';
+import { requireString } from '../validate.js';
+import { toCriPodStatus } from './pod-mapping.js';
+
+/** PodSandboxStatus; verbose info says how the pod is built (pins, cgroup, no pause container). */
+export async function podSandboxStatus(pods: PodController, req: PodSandboxStatusRequest): Promise<Input<PodSandboxStatusResponse>> {
+  const pod = pods.get(requireString(req.podSandboxId, 'pod_sandbox_id'));
+  const info: Record<string, string> = {};
+  if (req.verbose) {
+    info.info = JSON.stringify({
+      pauseContainer: false,
+      pinnedNamespaces: pod.pins,
+      pidNamespaceHolder: pod.pidInit !== undefined ? { pid: pod.pidInit, why: 'shareProcessNamespace needs a pid 1 for the pod' } : null,
+      cgroup: pod.cgroup,
+      shm: pod.shmPath ?? null,
+      files: pod.files,
+      ips: pod.ips,
+      networkAttached: pod.networkAttached,
+      userNamespace: pod.spec.namespaces.userns ?? null,
+      notReadyReason: pod.notReadyReason ?? null,
+      runtimeHandler: pod.spec.runtimeHandler,
+    });
+  }
+  return { status: toCriPodStatus(pod), info, containersStatuses: [], timestamp: nowNanos() };
+}

@@ -1,0 +1,367 @@
+// Typed wrapper around native/build/crisp-nshelper (contract in native/README.md). crispd is
+// multithreaded, so namespace creation and setns() happen in this single-threaded child program.
+import { execFile } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { dirname, isAbsolute, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+import { CrispError, invalidArgument, type ErrorKind } from '../common/errors.js';
+
+const execFileAsync = promisify(execFile);
+
+/** One id range: container ids [containerId, containerId+length) are host ids [hostId, …). */
+export interface IdMapping {
+  containerId: number;
+  hostId: number;
+  length: number;
+}
+
+export interface UserNamespaceMappings {
+  uidMappings: IdMapping[];
+  gidMappings: IdMapping[];
+}
+
+export type NamespaceKind = 'user' | 'net' | 'ipc' | 'uts';
+
+export interface PinOptions {
+  /** Existing directory; the pinned namespace files are created in it as user/net/ipc/uts. */
+  dir: string;
+  net?: boolean;
+  ipc?: boolean;
+  uts?: boolean;
+  /** Also pin a user namespace with these maps; the other namespaces are then owned by it. */
+  user?: UserNamespaceMappings;
+  /** Hostname set inside the new uts namespace (needs `uts`). */
+  hostname?: string;
+}
+
+/** Path of each pinned namespace file, for the kinds that were asked. */
+export type PinnedNamespaces = Partial<Record<NamespaceKind, string>>;
+
+/** Pinned namespace files to join before writing sysctls; only the given ones are joined. */
+export interface SysctlNamespaces {
+  netns?: string;
+  ipcns?: string;
+  utsns?: string;
+}
+
+export interface IdmapMountOptions {
+  /** A user namespace file (pinned or /proc/<pid>/ns/user) whose maps the mount applies. */
+  userns: string;
+  src: string;
+  /** Must exist (a directory for a directory src, a file for a file). */
+  dst: string;
+  recursive?: boolean;
+}
+
+export interface IdmapSupport {
+  idmap: boolean;
+  overlayOverIdmap: boolean;
+  /** Why a feature is missing; "" when both work. */
+  reason: string;
+}
+
+export interface PidNamespaceOptions {
+  /** Existing directory; the pid namespace is pinned at DIR/pid. */
+  dir: string;
+  /** The pod's pinned user namespace file; the pid namespace is then owned by it, and the init runs
+   *  as that namespace's uid/gid 0 (which must be mapped). */
+  userns?: string;
+  /** Name ps shows for the init (argv[0]; comm keeps the first 15 bytes). Default "crisp-pidinit". */
+  name?: string;
+}
+
+/** A running pod pid namespace: its init's host pid and the pinned namespace file. */
+export interface PidNamespace {
+  pid: number;
+  path: string;
+}
+
+export interface StopPidNamespaceOptions {
+  dir: string;
+  /** Host pid of the init that `startPidNamespace` returned. */
+  pid: number;
+}
+
+/** A failed helper run: `step` and `detail` come from its `crisp-nshelper: <step>: <detail>` line. */
+export class NsHelperError extends CrispError {
+  constructor(
+    kind: ErrorKind,
+    readonly subcommand: string,
+    readonly step: string,
+    readonly detail: string,
+    readonly exitCode: number | null,
+  ) {
+    super(kind, `nshelper ${subcommand}: ${step}${detail ? `: ${detail}` : ''}`);
+    this.name = `NsHelperError(${kind})`;
+  }
+}
+
+export const isNsHelperError = (err: unknown): err is NsHelperError => err instanceof NsHelperError;
+
+const HELPER_NAME = 'crisp-nshelper';
+const TIMEOUT_MS = 30_000;
+const MAX_RANGES = 340; // the kernel's limit on lines in uid_map/gid_map
+const U32_END = 2 ** 32;
+
+/** Where the helper binary is: $CRISP_NSHELPER, else native/build/ next to this module's source. */
+export function nshelperPath(): string {
+  const override = process.env.CRISP_NSHELPER;
+  if (override) return override;
+  const here = dirname(fileURLToPath(import.meta.url));
+  // Compiled code runs from dist/native/, the sources sit in native/.
+  const candidates = [join(here, '..', '..', 'native', 'build', HELPER_NAME), join(here, 'build', HELPER_NAME)];
+  return candidates.find((p) => existsSync(p)) ?? candidates[0];
+}
+
+// ---- argv building (pure) ----
+
+function checkPath(what: string, path: string, ctx: string): void {
+  if (!path || !isAbsolute(path)) throw invalidArgument(`${ctx}: ${what} must be an absolute path, got "${path}"`);
+}
+
+function mapSpec(what: string, ranges: IdMapping[], ctx: string): string {
+  if (ranges.length === 0) throw invalidArgument(`${ctx}: ${what} is empty`);
+  if (ranges.length > MAX_RANGES) throw invalidArgument(`${ctx}: ${what} has more than ${MAX_RANGES} ranges`);
+  return ranges
+    .map((r) => {
+      const ok =
+        [r.containerId, r.hostId, r.length].every((n) => Number.isInteger(n) && n >= 0 && n < U32_END) &&
+        r.length > 0 &&
+        r.containerId + r.length <= U32_END &&
+        r.hostId + r.length <= U32_END;
+      if (!ok) throw invalidArgument(`${ctx}: bad ${what} range ${JSON.stringify(r)}`);
+      return `${r.containerId} ${r.hostId} ${r.length}`;
+    })
+    .join(',');
+}
+
+export function pinArgs(opts: PinOptions): string[] {
+  const ctx = `pin ${opts.dir}`;
+  checkPath('dir', opts.dir, ctx);
+  if (!opts.net && !opts.ipc && !opts.uts && !opts.user) throw invalidArgument(`${ctx}: no namespace asked`);
+  if (opts.hostname !== undefined && !opts.uts) throw invalidArgument(`${ctx}: hostname needs a uts namespace`);
+  const args = ['pin', '--dir', opts.dir];
+  if (opts.user) {
+    args.push('--user');
+    args.push('--uid-map', mapSpec('uidMappings', opts.user.uidMappings, ctx));
+    args.push('--gid-map', mapSpec('gidMappings', opts.user.gidMappings, ctx));
+  }
+  if (opts.net) args.push('--net');
+  if (opts.ipc) args.push('--ipc');
+  if (opts.uts) args.push('--uts');
+  if (opts.hostname !== undefined) {
+    if (opts.hostname.length === 0 || Buffer.byteLength(opts.hostname) > 64)
+      throw invalidArgument(`${ctx}: hostname must be 1-64 bytes`);
+    args.push('--hostname', opts.hostname);
+  }
+  return args;
+}
+
+export function unpinArgs(dir: string): string[] {
+  checkPath('dir', dir, `unpin ${dir}`);
+  return ['unpin', '--dir', dir];
+}
+
+export function sysctlArgs(ns: SysctlNamespaces, sysctls: Record<string, string>): string[] {
+  const ctx = 'sysctl';
+  const args = ['sysctl'];
+  for (const [flag, path] of [
+    ['--netns', ns.netns],
+    ['--ipcns', ns.ipcns],
+    ['--utsns', ns.utsns],
+  ] as const) {
+    if (path === undefined) continue;
+    checkPath(flag.slice(2), path, ctx);
+    args.push(flag, path);
+  }
+  if (args.length === 1) throw invalidArgument(`${ctx}: no namespace given`);
+  for (const [key, value] of Object.entries(sysctls)) {
+    if (!/^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)+$/.test(key)) throw invalidArgument(`${ctx}: bad key "${key}"`);
+    if (value.includes('\0')) throw invalidArgument(`${ctx}: value of ${key} contains NUL`);
+    args.push(`${key}=${value}`);
+  }
+  return args;
+}
+
+export function idmapMountArgs(opts: IdmapMountOptions): string[] {
+  const ctx = `idmap-mount ${opts.src}`;
+  checkPath('userns', opts.userns, ctx);
+  checkPath('src', opts.src, ctx);
+  checkPath('dst', opts.dst, ctx);
+  const args = ['idmap-mount', '--userns', opts.userns, '--src', opts.src, '--dst', opts.dst];
+  if (opts.recursive) args.push('--recursive');
+  return args;
+}
+
+export function probeIdmapArgs(tmpDir: string): string[] {
+  checkPath('tmpDir', tmpDir, `probe-idmap ${tmpDir}`);
+  return ['probe-idmap', '--dir', tmpDir];
+}
+
+const PID_MAX_LIMIT = 4_194_304; // the kernel's ceiling for pid_max
+
+export function pidnsArgs(opts: PidNamespaceOptions): string[] {
+  const ctx = `pidns ${opts.dir}`;
+  checkPath('dir', opts.dir, ctx);
+  const args = ['pidns', '--dir', opts.dir];
+  if (opts.userns !== undefined) {
+    checkPath('userns', opts.userns, ctx);
+    args.push('--userns', opts.userns);
+  }
+  if (opts.name !== undefined) {
+    if (!/^[\x21-\x7e]{1,64}$/.test(opts.name))
+      throw invalidArgument(`${ctx}: name must be 1-64 printable ASCII characters without spaces, got "${opts.name}"`);
+    args.push('--name', opts.name);
+  }
+  return args;
+}
+
+export function pidnsStopArgs(opts: StopPidNamespaceOptions): string[] {
+  const ctx = `pidns-stop ${opts.dir}`;
+  checkPath('dir', opts.dir, ctx);
+  // pid 1 of the host is never a pod's init; refusing it here keeps a bad record from reaching kill
+  if (!Number.isInteger(opts.pid) || opts.pid <= 1 || opts.pid > PID_MAX_LIMIT)
+    throw invalidArgument(`${ctx}: pid must be an integer in 2..${PID_MAX_LIMIT}, got ${opts.pid}`);
+  return ['pidns-stop', '--dir', opts.dir, '--pid', String(opts.pid)];
+}
+
+// ---- output parsing (pure) ----
+
+function badOutput(subcommand: string, stdout: string, why: string): NsHelperError {
+  return new NsHelperError('INTERNAL', subcommand, 'unexpected output', `${why}: ${JSON.stringify(stdout.trim())}`, 0);
+}
+
+function parseJsonObject(subcommand: string, stdout: string): Record<string, unknown> {
+  const line = stdout.trim().split('\n').pop() ?? '';
+  let value: unknown;
+  try {
+    value = JSON.parse(line);
+  } catch {
+    throw badOutput(subcommand, stdout, 'not JSON');
+  }
+  if (typeof value !== 'object' || value === null || Array.isArray(value))
+    throw badOutput(subcommand, stdout, 'not an object');
+  return value as Record<string, unknown>;
+}
+
+export function parsePinOutput(stdout: string, opts: PinOptions): PinnedNamespaces {
+  const obj = parseJsonObject('pin', stdout);
+  const asked: NamespaceKind[] = [];
+  if (opts.user) asked.push('user');
+  if (opts.net) asked.push('net');
+  if (opts.ipc) asked.push('ipc');
+  if (opts.uts) asked.push('uts');
+  const out: PinnedNamespaces = {};
+  for (const kind of asked) {
+    const path = obj[kind];
+    if (typeof path !== 'string' || path === '') throw badOutput('pin', stdout, `no path for ${kind}`);
+    out[kind] = path;
+  }
+  return out;
+}
+
+export function parseIdmapSupport(stdout: string): IdmapSupport {
+  const obj = parseJsonObject('probe-idmap', stdout);
+  const { idmap, overlayOverIdmap, reason } = obj;
+  if (typeof idmap !== 'boolean' || typeof overlayOverIdmap !== 'boolean' || typeof reason !== 'string')
+    throw badOutput('probe-idmap', stdout, 'missing fields');
+  return { idmap, overlayOverIdmap, reason };
+}
+
+export function parsePidnsOutput(stdout: string): PidNamespace {
+  const { pid, path } = parseJsonObject('pidns', stdout);
+  if (typeof pid !== 'number' || !Number.isInteger(pid) || pid <= 1) throw badOutput('pidns', stdout, 'no valid pid');
+  if (typeof path !== 'string' || path === '') throw badOutput('pidns', stdout, 'no path');
+  return { pid, path };
+}
+
+function parseOk(subcommand: string, stdout: string): void {
+  if (parseJsonObject(subcommand, stdout).ok !== true) throw badOutput(subcommand, stdout, 'no "ok":true');
+}
+
+/** Splits the helper's `crisp-nshelper: <step>: <detail>` line; strerror texts hold no ": ". */
+export function parseHelperFailure(stderr: string): { step: string; detail: string } {
+  const lines = stderr.split('\n').filter((l) => l.startsWith(`${HELPER_NAME}: `));
+  const line = lines.pop()?.slice(HELPER_NAME.length + 2) ?? stderr.trim();
+  if (line.startsWith('usage: ')) return { step: 'usage', detail: line.slice('usage: '.length) };
+  const cut = line.lastIndexOf(': ');
+  return cut < 0 ? { step: line, detail: '' } : { step: line.slice(0, cut), detail: line.slice(cut + 2) };
+}
+
+const KIND_BY_EXIT: Record<number, ErrorKind> = { 1: 'INTERNAL', 2: 'INVALID_ARGUMENT', 3: 'ALREADY_EXISTS' };
+
+// ---- running the helper ----
+
+interface ExecFailure {
+  code?: number | string | null;
+  signal?: NodeJS.Signals | null;
+  killed?: boolean;
+  stderr?: string;
+}
+
+async function runHelper(args: string[]): Promise<string> {
+  const bin = nshelperPath();
+  const subcommand = args[0];
+  try {
+    const { stdout } = await execFileAsync(bin, args, { encoding: 'utf8', timeout: TIMEOUT_MS, maxBuffer: 1 << 20 });
+    return stdout;
+  } catch (err) {
+    const e = (typeof err === 'object' && err !== null ? err : {}) as ExecFailure;
+    if (e.code === 'ENOENT' || e.code === 'EACCES')
+      throw new NsHelperError(
+        'FAILED_PRECONDITION',
+        subcommand,
+        `run ${bin}`,
+        `${e.code} (build it with "make -C native" or set CRISP_NSHELPER)`,
+        null,
+      );
+    if (typeof e.code === 'number') {
+      const { step, detail } = parseHelperFailure(e.stderr ?? '');
+      throw new NsHelperError(KIND_BY_EXIT[e.code] ?? 'INTERNAL', subcommand, step, detail, e.code);
+    }
+    const why = e.killed && e.signal ? `killed by ${e.signal}${e.signal === 'SIGTERM' ? ' (timeout)' : ''}` : String(err);
+    throw new NsHelperError('INTERNAL', subcommand, `run ${bin}`, why, null);
+  }
+}
+
+// ---- API ----
+
+/** Creates and pins the asked namespaces in one step (user namespace first, owning the others). */
+export async function pinNamespaces(opts: PinOptions): Promise<PinnedNamespaces> {
+  return parsePinOutput(await runHelper(pinArgs(opts)), opts);
+}
+
+/** Unmounts and removes the pinned namespace files in `dir`; files already gone are fine. */
+export async function unpinNamespaces(dir: string): Promise<void> {
+  parseOk('unpin', await runHelper(unpinArgs(dir)));
+}
+
+/** Writes namespaced sysctls (`net.ipv4.ip_forward`, `kernel.shmmax`, …) inside pinned namespaces. */
+export async function applySysctls(ns: SysctlNamespaces, sysctls: Record<string, string>): Promise<void> {
+  if (Object.keys(sysctls).length === 0) return;
+  parseOk('sysctl', await runHelper(sysctlArgs(ns, sysctls)));
+}
+
+/** Bind-mounts `src` on `dst` with an idmap: on-disk id N appears as the host id N maps to in `userns`. */
+export async function idmapMount(opts: IdmapMountOptions): Promise<void> {
+  parseOk('idmap-mount', await runHelper(idmapMountArgs(opts)));
+}
+
+/** Whether idmapped mounts, and overlay over idmapped lower dirs, work on `tmpDir`'s filesystem. */
+export async function probeIdmap(tmpDir: string): Promise<IdmapSupport> {
+  return parseIdmapSupport(await runHelper(probeIdmapArgs(tmpDir)));
+}
+
+/** Starts the pid 1 of a pod's shared pid namespace (owned by `userns` when given) and pins the
+ *  namespace at DIR/pid. The init is detached from crispd (own session, reparented to the host's
+ *  init), so it outlives a crispd restart; keep `pid` to stop it. */
+export async function startPidNamespace(opts: PidNamespaceOptions): Promise<PidNamespace> {
+  return parsePidnsOutput(await runHelper(pidnsArgs(opts)));
+}
+
+/** Kills the init (and with it every process in the namespace) if `pid` is still pid 1 of the
+ *  namespace pinned at DIR/pid, waits for it to exit, then unpins. Gone init or file is fine. */
+export async function stopPidNamespace(opts: StopPidNamespaceOptions): Promise<void> {
+  parseOk('pidns-stop', await runHelper(pidnsStopArgs(opts)));
+}

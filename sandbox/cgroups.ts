@@ -1,0 +1,93 @@
+// Pod cgroups for the cgroupfs driver on cgroup v1, hybrid and v2 hosts: the pod's directory is made
+// in every hierarchy runc will place its containers in, and removed with the pod. Under the systemd
+// driver systemd owns the tree: crisp only names the slice and lets runc ask systemd.
+import { readFileSync } from 'node:fs';
+import { mkdir, rmdir, stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import { isENOENT, isErrno, invalidArgument } from '../common/errors.js';
+import { sleep } from '../common/time.js';
+
+export type CgroupDriver = 'cgroupfs' | 'systemd';
+
+/** Mount points of every cgroup hierarchy (v1 controllers and the v2 tree). */
+export function cgroupMounts(mountinfo = readFileSync('/proc/self/mountinfo', 'utf8')): string[] {
+  const out: string[] = [];
+  for (const line of mountinfo.split('\n')) {
+    const [pre, post] = line.split(' - ');
+    if (!pre || !post) continue;
+    const fstype = post.split(' ')[0];
+    const mountPoint = pre.split(' ')[4];
+    if ((fstype === 'cgroup' || fstype === 'cgroup2') && mountPoint) out.push(mountPoint);
+  }
+  return [...new Set(out)];
+}
+
+/** The cgroup v2 root if the host is pure v2 ("unified"), else undefined. */
+export function isUnifiedOnly(mounts: string[]): boolean {
+  return mounts.length === 1;
+}
+
+/** Validate a cgroupfs path from a request: absolute, no "..", no empty elements. */
+export function checkCgroupfsPath(path: string, field: string): string {
+  if (!path.startsWith('/')) throw invalidArgument(`${field}: "${path}" must be an absolute cgroup path for the cgroupfs driver`);
+  if (path.split('/').some((p) => p === '..' || p === '.')) throw invalidArgument(`${field}: "${path}" must not contain . or ..`);
+  return path.replace(/\/+$/, '') || '/';
+}
+
+export function checkSystemdSlice(name: string, field: string): string {
+  if (!/^[A-Za-z0-9_.:\\-]+\.slice$/.test(name)) throw invalidArgument(`${field}: "${name}" is not a systemd slice name (NAME.slice)`);
+  return name;
+}
+
+/** cgroupsPath for a container's OCI spec. */
+export function containerCgroupsPath(driver: CgroupDriver, podCgroup: string, containerId: string): string {
+  return driver === 'systemd' ? `${podCgroup}:crisp:${containerId}` : `${podCgroup}/${containerId}`;
+}
+
+async function exists(p: string): Promise<boolean> {
+  try {
+    await stat(p);
+    return true;
+  } catch (err) {
+    if (isENOENT(err)) return false;
+    throw err;
+  }
+}
+
+/** Make `path` in every hierarchy; true if crisp created it anywhere (and so owns its removal). */
+export async function createCgroup(path: string, mounts = cgroupMounts()): Promise<boolean> {
+  let created = false;
+  for (const m of mounts) {
+    const dir = join(m, path);
+    if (await exists(dir)) continue;
+    await mkdir(dir, { recursive: true });
+    created = true;
+  }
+  return created;
+}
+
+/** Remove `path` from every hierarchy. Busy directories (processes still exiting) are retried briefly. */
+export async function removeCgroup(path: string, mounts = cgroupMounts()): Promise<void> {
+  for (const m of mounts) {
+    const dir = join(m, path);
+    for (let attempt = 0; ; attempt++) {
+      try {
+        await rmdir(dir);
+        break;
+      } catch (err) {
+        if (isENOENT(err)) break;
+        if (isErrno(err, 'EBUSY') && attempt < 20) {
+          await sleep(50);
+          continue;
+        }
+        throw err;
+      }
+    }
+  }
+}
+
+/** Whether `path` exists in any hierarchy (tests, leak checks). */
+export async function cgroupExists(path: string, mounts = cgroupMounts()): Promise<boolean> {
+  for (const m of mounts) if (await exists(join(m, path))) return true;
+  return false;
+}

@@ -1,0 +1,295 @@
+// The pauseless pod controller: run, stop, remove, status, list and recover. A pod is a set of pinned
+// namespaces (bind mounts), a /dev/shm, a cgroup, its /etc files and a CNI attachment: no process runs
+// for it, except the tiny pid-namespace holder of a shareProcessNamespace pod.
+import { randomBytes } from 'node:crypto';
+import { hostname as osHostname } from 'node:os';
+import { existsSync } from 'node:fs';
+import { mkdir, rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { Logger } from '../../common/logger.js';
+import { alreadyExists, errorMessage, withContext } from '../../common/errors.js';
+import { nowNanos } from '../../common/time.js';
+import type { PodNetwork } from '../../cni/index.js';
+import { pinNamespaces, unpinNamespaces, applySysctls } from '../../native/nshelper.js';
+import { createCgroup, removeCgroup, type CgroupDriver } from '../cgroups.js';
+import { PodStore } from './store.js';
+import { writePodFiles } from './pod-files.js';
+import { mountShm, unmountIfMounted } from './shm.js';
+import { podFullName, type PodRecord, type PodSpec } from './types.js';
+import { startPodPidNamespace, stopPodPidNamespace } from './pid-namespace.js';
+
+/** What the pod controller needs from the container layer when a pod stops or goes away. */
+export interface PodContainerHooks {
+  stopAll(podId: string): Promise<void>;
+  removeAll(podId: string): Promise<void>;
+}
+
+export interface PodControllerOptions {
+  /** <root>/pods */
+  podsDir: string;
+  /** <state>/pods */
+  runDir: string;
+  cgroupDriver: CgroupDriver;
+  /** Parent for pods kubelet gives no cgroup parent. */
+  defaultCgroupParent: string;
+  network: PodNetwork;
+  podCidr: () => string;
+  log: Logger;
+}
+
+/** Undo steps of a half-built pod, run in reverse when a later step fails. */
+class UndoStack {
+  private readonly steps: { what: string; run: () => Promise<void> }[] = [];
+  push(what: string, run: () => Promise<void>): void {
+    this.steps.push({ what, run });
+  }
+  async unwind(log: Logger, podId: string): Promise<void> {
+    for (const s of this.steps.reverse()) {
+      try {
+        await s.run();
+      } catch (err) {
+        log.error({ pod: podId, step: s.what, err: errorMessage(err) }, 'cleanup after failed RunPodSandbox failed');
+      }
+    }
+  }
+}
+
+export class PodController {
+  readonly store: PodStore;
+  private readonly inFlight = new Map<string, Promise<string>>();
+  /** Serialises stop/remove per pod so concurrent calls cannot interleave. */
+  private readonly locks = new Map<string, Promise<unknown>>();
+  private containers: PodContainerHooks = { stopAll: async () => undefined, removeAll: async () => undefined };
+
+  constructor(private readonly opts: PodControllerOptions) {
+    this.store = new PodStore(opts.podsDir, opts.log);
+  }
+
+  setContainerHooks(hooks: PodContainerHooks): void {
+    this.containers = hooks;
+  }
+
+  private withLock<T>(id: string, fn: () => Promise<T>): Promise<T> {
+    const prev = this.locks.get(id) ?? Promise.resolve();
+    const next = prev.then(fn, fn);
+    const tail = next.catch(() => undefined);
+    this.locks.set(id, tail);
+    void tail.then(() => {
+      if (this.locks.get(id) === tail) this.locks.delete(id);
+    });
+    return next;
+  }
+
+  /**
+   * RunPodSandbox. A retry of an identical request (kubelet timed out waiting) joins the one in flight
+   * or gets the finished, READY pod instead of a "name reserved" error.
+   */
+  run(spec: PodSpec): Promise<string> {
+    const name = podFullName(spec.metadata);
+    const running = this.inFlight.get(name);
+    if (running) return running;
+    const existing = this.store.idByName(name);
+    if (existing) {
+      const pod = this.store.get(existing);
+      if (pod?.state === 'ready') return Promise.resolve(existing);
+      return Promise.reject(alreadyExists(`pod sandbox name "${name}" is reserved by pod ${existing} (${pod?.state ?? 'being removed'}); remove it first`));
+    }
+    const p = this.create(spec).finally(() => this.inFlight.delete(name));
+    this.inFlight.set(name, p);
+    return p;
+  }
+
+  private async create(spec: PodSpec): Promise<string> {
+    const id = randomBytes(32).toString('hex');
+    const name = podFullName(spec.metadata);
+    const log = this.opts.log.child({ pod: id.slice(0, 12), name });
+    const undo = new UndoStack();
+    const started = Date.now();
+    this.store.reserveName(name, id);
+    undo.push('name reservation', async () => this.store.releaseName(name, id));
+    const rec: PodRecord = {
+      id,
+      spec,
+      state: 'notready',
+      createdAt: nowNanos(),
+      dir: this.store.podDir(id),
+      runDir: join(this.opts.runDir, id),
+      pins: {},
+      files: { hostname: '', hosts: '', resolvConf: '' },
+      ips: [],
+      networkAttached: false,
+      cgroup: { path: '', created: false },
+    };
+    const step = async <T>(what: string, fn: () => Promise<T>): Promise<T> => {
+      try {
+        return await fn();
+      } catch (err) {
+        throw withContext(`pod ${id.slice(0, 12)} (${spec.metadata.namespace}/${spec.metadata.name}): ${what}`, err);
+      }
+    };
+    try {
+      // kubelet makes the log directory too; making it here keeps direct CRI clients working.
+      if (spec.logDirectory) await mkdir(spec.logDirectory, { recursive: true, mode: 0o755 });
+      await mkdir(rec.dir, { recursive: true, mode: 0o700 });
+      undo.push('pod directory', () => rm(rec.dir, { recursive: true, force: true }));
+      const nsDir = join(rec.runDir, 'ns');
+      await mkdir(nsDir, { recursive: true, mode: 0o700 });
+      undo.push('run directory', () => rm(rec.runDir, { recursive: true, force: true }));
+
+      const ns = spec.namespaces;
+      const podNet = ns.network === 'pod';
+      const hostname = podNet ? spec.hostname : osHostname();
+      const pinned = await step('pinning namespaces', () =>
+        pinNamespaces({
+          dir: nsDir,
+          net: podNet,
+          ipc: ns.ipc === 'pod',
+          uts: podNet,
+          ...(ns.userns ? { user: { uidMappings: ns.userns.uids, gidMappings: ns.userns.gids } } : {}),
+          ...(podNet ? { hostname } : {}),
+        }),
+      );
+      undo.push('pinned namespaces', () => unpinNamespaces(nsDir));
+      rec.pins = { ...pinned };
+
+      if (Object.keys(spec.sysctls).length > 0) {
+        await step('applying sysctls', () =>
+          applySysctls({ ...(rec.pins.net ? { netns: rec.pins.net } : {}), ...(rec.pins.ipc ? { ipcns: rec.pins.ipc } : {}) }, spec.sysctls),
+        );
+      }
+
+      if (ns.ipc === 'pod') {
+        const shm = join(rec.runDir, 'shm');
+        await step('mounting /dev/shm', () => mountShm(shm, spec.shmSize));
+        undo.push('shm', () => unmountIfMounted(shm));
+        rec.shmPath = shm;
+      }
+
+      const cgroupPath = spec.cgroupParent || (this.opts.cgroupDriver === 'systemd' ? `crisp-${id.slice(0, 12)}.slice` : `${this.opts.defaultCgroupParent}/crisp-${id}`);
+      if (this.opts.cgroupDriver === 'cgroupfs') {
+        const created = await step(`creating cgroup ${cgroupPath}`, () => createCgroup(cgroupPath));
+        if (created) undo.push('cgroup', () => removeCgroup(cgroupPath));
+        rec.cgroup = { path: cgroupPath, created };
+      } else {
+        rec.cgroup = { path: cgroupPath, created: false };
+      }
+
+      if (ns.pid === 'pod') {
+        const holder = await step('starting the pod pid-namespace holder', () =>
+          startPodPidNamespace(nsDir, rec.pins.user),
+        );
+        undo.push('pid namespace', () => stopPodPidNamespace(nsDir, holder.pid));
+        rec.pins.pid = holder.path;
+        rec.pidInit = holder.pid;
+      }
+
+      if (podNet) {
+        const netns = rec.pins.net!;
+        await step('bringing up loopback', () => this.opts.network.loopbackUp(netns, id));
+        const added = await step('CNI ADD', () =>
+          this.opts.network.add({
+            containerId: id,
+            netnsPath: netns,
+            podName: spec.metadata.name,
+            podNamespace: spec.metadata.namespace,
+            podUid: spec.metadata.uid,
+            portMappings: spec.portMappings,
+            ...(spec.dns ? { dns: spec.dns } : {}),
+            ...(this.opts.podCidr() ? { podCidr: this.opts.podCidr() } : {}),
+          }),
+        );
+        undo.push('CNI attachment', () => this.opts.network.del({ containerId: id, netnsPath: netns }));
+        rec.ips = added.podIps;
+        rec.networkAttached = true;
+      }
+
+      rec.files = await step('writing /etc files', () => writePodFiles(rec.dir, hostname, rec.ips, spec.dns));
+      rec.state = 'ready';
+      await step('saving pod record', () => this.store.save(rec));
+      log.info({ ms: Date.now() - started, ips: rec.ips.map((i) => i.ip) }, 'pod sandbox ready');
+      return id;
+    } catch (err) {
+      await undo.unwind(log, id);
+      throw err;
+    }
+  }
+
+  /** StopPodSandbox: stop the pod's containers, release its network. Idempotent; unknown ids are fine. */
+  async stop(id: string): Promise<void> {
+    const pod = this.store.find(id);
+    if (!pod) return;
+    await this.withLock(pod.id, async () => {
+      await this.containers.stopAll(pod.id);
+      if (pod.networkAttached) {
+        await this.opts.network.del({ containerId: pod.id, ...(pod.pins.net ? { netnsPath: pod.pins.net } : {}) }).catch((err: unknown) => {
+          throw withContext(`pod ${pod.id.slice(0, 12)}: CNI DEL`, err);
+        });
+        pod.networkAttached = false;
+      }
+      if (pod.pidInit !== undefined) {
+        await stopPodPidNamespace(join(pod.runDir, 'ns'), pod.pidInit);
+        pod.pidInit = undefined;
+      }
+      if (pod.state !== 'notready') {
+        pod.state = 'notready';
+        this.opts.log.info({ pod: pod.id.slice(0, 12) }, 'pod sandbox stopped');
+      }
+      await this.store.save(pod);
+    });
+  }
+
+  /** RemovePodSandbox: stop, remove containers, unpin everything, delete state. Idempotent. */
+  async remove(id: string): Promise<void> {
+    const pod = this.store.find(id);
+    if (!pod) return;
+    await this.stop(pod.id);
+    await this.withLock(pod.id, async () => {
+      if (!this.store.get(pod.id)) return;
+      await this.containers.removeAll(pod.id);
+      if (pod.shmPath) await unmountIfMounted(pod.shmPath);
+      await unpinNamespaces(join(pod.runDir, 'ns'));
+      if (pod.cgroup.created) await removeCgroup(pod.cgroup.path);
+      await rm(pod.runDir, { recursive: true, force: true });
+      await this.store.delete(pod);
+      this.opts.log.info({ pod: pod.id.slice(0, 12) }, 'pod sandbox removed');
+    });
+  }
+
+  get(id: string): PodRecord {
+    return this.store.require(id);
+  }
+
+  list(): PodRecord[] {
+    return this.store.list();
+  }
+
+  /**
+   * After a crispd restart: every persisted pod comes back. A READY pod whose pins vanished (the host
+   * rebooted and /run was cleared) is marked NOTREADY with the reason.
+   */
+  async recover(): Promise<PodRecord[]> {
+    const pods = await this.store.load();
+    for (const pod of pods) {
+      if (pod.state !== 'ready') continue;
+      const lost = Object.entries(pod.pins).filter(([, p]) => p && !existsSync(p)).map(([k]) => k);
+      const initGone = pod.pidInit !== undefined && !processAlive(pod.pidInit);
+      if (lost.length > 0 || initGone) {
+        pod.state = 'notready';
+        pod.notReadyReason = lost.length > 0 ? `pinned namespaces lost: ${lost.join(', ')}` : 'pid namespace holder exited';
+        await this.store.save(pod);
+        this.opts.log.warn({ pod: pod.id.slice(0, 12), reason: pod.notReadyReason }, 'recovered pod is not ready');
+      }
+    }
+    this.opts.log.info({ pods: pods.length }, 'pods recovered');
+    return pods;
+  }
+}
+
+function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}

@@ -1,0 +1,25 @@
+// The pod's /dev/shm: a size-limited tmpfs shared by the pod's containers (unless hostIPC).
+import { mkdir, rmdir } from 'node:fs/promises';
+import { readFileSync } from 'node:fs';
+import { execa } from 'execa';
+import { isENOENT } from '../../common/errors.js';
+
+export const DEFAULT_SHM_SIZE = 64 * 1024 * 1024;
+
+export function isMountPoint(path: string, mountinfo = readFileSync('/proc/self/mountinfo', 'utf8')): boolean {
+  return mountinfo.split('\n').some((l) => l.split(' ')[4] === path);
+}
+
+export async function mountShm(path: string, sizeBytes: number): Promise<void> {
+  await mkdir(path, { recursive: true, mode: 0o755 });
+  await execa('mount', ['-t', 'tmpfs', '-o', `mode=1777,size=${sizeBytes},nosuid,nodev,noexec`, 'shm', path]);
+}
+
+export async function unmountIfMounted(path: string): Promise<void> {
+  if (isMountPoint(path)) await execa('umount', ['-l', path]);
+  try {
+    await rmdir(path);
+  } catch (err) {
+    if (!isENOENT(err)) throw err;
+  }
+}

@@ -6,6 +6,7 @@ import { DEFAULT_ENDPOINT } from '../cri/client.js';
 import { registerDaemonCommand } from './daemon-command.js';
 import { registerInfoCommands } from './info-commands.js';
 import { registerPodCommands } from './pod-commands.js';
+import { registerImageCommands } from './image-commands.js';
 
 const program = new Command();
 program
@@ -17,5 +18,6 @@ program
 registerDaemonCommand(program);
 registerInfoCommands(program);
 registerPodCommands(program);
+registerImageCommands(program);
 
 await program.parseAsync(process.argv);

@@ -27,6 +27,22 @@
  *       Tries an idmapped mount on TMPDIR's filesystem and an overlay whose lowerdir is that idmapped
  *       mount, in a scratch dir it removes again.
  *       -> {"idmap":BOOL,"overlayOverIdmap":BOOL,"reason":"..."}  (reason is "" when both work)
+ *   pidns --dir DIR [--userns FILE] [--name NAME]
+ *       For pods with a shared pid namespace: joins the user namespace FILE (so it owns the new pid
+ *       namespace), unshares a pid namespace and forks its pid 1, a tiny init that reaps orphans and
+ *       exits 0 on SIGTERM. The init is detached (own session, stdio on /dev/null, other fds closed,
+ *       parent is the host's init once the in-between starter exits), named NAME (default
+ *       crisp-pidinit), runs as uid/gid 0 of FILE's namespace (which must map 0), without
+ *       capabilities and not dumpable. Its /proc/<pid>/ns/pid is bind-mounted onto DIR/pid. On
+ *       failure the init is killed and the file and mount are removed; exit 3 when DIR/pid is
+ *       already a mount.
+ *       -> {"pid":HOST_PID_OF_INIT,"path":"DIR/pid"}
+ *   pidns-stop --dir DIR --pid PID
+ *       If PID is pid 1 of the namespace pinned at DIR/pid (same st_dev/st_ino), SIGKILLs it and
+ *       waits until it has exited, which the kernel only lets happen after every other process in the
+ *       namespace is gone; then detaches and removes DIR/pid. A gone PID, a PID in another namespace
+ *       (reused) or a missing file is fine; a PID inside the namespace that is not its init is refused.
+ *       -> {"ok":true,"killed":BOOL}
  *
  * Failure: one line "crisp-nshelper: <step>: <strerror>" on stderr and exit 1; exit 3 when pin finds a
  * target already mounted (already pinned); bad arguments exit 2 with "crisp-nshelper: usage: <what>".
@@ -891,7 +907,7 @@ static int pid_init_prepare(int *report_fd, const char *name, bool in_userns, si
 }
 
 /* pid 1 of the new namespace; never returns. */
-static void run_pid_init(int report_fd, const char *name, bool in_userns) {
+static _Noreturn void run_pid_init(int report_fd, const char *name, bool in_userns) {
     sigset_t wait_set;
     int rc = pid_init_prepare(&report_fd, name, in_userns, &wait_set);
     send_report(report_fd, REPORT_INIT, getpid());
@@ -907,7 +923,7 @@ static void run_pid_init(int report_fd, const char *name, bool in_userns) {
 
 /* Between helper and init; never returns. Exits after the helper writes 'r' on hold_fd; on anything
  * else (failure, or the helper died) it kills and reaps the init, so nothing is left behind. */
-static void run_pid_starter(int userns_fd, const char *userns, int report_fd, int hold_fd, const char *name) {
+static _Noreturn void run_pid_starter(int userns_fd, const char *userns, int report_fd, int hold_fd, const char *name) {
     pid_t init = -1;
     if (userns_fd >= 0 && setns(userns_fd, CLONE_NEWUSER) < 0) fail(errno, "setns user %s", userns);
     else if (unshare(CLONE_NEWPID) < 0) fail(errno, "unshare pid");

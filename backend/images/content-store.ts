@@ -88,7 +88,8 @@ export class ContentStore {
           sent--;
         }
       }
-      await call.write({ action: WriteAction.COMMIT, ref, total: size, expected: digest, labels: args.labels ?? {} });
+      // The commit carries the final offset: containerd truncates a write whose offset is 0.
+      await call.write({ action: WriteAction.COMMIT, ref, offset, total: size, expected: digest, labels: args.labels ?? {} });
       // Drain outstanding WRITE responses, then the COMMIT response.
       for (; sent >= 0; sent--) {
         const res = await call.read();

@@ -7,6 +7,7 @@ import { registerDaemonCommand } from './daemon-command.js';
 import { registerInfoCommands } from './info-commands.js';
 import { registerPodCommands } from './pod-commands.js';
 import { registerImageCommands } from './image-commands.js';
+import { registerContainerCommands } from './container-commands.js';
 
 const program = new Command();
 program
@@ -19,5 +20,6 @@ registerDaemonCommand(program);
 registerInfoCommands(program);
 registerPodCommands(program);
 registerImageCommands(program);
+registerContainerCommands(program);
 
 await program.parseAsync(process.argv);

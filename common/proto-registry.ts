@@ -67,13 +67,8 @@ export function codecFor<T>(fullName: string): Codec<T> {
   return codec;
 }
 
-/** The Any envelope as protobufjs decodes it. */
+/** google.protobuf.Any as protobufjs's built-in definition names its fields (type_url keeps its case). */
 export interface AnyMessage {
-  typeUrl: string;
+  type_url: string;
   value: Buffer;
-}
-
-/** Pack a message as google.protobuf.Any with the given type URL. */
-export function packAny<T>(typeUrl: string, fullName: string, value: Input<T>): AnyMessage {
-  return { typeUrl, value: codecFor<T>(fullName).encode(value) };
 }

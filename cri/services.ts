@@ -11,6 +11,14 @@ import { status } from './runtime/status.js';
 import { runtimeConfig, updateRuntimeConfig } from './runtime/runtime-config.js';
 import type { ImageService } from '../backend/images/service.js';
 import type { PodController } from '../sandbox/pods/controller.js';
+import type { ContainerController } from '../sandbox/containers/controller.js';
+import { createContainer } from './runtime/create-container.js';
+import { startContainer, stopContainer, removeContainer, reopenContainerLog } from './runtime/container-lifecycle.js';
+import { containerStatus, listContainers } from './runtime/container-status.js';
+import { execSyncHandler } from './runtime/exec-sync.js';
+import { containerStats, listContainerStats, podSandboxStats, listPodSandboxStats } from './runtime/stats.js';
+import { getContainerEvents } from './runtime/container-events.js';
+import { updateContainerResources } from './runtime/update-container-resources.js';
 import type { PodMappingContext } from './runtime/pod-mapping.js';
 import { runPodSandbox } from './runtime/run-pod-sandbox.js';
 import { stopPodSandbox } from './runtime/stop-pod-sandbox.js';
@@ -28,6 +36,7 @@ export interface CriDeps {
   images: ImageService;
   pods: PodController;
   podMapping: PodMappingContext;
+  containers: ContainerController;
 }
 
 /** Every method of `serviceName` answering UNIMPLEMENTED, overlaid with the real handlers given. */
@@ -42,6 +51,7 @@ function withUnimplemented<H extends object>(serviceName: string, implemented: P
 }
 
 export function runtimeHandlers(deps: CriDeps): Handlers<RuntimeServiceMethods> {
+  const stats = { containers: deps.containers, pods: deps.pods, snapshotMount: () => deps.images.snapshotterRoot() };
   return withUnimplemented<Handlers<RuntimeServiceMethods>>(RuntimeServiceName, {
     Version: (req) => version(req),
     Status: (req) => status(deps.node, req),
@@ -52,6 +62,20 @@ export function runtimeHandlers(deps: CriDeps): Handlers<RuntimeServiceMethods> 
     RemovePodSandbox: (req) => removePodSandbox(deps.pods, req),
     PodSandboxStatus: (req) => podSandboxStatus(deps.pods, req),
     ListPodSandbox: (req) => listPodSandbox(deps.pods, req),
+    CreateContainer: (req) => createContainer(deps.containers, req),
+    StartContainer: (req) => startContainer(deps.containers, req),
+    StopContainer: (req) => stopContainer(deps.containers, req),
+    RemoveContainer: (req) => removeContainer(deps.containers, req),
+    ReopenContainerLog: (req) => reopenContainerLog(deps.containers, req),
+    ContainerStatus: (req) => containerStatus(deps.containers, req),
+    ListContainers: (req) => listContainers(deps.containers, req),
+    ExecSync: (req) => execSyncHandler(deps.containers, req),
+    UpdateContainerResources: (req) => updateContainerResources(deps.containers, req),
+    ContainerStats: (req) => containerStats(stats, req),
+    ListContainerStats: (req) => listContainerStats(stats, req),
+    PodSandboxStats: (req) => podSandboxStats(stats, req),
+    ListPodSandboxStats: (req) => listPodSandboxStats(stats, req),
+    GetContainerEvents: (req, stream, call) => getContainerEvents(deps.containers, deps.pods, req, stream, call),
   });
 }
 

@@ -16,6 +16,9 @@ import type { CrispConfig } from './config.js';
 import { join } from 'node:path';
 import { createPodNetwork } from '../cni/index.js';
 import { PodController } from '../sandbox/pods/controller.js';
+import { ContainerController } from '../sandbox/containers/controller.js';
+import { ContainerdRuntime } from '../backend/containerd/runtime.js';
+import { probeHostFeatures } from '../sandbox/host-features.js';
 
 export type DaemonState = 'INITIALIZED' | 'STARTING' | 'RUNNING' | 'STOPPING' | 'STOPPED' | 'FAILED';
 
@@ -132,13 +135,34 @@ export class Crispd {
       log: this.log.child({ component: 'pods' }),
     });
     await pods.recover();
+    const handler = c.runtimes[c.default_runtime_handler]!;
+    const runtime = new ContainerdRuntime(containerd, {
+      runtimeType: handler.runtime_type,
+      runcRoot: join(c.state, 'runc'),
+      systemdCgroup: c.cgroup_driver === 'systemd',
+      binaryName: handler.binary_name,
+      snapshotter: c.snapshotter,
+    });
+    const containers = new ContainerController({
+      dir: join(c.root, 'containers'),
+      runtime,
+      images,
+      pods,
+      cgroupDriver: c.cgroup_driver as 'systemd' | 'cgroupfs',
+      host: probeHostFeatures(),
+      execDir: join(c.state, 'exec'),
+      log: this.log.child({ component: 'containers' }),
+    });
+    pods.setContainerHooks({ stopAll: (id) => containers.stopAllInPod(id), removeAll: (id) => containers.removeAllInPod(id) });
+    await containers.recover();
+    this.undo.push({ what: 'container event stream', run: () => containers.close() });
     const podMapping = {
       handlers: Object.keys(c.runtimes),
       defaultHandler: c.default_runtime_handler,
       cgroupDriver: c.cgroup_driver as 'systemd' | 'cgroupfs',
       podLogRoot: c.pod_log_root,
     };
-    const deps = { node, images, pods, podMapping };
+    const deps = { node, images, pods, podMapping, containers };
     this.cri = await startCriServer(socketPath(c.socket), instrument, runtimeHandlers(deps), imageHandlers(deps));
     const cri = this.cri;
     this.undo.push({

@@ -110,7 +110,8 @@ export class ImageService {
     return value;
   }
 
-  private async snapshotterRoot(): Promise<string> {
+  /** Where the snapshotter keeps layers and writable layers. */
+  async snapshotterRoot(): Promise<string> {
     if (this.snapshotRoot) return this.snapshotRoot;
     try {
       const res = await this.ctd.introspection.unary('Plugins', {

@@ -17,6 +17,7 @@ import { writePodFiles } from './pod-files.js';
 import { mountShm, unmountIfMounted } from './shm.js';
 import { podFullName, type PodRecord, type PodSpec } from './types.js';
 import { startPodPidNamespace, stopPodPidNamespace } from './pid-namespace.js';
+import { NO_NRI, type NriHooks } from '../nri-hooks.js';
 
 /** What the pod controller needs from the container layer when a pod stops or goes away. */
 export interface PodContainerHooks {
@@ -65,8 +66,14 @@ export class PodController {
     this.store = new PodStore(opts.podsDir, opts.log);
   }
 
+  private nri: NriHooks = NO_NRI;
+
   setContainerHooks(hooks: PodContainerHooks): void {
     this.containers = hooks;
+  }
+
+  setNri(nri: NriHooks): void {
+    this.nri = nri;
   }
 
   private withLock<T>(id: string, fn: () => Promise<T>): Promise<T> {
@@ -205,6 +212,8 @@ export class PodController {
 
       rec.files = await step('writing /etc files', () => writePodFiles(rec.dir, hostname, rec.ips, spec.dns));
       rec.state = 'ready';
+      // Plugins see the pod before anyone can list it or create containers in it.
+      await step('NRI RunPodSandbox', () => this.nri.runPodSandbox(rec));
       await step('saving pod record', () => this.store.save(rec));
       log.info({ ms: Date.now() - started, ips: rec.ips.map((i) => i.ip) }, 'pod sandbox ready');
       return id;
@@ -232,6 +241,7 @@ export class PodController {
       }
       if (pod.state !== 'notready') {
         pod.state = 'notready';
+        await this.nri.stopPodSandbox(pod).catch((err: unknown) => this.opts.log.warn({ pod: pod.id.slice(0, 12), err: errorMessage(err) }, 'NRI StopPodSandbox failed'));
         this.opts.log.info({ pod: pod.id.slice(0, 12) }, 'pod sandbox stopped');
       }
       await this.store.save(pod);
@@ -250,6 +260,7 @@ export class PodController {
       await unpinNamespaces(join(pod.runDir, 'ns'));
       if (pod.cgroup.created) await removeCgroup(pod.cgroup.path);
       await rm(pod.runDir, { recursive: true, force: true });
+      await this.nri.removePodSandbox(pod).catch((err: unknown) => this.opts.log.warn({ pod: pod.id.slice(0, 12), err: errorMessage(err) }, 'NRI RemovePodSandbox failed'));
       await this.store.delete(pod);
       this.opts.log.info({ pod: pod.id.slice(0, 12) }, 'pod sandbox removed');
     });

@@ -39,6 +39,7 @@ export class TestCrispd {
   child: ChildProcess | undefined;
   private clientCache: CriClient | undefined;
   private output = '';
+  private stopping = false;
 
   constructor(readonly options: CrispdOptions = {}) {
     this.dir = mkdtempSync('/tmp/crisp-e2e-');
@@ -83,6 +84,7 @@ export class TestCrispd {
 
   /** Spawn `crisp daemon` and wait until Version answers. */
   async start(extraArgs: string[] = []): Promise<void> {
+    this.stopping = false;
     const child = spawn(process.execPath, ['--enable-source-maps', CLI, 'daemon', '--config', this.configFile, ...extraArgs], {
       stdio: ['ignore', 'pipe', 'pipe'],
     });
@@ -94,6 +96,12 @@ export class TestCrispd {
     child.stdout!.on('data', append);
     child.stderr!.on('data', append);
     const exited = new Promise<number | null>((res) => child.once('exit', (code) => res(code)));
+    // A daemon that dies on its own is a bug: show why in the test output.
+    child.once('exit', (code, signal) => {
+      if (this.child === child && !this.stopping) {
+        process.stderr.write(`\n=== crispd exited unexpectedly (code ${code}, signal ${signal}); last output:\n${this.output.slice(-6000)}\n===\n`);
+      }
+    });
     const deadline = Date.now() + 30_000;
     while (Date.now() < deadline) {
       const code = await Promise.race([exited, sleep(100).then(() => 'running' as const)]);
@@ -125,6 +133,7 @@ export class TestCrispd {
   /** Graceful stop (SIGTERM) and wait for exit. */
   async stop(): Promise<number | null> {
     const child = this.child;
+    this.stopping = true;
     this.clientCache?.close();
     this.clientCache = undefined;
     if (!child || child.exitCode !== null || child.signalCode !== null) return child?.exitCode ?? null;
@@ -141,6 +150,7 @@ export class TestCrispd {
   /** kill -9 crispd (its embedded containerd and shims survive, as after a crash). */
   async kill9(): Promise<void> {
     const child = this.child;
+    this.stopping = true;
     this.clientCache?.close();
     this.clientCache = undefined;
     if (!child || child.exitCode !== null) return;

@@ -1,0 +1,26 @@
+import type { ContainerStatusRequest, ContainerStatusResponse, ListContainersRequest, ListContainersResponse } from '../../gen/runtime.v1.js';
+import type { Input } from '../../common/proto-registry.js';
+import type { ContainerController } from '../../sandbox/containers/controller.js';
+import { requireString } from '../validate.js';
+import { matchesContainerFilter, toCriContainer, toCriContainerStatus } from './container-mapping.js';
+
+/** ContainerStatus; verbose info carries the OCI spec, pid and where the log goes. */
+export async function containerStatus(c: ContainerController, req: ContainerStatusRequest): Promise<Input<ContainerStatusResponse>> {
+  const rec = c.get(requireString(req.containerId, 'container_id'));
+  const info: Record<string, string> = {};
+  if (req.verbose) {
+    info.info = JSON.stringify({
+      pid: rec.pid,
+      sandboxID: rec.podId,
+      runtimeSpec: await c.ociSpec(rec.id).catch(() => null),
+      snapshotKey: rec.snapshotKey,
+      cgroupsPath: rec.cgroupsPath,
+      logging: rec.logPath ? 'shim-side logger (crisp-logger)' : 'none',
+    });
+  }
+  return { status: toCriContainerStatus(rec), info };
+}
+
+export async function listContainers(c: ContainerController, req: ListContainersRequest): Promise<Input<ListContainersResponse>> {
+  return { containers: c.list().filter((r) => matchesContainerFilter(r, req.filter)).map(toCriContainer) };
+}

@@ -1,0 +1,463 @@
+// Container lifecycle over containerd: create (rootfs snapshot + OCI spec + containerd record), start
+// (task with shim-side logging, so output keeps flowing while crispd restarts), stop, remove, exit and
+// OOM tracking from containerd's events, and recovery after a restart.
+import { randomBytes } from 'node:crypto';
+import { readFile, mkdir, rm, stat } from 'node:fs/promises';
+import { dirname, join, normalize, relative, isAbsolute } from 'node:path';
+import type { Logger } from '../../common/logger.js';
+import { alreadyExists, failedPrecondition, invalidArgument, errorMessage, withContext, isENOENT, isCrispError } from '../../common/errors.js';
+import { nowNanos, sleep } from '../../common/time.js';
+import type { ContainerdRuntime, ExitEvent, RootfsMount } from '../../backend/containerd/runtime.js';
+import type { ImageService } from '../../backend/images/service.js';
+import type { PodController } from '../pods/controller.js';
+import type { PodRecord } from '../pods/types.js';
+import { RecordStore } from '../record-store.js';
+import { containerCgroupsPath, type CgroupDriver } from '../cgroups.js';
+import { buildOciSpec, stopSignalFor, signalNumberOf, type OciHostFeatures } from './oci-spec.js';
+import { resolveUser, findInLayers } from './user.js';
+import { loadLocalhostProfile } from './seccomp-default.js';
+import { resolveDevices, allHostDevices } from './devices.js';
+import { loggerUri, reopenLog } from '../../native/logger.js';
+import type { ContainerRecord, ContainerSpec } from './types.js';
+import { NO_NRI, type NriHooks } from '../nri-hooks.js';
+import { execSync, type ExecSyncResult } from './exec-sync.js';
+import { CpuRate, cgroupUsage, type UsageSample } from './stats.js';
+import type { ResourceSpec } from './types.js';
+import { linuxResources } from './oci-spec.js';
+
+export type ContainerEventKind = 'created' | 'started' | 'stopped' | 'deleted';
+export interface ContainerEvent {
+  kind: ContainerEventKind;
+  container: ContainerRecord;
+  at: number;
+}
+
+export type HostFeatures = OciHostFeatures;
+
+export interface ContainerControllerOptions {
+  /** <root>/containers */
+  dir: string;
+  runtime: ContainerdRuntime;
+  images: ImageService;
+  pods: PodController;
+  cgroupDriver: CgroupDriver;
+  host: HostFeatures;
+  /** Scratch space for exec output (<state>/exec). */
+  execDir: string;
+  log: Logger;
+}
+
+const nameKey = (podId: string, spec: ContainerSpec) => `${podId}/${spec.metadata.name}_${spec.metadata.attempt}`;
+
+
+/** Overlay upper and lower dirs, top-most first, to read image files without mounting. */
+export function layerDirs(mounts: RootfsMount[]): string[] {
+  const m = mounts[0];
+  if (!m) return [];
+  if (m.type === 'bind') return [m.source];
+  const opt = (k: string) => m.options.find((o) => o.startsWith(`${k}=`))?.slice(k.length + 1);
+  return [opt('upperdir'), ...(opt('lowerdir')?.split(':') ?? [])].filter((d): d is string => Boolean(d));
+}
+
+export class ContainerController {
+  readonly store: RecordStore<ContainerRecord>;
+  private readonly oom = new Set<string>();
+  private readonly earlyExits = new Map<string, ExitEvent>();
+  private readonly listeners = new Set<(e: ContainerEvent) => void>();
+  private readonly locks = new Map<string, Promise<unknown>>();
+  private readonly events = new AbortController();
+  readonly cpuRate = new CpuRate();
+
+  private nri: NriHooks = NO_NRI;
+
+  setNri(nri: NriHooks): void {
+    this.nri = nri;
+  }
+
+  constructor(private readonly opts: ContainerControllerOptions) {
+    this.store = new RecordStore<ContainerRecord>(opts.dir, 'container', 'container.json', (c) => nameKey(c.podId, c.spec), opts.log);
+  }
+
+  onEvent(listener: (e: ContainerEvent) => void): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  private emit(kind: ContainerEventKind, container: ContainerRecord): void {
+    for (const l of this.listeners) {
+      try {
+        l({ kind, container, at: nowNanos() });
+      } catch (err) {
+        this.opts.log.warn({ err: errorMessage(err) }, 'container event listener failed');
+      }
+    }
+  }
+
+  private withLock<T>(id: string, fn: () => Promise<T>): Promise<T> {
+    const prev = this.locks.get(id) ?? Promise.resolve();
+    const next = prev.then(fn, fn);
+    const tail = next.catch(() => undefined);
+    this.locks.set(id, tail);
+    void tail.then(() => {
+      if (this.locks.get(id) === tail) this.locks.delete(id);
+    });
+    return next;
+  }
+
+  get(id: string): ContainerRecord {
+    return this.store.require(id);
+  }
+
+  list(): ContainerRecord[] {
+    return this.store.list();
+  }
+
+  byPod(podId: string): ContainerRecord[] {
+    return this.store.list().filter((c) => c.podId === podId);
+  }
+
+  /** The absolute log path, refusing anything that escapes the pod's log directory. */
+  private logPathFor(pod: PodRecord, spec: ContainerSpec): string {
+    if (!spec.logPath) return '';
+    if (!pod.spec.logDirectory) throw invalidArgument('config.log_path: the pod has no log_directory');
+    if (isAbsolute(spec.logPath)) throw invalidArgument(`config.log_path: "${spec.logPath}" must be relative to the pod log directory`);
+    const full = normalize(join(pod.spec.logDirectory, spec.logPath));
+    const rel = relative(pod.spec.logDirectory, full);
+    if (rel.startsWith('..') || isAbsolute(rel) || rel === '') {
+      throw invalidArgument(`config.log_path: "${spec.logPath}" escapes the pod log directory`);
+    }
+    return full;
+  }
+
+  private async checkMounts(spec: ContainerSpec): Promise<void> {
+    for (const [i, m] of spec.mounts.entries()) {
+      if (!isAbsolute(m.containerPath)) throw invalidArgument(`config.mounts[${i}].container_path: "${m.containerPath}" must be absolute`);
+      try {
+        await stat(m.hostPath);
+      } catch (err) {
+        if (isENOENT(err)) throw invalidArgument(`config.mounts[${i}].host_path: "${m.hostPath}" does not exist`);
+        throw err;
+      }
+    }
+  }
+
+  /** CreateContainer. Every step has its undo, run in reverse if a later one fails. */
+  async create(podId: string, spec: ContainerSpec): Promise<string> {
+    const pod = this.opts.pods.get(podId);
+    if (pod.state !== 'ready') throw failedPrecondition(`pod sandbox ${pod.id} is not ready (${pod.notReadyReason ?? 'stopped'}); cannot create containers in it`);
+    const key = nameKey(pod.id, spec);
+    const holder = this.store.idByName(key);
+    if (holder) throw alreadyExists(`container "${spec.metadata.name}" (attempt ${spec.metadata.attempt}) already exists in pod ${pod.id} as ${holder}`);
+    const image = await this.opts.images.require(spec.image);
+    const logPath = this.logPathFor(pod, spec);
+    await this.checkMounts(spec);
+
+    const id = randomBytes(32).toString('hex');
+    this.store.reserveName(key, id);
+    const undo: { what: string; run: () => Promise<unknown> }[] = [{ what: 'name', run: async () => this.store.releaseName(key, id) }];
+    const log = this.opts.log.child({ container: id.slice(0, 12), pod: pod.id.slice(0, 12), name: spec.metadata.name });
+    try {
+      const dir = this.store.recordDir(id);
+      await mkdir(dir, { recursive: true, mode: 0o700 });
+      undo.push({ what: 'dir', run: () => rm(dir, { recursive: true, force: true }) });
+      const cgroupsPath = containerCgroupsPath(this.opts.cgroupDriver, pod.cgroup.path, id);
+      const imageRef = image.repoDigests[0] ?? image.repoTags[0] ?? image.id;
+
+      // The containerd record goes first: it references the snapshot key, so GC leaves the rootfs alone.
+      await this.opts.runtime.createContainer(id, {
+        spec: {},
+        image: imageRef,
+        labels: { 'io.cri-containerd.kind': 'container', 'io.crisp.pod': pod.id, 'io.crisp.name': spec.metadata.name },
+      });
+      undo.push({ what: 'containerd container', run: () => this.opts.runtime.deleteContainer(id) });
+      const mounts = await this.opts.runtime.prepareRootfs(id, image.topChainId);
+      undo.push({ what: 'rootfs', run: () => this.opts.runtime.removeRootfs(id) });
+
+      const layers = layerDirs(mounts);
+      const readImageFile = async (p: string) => {
+        const found = findInLayers(p, layers);
+        return found ? readFile(found, 'utf8') : undefined;
+      };
+      const user = resolveUser({
+        security: spec.security,
+        imageUser: image.config.config?.User ?? '',
+        passwd: await readImageFile('etc/passwd'),
+        group: await readImageFile('etc/group'),
+      });
+      const devices = spec.security.privileged ? await allHostDevices() : await resolveDevices(spec.devices);
+      const seccompProfile =
+        spec.security.seccomp?.kind === 'localhost' && !spec.security.privileged
+          ? await loadLocalhostProfile(spec.security.seccomp.localhostRef)
+          : undefined;
+      const built = buildOciSpec({
+        id,
+        spec,
+        pod,
+        image: image.config,
+        user,
+        cgroupsPath,
+        host: this.opts.host,
+        devices,
+        ...(seccompProfile ? { seccompProfile } : {}),
+      });
+      const rec: ContainerRecord = {
+        id,
+        podId: pod.id,
+        spec,
+        imageId: image.id,
+        imageRef,
+        state: 'created',
+        createdAt: nowNanos(),
+        startedAt: 0,
+        finishedAt: 0,
+        exitCode: 0,
+        reason: '',
+        message: '',
+        logPath,
+        pid: 0,
+        dir,
+        user,
+        imageStopSignal: stopSignalFor(spec, image.config),
+        snapshotKey: id,
+        cgroupsPath,
+      };
+      // NRI plugins adjust the spec between CRI and OCI; a plugin's refusal fails the create.
+      const oci = await this.nri.createContainer(pod, rec, built as unknown as Record<string, unknown>);
+      await this.opts.runtime.updateContainerSpec(id, oci);
+      if (logPath) await mkdir(dirname(logPath), { recursive: true, mode: 0o755 });
+      await this.store.save(rec);
+      log.info({ image: imageRef }, 'container created');
+      this.emit('created', rec);
+      await this.nri.postCreateContainer(pod, rec).catch((err: unknown) => log.warn({ err: errorMessage(err) }, 'NRI PostCreateContainer failed'));
+      return id;
+    } catch (err) {
+      for (const u of undo.reverse()) {
+        await u.run().catch((e: unknown) => log.error({ step: u.what, err: errorMessage(e) }, 'cleanup after failed CreateContainer failed'));
+      }
+      throw isCrispError(err) ? err : withContext(`creating container ${spec.metadata.name} in pod ${pod.id.slice(0, 12)}`, err);
+    }
+  }
+
+  /** StartContainer: the task is created with the logger as its stdio, so logs never depend on crispd. */
+  start(id: string): Promise<void> {
+    const rec = this.get(id);
+    return this.withLock(rec.id, async () => {
+      if (rec.state !== 'created') throw failedPrecondition(`container ${rec.id} is ${rec.state}, not created; it cannot be started`);
+      const pod = this.opts.pods.get(rec.podId);
+      if (pod.state !== 'ready') throw failedPrecondition(`pod sandbox ${pod.id} is not ready; cannot start containers in it`);
+      try {
+        await this.nri.startContainer(pod, rec);
+        const rootfs = await this.opts.runtime.rootfsMounts(rec.snapshotKey);
+        const stdio = rec.logPath
+          ? loggerUri({ logPath: rec.logPath, pidFile: join(rec.dir, 'logger.pid'), ackFile: join(rec.dir, 'logger.ack') })
+          : '';
+        await this.opts.runtime.createTask(rec.id, { stdin: '', stdout: stdio, stderr: stdio, terminal: rec.spec.tty }, rootfs);
+        rec.pid = await this.opts.runtime.startTask(rec.id);
+        rec.state = 'running';
+        rec.startedAt = nowNanos();
+        await this.store.save(rec);
+        this.opts.log.info({ container: rec.id.slice(0, 12), pid: rec.pid }, 'container started');
+        this.emit('started', rec);
+        const early = this.earlyExits.get(rec.id);
+        if (early) {
+          this.earlyExits.delete(rec.id);
+          void this.recordExit(rec, early.exitStatus, early.exitedAt).catch(() => undefined);
+        }
+        await this.nri.postStartContainer(pod, rec).catch((err: unknown) => this.opts.log.warn({ err: errorMessage(err) }, 'NRI PostStartContainer failed'));
+      } catch (err) {
+        await this.opts.runtime.deleteTask(rec.id).catch(() => undefined);
+        rec.state = 'exited';
+        rec.exitCode = 128;
+        rec.reason = 'StartError';
+        rec.message = errorMessage(err);
+        rec.finishedAt = nowNanos();
+        await this.store.save(rec);
+        this.emit('stopped', rec);
+        throw withContext(`starting container ${rec.id.slice(0, 12)}`, err);
+      }
+    });
+  }
+
+  /** StopContainer: the stop signal, then SIGKILL after `timeoutSeconds`. Idempotent. */
+  async stop(id: string, timeoutSeconds: number): Promise<void> {
+    const rec = this.get(id);
+    if (rec.state !== 'running') return;
+    const signal = signalNumberOf(rec.imageStopSignal || 'SIGTERM');
+    if (timeoutSeconds > 0) {
+      await this.opts.runtime.kill(rec.id, signal);
+      if (await this.opts.runtime.wait(rec.id, '', timeoutSeconds * 1000)) return this.settle(rec);
+    }
+    await this.opts.runtime.kill(rec.id, signalNumberOf('SIGKILL'), { all: true });
+    const exited = await this.opts.runtime.wait(rec.id, '', 30_000);
+    if (!exited) throw failedPrecondition(`container ${rec.id} did not exit after SIGKILL within 30 s`);
+    await this.settle(rec);
+  }
+
+  /** Wait until the exit event handler has recorded the exit (it runs concurrently). */
+  private async settle(rec: ContainerRecord): Promise<void> {
+    for (let i = 0; i < 100 && rec.state === 'running'; i++) await sleep(10);
+    if (rec.state === 'running') await this.reconcile(rec);
+  }
+
+  /** RemoveContainer: force-stops a running container; idempotent. The log file stays (kubelet's). */
+  async remove(id: string): Promise<void> {
+    const rec = this.store.find(id);
+    if (!rec) return;
+    if (rec.state === 'running') await this.stop(rec.id, 0);
+    await this.withLock(rec.id, async () => {
+      if (!this.store.get(rec.id)) return;
+      await this.opts.runtime.deleteTask(rec.id);
+      await this.opts.runtime.deleteContainer(rec.id);
+      await this.opts.runtime.removeRootfs(rec.snapshotKey);
+      await this.store.delete(rec);
+      this.cpuRate.forget(rec.id);
+      this.opts.log.info({ container: rec.id.slice(0, 12) }, 'container removed');
+      this.emit('deleted', rec);
+      const pod = this.opts.pods.store.get(rec.podId);
+      if (pod) await this.nri.removeContainer(pod, rec).catch((err: unknown) => this.opts.log.warn({ err: errorMessage(err) }, 'NRI RemoveContainer failed'));
+    });
+  }
+
+  /** ReopenContainerLog: the logger reopens the (rotated-away) path; returns once it has. */
+  async reopenLog(id: string): Promise<void> {
+    const rec = this.get(id);
+    if (rec.state !== 'running') throw failedPrecondition(`container ${rec.id} is not running`);
+    if (!rec.logPath) throw failedPrecondition(`container ${rec.id} has no log path`);
+    await reopenLog({ pidFile: join(rec.dir, 'logger.pid'), ackFile: join(rec.dir, 'logger.ack'), timeoutMs: 5000 });
+  }
+
+  private async notifyStopped(rec: ContainerRecord): Promise<void> {
+    const pod = this.opts.pods.store.get(rec.podId);
+    if (pod) await this.nri.stopContainer(pod, rec).catch((err: unknown) => this.opts.log.warn({ err: errorMessage(err) }, 'NRI StopContainer failed'));
+  }
+
+  private async recordExit(rec: ContainerRecord, exitStatus: number, exitedAt: number): Promise<void> {
+    if (rec.state === 'exited') return;
+    // An OOM event can trail the exit by a moment; give it a beat before naming the reason.
+    if (!this.oom.has(rec.id)) await sleep(20);
+    if ((rec.state as ContainerRecord['state']) === 'exited') return;
+    rec.state = 'exited';
+    rec.exitCode = exitStatus;
+    rec.finishedAt = exitedAt || nowNanos();
+    rec.reason = this.oom.has(rec.id) ? 'OOMKilled' : exitStatus === 0 ? 'Completed' : 'Error';
+    this.oom.delete(rec.id);
+    await this.store.save(rec);
+    this.opts.log.info({ container: rec.id.slice(0, 12), exitCode: exitStatus, reason: rec.reason }, 'container exited');
+    this.emit('stopped', rec);
+    // The shim (and the logger behind it) go away once the task is deleted.
+    await this.opts.runtime.deleteTask(rec.id).catch((err: unknown) => {
+      this.opts.log.warn({ container: rec.id.slice(0, 12), err: errorMessage(err) }, 'deleting exited task failed');
+    });
+    await this.notifyStopped(rec);
+  }
+
+  private onExit(e: ExitEvent): void {
+    if (e.processId !== e.containerId) return;
+    const rec = this.store.get(e.containerId);
+    if (!rec) return;
+    // A process that exits at once can beat StartContainer's own bookkeeping: keep the exit for it.
+    if (rec.state === 'created') {
+      this.earlyExits.set(rec.id, e);
+      return;
+    }
+    if (rec.state !== 'running') return;
+    void this.recordExit(rec, e.exitStatus, e.exitedAt).catch((err: unknown) =>
+      this.opts.log.error({ container: rec.id.slice(0, 12), err: errorMessage(err) }, 'recording exit failed'),
+    );
+  }
+
+  /** Bring one record in line with containerd (after a restart or a broken event stream). */
+  private async reconcile(rec: ContainerRecord): Promise<void> {
+    if (rec.state !== 'running') return;
+    const task = await this.opts.runtime.getTask(rec.id);
+    if (task && task.status !== 'stopped') return;
+    if (task) {
+      await this.recordExit(rec, task.exitStatus, task.exitedAt);
+    } else {
+      rec.state = 'exited';
+      rec.exitCode = 255;
+      rec.reason = 'Unknown';
+      rec.message = 'the task was gone when crispd looked (its exit status was lost)';
+      rec.finishedAt = nowNanos();
+      await this.store.save(rec);
+      this.emit('stopped', rec);
+      await this.notifyStopped(rec);
+    }
+  }
+
+  /** Load records, reconcile them with containerd, and follow its events. */
+  async recover(): Promise<void> {
+    const recs = await this.store.load();
+    for (const rec of recs) {
+      try {
+        await this.reconcile(rec);
+      } catch (err) {
+        this.opts.log.warn({ container: rec.id.slice(0, 12), err: errorMessage(err) }, 'reconciling container failed');
+      }
+    }
+    void this.opts.runtime.followEvents(
+      {
+        onExit: (e) => this.onExit(e),
+        onOom: (id) => this.oom.add(id),
+        onReconnect: () => {
+          for (const rec of this.store.list()) void this.reconcile(rec).catch(() => undefined);
+        },
+      },
+      this.opts.log,
+      this.events.signal,
+    );
+    this.opts.log.info({ containers: recs.length, running: recs.filter((r) => r.state === 'running').length }, 'containers recovered');
+  }
+
+  close(): void {
+    this.events.abort();
+  }
+
+  /** Pod hooks: StopPodSandbox kills the pod's containers; RemovePodSandbox removes them. */
+  async stopAllInPod(podId: string): Promise<void> {
+    await Promise.all(this.byPod(podId).map((c) => this.stop(c.id, 0)));
+  }
+
+  async removeAllInPod(podId: string): Promise<void> {
+    await Promise.all(this.byPod(podId).map((c) => this.remove(c.id)));
+  }
+
+  /** CPU/memory from the container's cgroup and the size of its writable layer. */
+  async stats(id: string): Promise<{ usage: UsageSample; writable: { bytes: number; inodes: number; timestamp: number } }> {
+    const rec = this.get(id);
+    const usage = await cgroupUsage(this.cpuRate, rec.id, rec.cgroupsPath);
+    const writable = await this.opts.runtime.rootfsUsage(rec.snapshotKey).catch(() => ({ bytes: 0, inodes: 0 }));
+    return { usage, writable: { ...writable, timestamp: nowNanos() } };
+  }
+
+  /** UpdateContainerResources: the running task's cgroup, then the stored spec and record. */
+  async updateResources(id: string, resources: ResourceSpec): Promise<void> {
+    const rec = this.get(id);
+    await this.withLock(rec.id, async () => {
+      if (rec.state === 'exited') throw failedPrecondition(`container ${rec.id} has exited; its resources cannot change`);
+      const pod = this.opts.pods.get(rec.podId);
+      const linux = await this.nri.updateContainer(pod, rec, linuxResources(resources, this.opts.host) as unknown as Record<string, unknown>);
+      if (rec.state === 'running') await this.opts.runtime.updateResources(rec.id, linux);
+      const spec = await this.ociSpec(rec.id);
+      const specLinux = (spec.linux ?? {}) as Record<string, unknown>;
+      spec.linux = { ...specLinux, resources: { ...((specLinux.resources as object) ?? {}), ...linux } };
+      await this.opts.runtime.updateContainerSpec(rec.id, spec);
+      rec.spec.resources = resources;
+      await this.store.save(rec);
+      await this.nri.postUpdateContainer(pod, rec).catch((err: unknown) => this.opts.log.warn({ err: errorMessage(err) }, 'NRI PostUpdateContainer failed'));
+    });
+  }
+
+  /** ExecSync in a running container, with the container's own process settings. */
+  async execSync(id: string, cmd: string[], timeoutSeconds: number): Promise<ExecSyncResult> {
+    const rec = this.get(id);
+    const spec = await this.ociSpec(rec.id);
+    const processSpec = (spec.process ?? {}) as Record<string, unknown>;
+    return execSync({ runtime: this.opts.runtime, container: rec, processSpec, cmd, timeoutSeconds, workDir: this.opts.execDir });
+  }
+
+  /** The OCI spec crisp gave containerd (for verbose status and exec). */
+  async ociSpec(id: string): Promise<Record<string, unknown>> {
+    return this.opts.runtime.containerSpec(id);
+  }
+}

@@ -1,0 +1,61 @@
+// ExecSync: run a command in a running container and collect its stdout and stderr through FIFOs;
+// output beyond the limit is dropped (the process is never blocked by it), and a timeout kills it.
+import { randomBytes } from 'node:crypto';
+import { mkdir, rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import { CrispError, failedPrecondition, invalidArgument } from '../../common/errors.js';
+import type { ContainerdRuntime } from '../../backend/containerd/runtime.js';
+import type { ContainerRecord } from './types.js';
+import { makeFifos, openFifoReader } from '../../common/fifo.js';
+
+/** Per stream, as kubelet's own exec output cap. */
+export const EXEC_SYNC_OUTPUT_LIMIT = 16 * 1024 * 1024;
+
+export interface ExecSyncResult {
+  stdout: Buffer;
+  stderr: Buffer;
+  exitCode: number;
+}
+
+export async function execSync(args: {
+  runtime: ContainerdRuntime;
+  container: ContainerRecord;
+  processSpec: Record<string, unknown>;
+  cmd: string[];
+  timeoutSeconds: number;
+  workDir: string;
+}): Promise<ExecSyncResult> {
+  const { runtime, container: c } = args;
+  if (args.cmd.length === 0) throw invalidArgument('cmd is required');
+  if (c.state !== 'running') throw failedPrecondition(`container ${c.id} is ${c.state}, not running`);
+  const execId = `exec-${randomBytes(8).toString('hex')}`;
+  const dir = join(args.workDir, execId);
+  await mkdir(dir, { recursive: true, mode: 0o700 });
+  const out = join(dir, 'stdout');
+  const err = join(dir, 'stderr');
+  await makeFifos(out, err);
+  const [outReader, errReader] = await Promise.all([openFifoReader(out, EXEC_SYNC_OUTPUT_LIMIT), openFifoReader(err, EXEC_SYNC_OUTPUT_LIMIT)]);
+  try {
+    const processSpec = { ...args.processSpec, args: args.cmd, terminal: false };
+    await runtime.exec(c.id, execId, processSpec, { stdin: '', stdout: out, stderr: err, terminal: false });
+    try {
+      await runtime.startTask(c.id, execId);
+      const exited = await runtime.wait(c.id, execId, args.timeoutSeconds > 0 ? args.timeoutSeconds * 1000 : 0);
+      if (!exited) {
+        await runtime.kill(c.id, 9, { execId });
+        await runtime.wait(c.id, execId, 10_000);
+        throw new CrispError('DEADLINE_EXCEEDED', `command ${JSON.stringify(args.cmd)} timed out after ${args.timeoutSeconds} s`);
+      }
+      // Deleting the process waits for the shim to finish copying its output into the FIFOs.
+      await runtime.deleteExec(c.id, execId);
+      const [stdout, stderr] = await Promise.all([outReader.finish(), errReader.finish()]);
+      return { stdout, stderr, exitCode: exited.exitStatus };
+    } finally {
+      await runtime.deleteExec(c.id, execId).catch(() => undefined);
+    }
+  } finally {
+    outReader.close();
+    errReader.close();
+    await rm(dir, { recursive: true, force: true });
+  }
+}

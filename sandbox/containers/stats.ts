@@ -1,0 +1,59 @@
+// Container and pod resource usage: cgroup counters, the CPU rate between samples, the writable
+// layer's size, and the pod's network counters read inside its pinned network namespace.
+import { execa } from 'execa';
+import { nowNanos } from '../../common/time.js';
+import { readCgroupStats, cgroupfsPathOf, type CgroupStats } from '../cgroup-stats.js';
+
+export interface UsageSample extends CgroupStats {
+  timestamp: number;
+  /** CPU rate since the previous sample, in nanocores (undefined on the first sample). */
+  nanoCores?: number;
+}
+
+/** Remembers the previous CPU sample per key to turn cumulative time into a rate. */
+export class CpuRate {
+  private readonly last = new Map<string, { at: number; cpu: number }>();
+
+  sample(key: string, at: number, cpu: number): number | undefined {
+    const prev = this.last.get(key);
+    this.last.set(key, { at, cpu });
+    if (!prev || at <= prev.at) return undefined;
+    return Math.max(0, Math.round(((cpu - prev.cpu) / (at - prev.at)) * 1e9));
+  }
+
+  forget(key: string): void {
+    this.last.delete(key);
+  }
+}
+
+export async function cgroupUsage(rate: CpuRate, key: string, cgroupsPath: string): Promise<UsageSample> {
+  const stats = await readCgroupStats(cgroupfsPathOf(cgroupsPath));
+  const timestamp = nowNanos();
+  const nanoCores = rate.sample(key, timestamp, stats.cpuUsageNanos);
+  return { ...stats, timestamp, ...(nanoCores !== undefined ? { nanoCores } : {}) };
+}
+
+export interface InterfaceUsage {
+  name: string;
+  rxBytes: number;
+  rxErrors: number;
+  txBytes: number;
+  txErrors: number;
+}
+
+/** /proc/net/dev as seen inside `netns` (lo excluded). */
+export async function netnsInterfaces(netns: string): Promise<InterfaceUsage[]> {
+  const { stdout } = await execa('nsenter', [`--net=${netns}`, 'cat', '/proc/net/dev']);
+  return parseProcNetDev(stdout).filter((i) => i.name !== 'lo');
+}
+
+export function parseProcNetDev(text: string): InterfaceUsage[] {
+  const out: InterfaceUsage[] = [];
+  for (const line of text.split('\n').slice(2)) {
+    const [name, rest] = line.split(':');
+    if (!name || !rest) continue;
+    const f = rest.trim().split(/\s+/).map(Number);
+    out.push({ name: name.trim(), rxBytes: f[0] ?? 0, rxErrors: f[2] ?? 0, txBytes: f[8] ?? 0, txErrors: f[10] ?? 0 });
+  }
+  return out;
+}

@@ -1,0 +1,38 @@
+// What this host can do, probed once at start: LSMs, cgroup layout, swap accounting, and the daemon's
+// own limits (OOM score, open files, capabilities) that a container cannot exceed without
+// CAP_SYS_RESOURCE.
+import { existsSync, readFileSync } from 'node:fs';
+import type { OciHostFeatures } from './containers/oci-spec.js';
+import { capabilitiesFromMask } from './containers/capabilities.js';
+
+function read(path: string): string {
+  try {
+    return readFileSync(path, 'utf8').trim();
+  } catch {
+    return '';
+  }
+}
+
+/** Hard "Max open files" of this process. */
+export function maxNofile(limits = read('/proc/self/limits')): number | undefined {
+  const m = /^Max open files\s+\S+\s+(\S+)/m.exec(limits);
+  if (!m || m[1] === 'unlimited') return undefined;
+  return Number(m[1]);
+}
+
+export function probeHostFeatures(): OciHostFeatures {
+  const cgroupV2 = existsSync('/sys/fs/cgroup/cgroup.controllers');
+  const capEff = /^CapEff:\s+([0-9a-f]+)$/m.exec(read('/proc/self/status'))?.[1];
+  const nofile = maxNofile();
+  return {
+    apparmor: read('/sys/module/apparmor/parameters/enabled') === 'Y',
+    selinux: read('/sys/fs/selinux/enforce') !== '',
+    cgroupV2,
+    // runc 1.1 has no "rro" mount option; recursive read-only is refused rather than faked.
+    rroSupported: false,
+    swapAccounting: cgroupV2 ? true : existsSync('/sys/fs/cgroup/memory/memory.memsw.limit_in_bytes'),
+    daemonOomScoreAdj: Number.parseInt(read('/proc/self/oom_score_adj') || '0', 10),
+    ...(capEff ? { capabilities: capabilitiesFromMask(capEff) } : {}),
+    ...(nofile ? { maxNofile: nofile } : {}),
+  };
+}

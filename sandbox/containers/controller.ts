@@ -22,6 +22,9 @@ import type { ContainerRecord, ContainerSpec } from './types.js';
 import { NO_NRI, type NriHooks } from '../nri-hooks.js';
 import { execSync, type ExecSyncResult } from './exec-sync.js';
 import { CpuRate, cgroupUsage, type UsageSample } from './stats.js';
+import { makeFifos, openFifoWriter } from '../../common/fifo.js';
+import type { Socket } from 'node:net';
+import { existsSync } from 'node:fs';
 import type { ResourceSpec } from './types.js';
 import { linuxResources } from './oci-spec.js';
 
@@ -63,6 +66,8 @@ export class ContainerController {
   readonly store: RecordStore<ContainerRecord>;
   private readonly oom = new Set<string>();
   private readonly earlyExits = new Map<string, ExitEvent>();
+  /** Write ends of the stdin FIFOs of containers created with stdin, held so stdin never sees EOF early. */
+  private readonly stdins = new Map<string, Socket>();
   private readonly listeners = new Set<(e: ContainerEvent) => void>();
   private readonly locks = new Map<string, Promise<unknown>>();
   private readonly events = new AbortController();
@@ -251,7 +256,8 @@ export class ContainerController {
         const stdio = rec.logPath
           ? loggerUri({ logPath: rec.logPath, pidFile: join(rec.dir, 'logger.pid'), ackFile: join(rec.dir, 'logger.ack') })
           : '';
-        await this.opts.runtime.createTask(rec.id, { stdin: '', stdout: stdio, stderr: stdio, terminal: rec.spec.tty }, rootfs);
+        const stdin = rec.spec.stdin ? await this.openStdin(rec) : '';
+        await this.opts.runtime.createTask(rec.id, { stdin, stdout: stdio, stderr: stdio, terminal: rec.spec.tty }, rootfs);
         rec.pid = await this.opts.runtime.startTask(rec.id);
         rec.state = 'running';
         rec.startedAt = nowNanos();
@@ -311,11 +317,38 @@ export class ContainerController {
       await this.opts.runtime.removeRootfs(rec.snapshotKey);
       await this.store.delete(rec);
       this.cpuRate.forget(rec.id);
+      this.stdins.get(rec.id)?.destroy();
+      this.stdins.delete(rec.id);
       this.opts.log.info({ container: rec.id.slice(0, 12) }, 'container removed');
       this.emit('deleted', rec);
       const pod = this.opts.pods.store.get(rec.podId);
       if (pod) await this.nri.removeContainer(pod, rec).catch((err: unknown) => this.opts.log.warn({ err: errorMessage(err) }, 'NRI RemoveContainer failed'));
     });
+  }
+
+  private stdinPath(rec: ContainerRecord): string {
+    return join(rec.dir, 'stdin');
+  }
+
+  /** The container's stdin FIFO, made once and held open by crispd (re-opened after a restart). */
+  private async openStdin(rec: ContainerRecord): Promise<string> {
+    const path = this.stdinPath(rec);
+    if (!existsSync(path)) await makeFifos(path);
+    if (!this.stdins.has(rec.id)) this.stdins.set(rec.id, await openFifoWriter(path));
+    return path;
+  }
+
+  /** Where attach writes the user's input (undefined: the container has no stdin). */
+  stdinWriter(id: string): Socket | undefined {
+    return this.stdins.get(this.get(id).id);
+  }
+
+  /** stdin_once: the first attach that ends closes the container's stdin for good. */
+  async closeStdin(id: string): Promise<void> {
+    const rec = this.get(id);
+    this.stdins.get(rec.id)?.destroy();
+    this.stdins.delete(rec.id);
+    if (rec.state === 'running') await this.opts.runtime.closeStdin(rec.id, '').catch(() => undefined);
   }
 
   /** ReopenContainerLog: the logger reopens the (rotated-away) path; returns once it has. */
@@ -341,6 +374,8 @@ export class ContainerController {
     rec.finishedAt = exitedAt || nowNanos();
     rec.reason = this.oom.has(rec.id) ? 'OOMKilled' : exitStatus === 0 ? 'Completed' : 'Error';
     this.oom.delete(rec.id);
+    this.stdins.get(rec.id)?.destroy();
+    this.stdins.delete(rec.id);
     await this.store.save(rec);
     this.opts.log.info({ container: rec.id.slice(0, 12), exitCode: exitStatus, reason: rec.reason }, 'container exited');
     this.emit('stopped', rec);
@@ -391,6 +426,7 @@ export class ContainerController {
     for (const rec of recs) {
       try {
         await this.reconcile(rec);
+        if (rec.state === 'running' && rec.spec.stdin) await this.openStdin(rec);
       } catch (err) {
         this.opts.log.warn({ container: rec.id.slice(0, 12), err: errorMessage(err) }, 'reconciling container failed');
       }

@@ -413,9 +413,10 @@ test('survives its parent: started from a short-lived shell, keeps logging', asy
   });
   const ready = pipeAt(sh, 5);
   ready.resume();
+  const readyEnd = once(ready, 'end'); // listen now: it may come before the shell's exit
   const [code] = await once(sh, 'exit');
   assert.equal(code, 0);
-  await once(ready, 'end');
+  await readyEnd;
   const pid = Number(readFileSync(files.pidFile, 'utf8'));
   try {
     assert.notEqual(pid, sh.pid);

@@ -3,14 +3,13 @@
 // (RunPodSandbox → CreateContainer → StartContainer → ContainerStatus says RUNNING), crisp against
 // containerd's CRI plugin.
 //   node dist/bench/container.js [--iterations 50] [--warmup 3]
-import { withBenchEnv, type Side } from './lib/env.js';
+import { makeLogDir, withBenchEnv, type Side } from './lib/env.js';
 import { parseOptions } from './lib/args.js';
 import { Recorder } from './lib/recorder.js';
 import { saveBenchmark } from './lib/results.js';
 import { timed, performance } from './lib/timing.js';
 import { describeError, step } from './lib/errors.js';
 import { sleep } from '../common/time.js';
-import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { ContainerState } from '../gen/runtime.v1.js';
 import type { Input } from '../common/proto-registry.js';
@@ -24,7 +23,7 @@ const opts = parseOptions('container', {
 const SLEEP = ['sleep', '3600'];
 
 async function createStart(side: Side, podId: string, podConfig: Input<PodSandboxConfig>, name: string) {
-  mkdirSync(join(podConfig.logDirectory!, name), { recursive: true });
+  makeLogDir(join(podConfig.logDirectory!, name));
   const created = await timed(() =>
     step(side.name, `CreateContainer ${name}`, () =>
       side.client.runtime.unary('CreateContainer', { podSandboxId: podId, config: side.containerConfig(name, SLEEP), sandboxConfig: podConfig }),

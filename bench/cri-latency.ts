@@ -2,9 +2,8 @@
 // ImageStatus from 1, 10 and 50 callers sharing one connection (as kubelet does), with a few pods (each
 // with a running container) present, crisp against containerd's CRI plugin.
 //   node dist/bench/cri-latency.js [--calls 500] [--pods 5] [--concurrency 1,10,50]
-import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { withBenchEnv, type Side } from './lib/env.js';
+import { makeLogDir, withBenchEnv, type Side } from './lib/env.js';
 import { parseOptions } from './lib/args.js';
 import { Recorder } from './lib/recorder.js';
 import { saveBenchmark, fmt } from './lib/results.js';
@@ -47,7 +46,7 @@ async function populate(side: Side, pods: number): Promise<string | undefined> {
     const pod = await step(side.name, `RunPodSandbox present-${i}`, () => side.runPod(`present-${i}`));
     if (failure) continue;
     try {
-      mkdirSync(join(pod.config.logDirectory!, 'app'), { recursive: true });
+      makeLogDir(join(pod.config.logDirectory!, 'app'));
       const { containerId } = await step(side.name, `CreateContainer in present-${i}`, () =>
         side.client.runtime.unary('CreateContainer', { podSandboxId: pod.id, config: side.containerConfig('app', ['sleep', '3600']), sandboxConfig: pod.config }),
       );

@@ -8,6 +8,7 @@ import { registerInfoCommands } from './info-commands.js';
 import { registerPodCommands } from './pod-commands.js';
 import { registerImageCommands } from './image-commands.js';
 import { registerContainerCommands } from './container-commands.js';
+import { registerPlayCommand } from './play-command.js';
 
 const program = new Command();
 program
@@ -21,5 +22,6 @@ registerInfoCommands(program);
 registerPodCommands(program);
 registerImageCommands(program);
 registerContainerCommands(program);
+registerPlayCommand(program);
 
 await program.parseAsync(process.argv);

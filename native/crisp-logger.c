@@ -270,7 +270,7 @@ static void out_flush(void) {
     g_out_len = 0;
     return;
   }
-  if (g_last_write_errno != 0) {
+  if (off > 0 && g_last_write_errno != 0) {
     report("write log", "works again after dropping %" PRIu64 " bytes", g_dropped_bytes);
     g_last_write_errno = 0;
   }

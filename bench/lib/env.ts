@@ -15,6 +15,7 @@ import { PeerContainerd } from './peer.js';
 import { benchBusyboxImage, pauseImage } from './images.js';
 import { removeBridge, removeIptablesRules } from './network-cleanup.js';
 import { killTree } from './procs.js';
+import { interrupted, markInterrupted } from './interrupt.js';
 
 export type RuntimeName = 'crisp' | 'containerd';
 
@@ -100,7 +101,7 @@ function makeSide(p: {
     }),
     runPod: async (name) => {
       const config = podConfig(name);
-      mkdirSync(config.logDirectory!, { recursive: true });
+      makeLogDir(config.logDirectory!);
       const res = await p.client.runtime.unary('RunPodSandbox', { config });
       return { id: res.podSandboxId, config };
     },
@@ -115,6 +116,15 @@ function makeSide(p: {
   return side;
 }
 
+/**
+ * Create a pod or container log directory, as kubelet does before the CRI call. Refuses once teardown
+ * has begun, so a benchmark still running after SIGINT cannot recreate a removed temp dir.
+ */
+export function makeLogDir(path: string): void {
+  if (interrupted()) throw new Error('interrupted');
+  mkdirSync(path, { recursive: true });
+}
+
 /** Two random /24s can collide; draw the peer's again until it differs from crisp's. */
 function distinctNetwork(confDir: string, dir: string, taken: TestNetwork[]): TestNetwork {
   for (;;) {
@@ -124,6 +134,12 @@ function distinctNetwork(confDir: string, dir: string, taken: TestNetwork[]): Te
 }
 
 type Teardown = () => Promise<void>;
+
+function networkCleanup(owner: string, network: TestNetwork, log: (m: string) => void): void {
+  removeBridge(network.bridge);
+  const left = removeIptablesRules([subnetNeedle(network), network.name]);
+  if (left.length) log(`${owner} network ${network.subnet}: iptables rules left after cleanup:\n${left.join('\n')}`);
+}
 
 /** With CRISP_BENCH_LOGS=<dir>, daemon logs are copied there before their temp dirs go (for bug reports). */
 function keepLogs(name: string, file: string): void {
@@ -154,6 +170,10 @@ async function startEnv(opts: BenchEnvOptions, undo: Teardown[], log: (m: string
   if (opts.crisp ?? true) {
     const d = new TestCrispd({ config: { log_level: 'info', ...opts.crispConfig } });
     const ctdSocket = join(d.state, 'containerd', 'containerd.sock');
+    const network = distinctNetwork(d.cniConfDir, d.dir, networks);
+    networks.push(network);
+    // Undo runs in reverse: the daemon (which may still be in a CNI ADD) stops before its network goes.
+    undo.push(async () => networkCleanup('crisp', network, log));
     undo.push(async () => {
       // TestCrispd.cleanup kills shims only; their containers would be orphaned, so take the trees first.
       await d.stop().catch(() => undefined);
@@ -161,13 +181,6 @@ async function startEnv(opts: BenchEnvOptions, undo: Teardown[], log: (m: string
       keepLogs('crisp-containerd.log', join(d.root, 'containerd', 'containerd.log'));
       for (const pid of pidsWhere((argv) => argv.includes(ctdSocket))) killTree(pid);
       await d.cleanup();
-    });
-    const network = distinctNetwork(d.cniConfDir, d.dir, networks);
-    networks.push(network);
-    undo.push(async () => {
-      removeBridge(network.bridge);
-      const left = removeIptablesRules([subnetNeedle(network), network.name]);
-      if (left.length) log(`crisp network ${network.subnet}: iptables rules left after cleanup:\n${left.join('\n')}`);
     });
     await d.start();
     env.crispd = d;
@@ -194,17 +207,13 @@ async function startEnv(opts: BenchEnvOptions, undo: Teardown[], log: (m: string
 
   if (opts.peer ?? true) {
     const peerd = new PeerContainerd({ sandboxImage: pauseRef, plainHttpRegistries: [registry.host] });
+    const network = distinctNetwork(peerd.cniConfDir, peerd.dir, networks);
+    networks.push(network);
+    undo.push(async () => networkCleanup('containerd', network, log));
     undo.push(async () => {
       await peerd.stop().catch(() => undefined);
       keepLogs('peer-containerd.log', peerd.logFile);
       await peerd.cleanup();
-    });
-    const network = distinctNetwork(peerd.cniConfDir, peerd.dir, networks);
-    networks.push(network);
-    undo.push(async () => {
-      removeBridge(network.bridge);
-      const left = removeIptablesRules([subnetNeedle(network), network.name]);
-      if (left.length) log(`peer network ${network.subnet}: iptables rules left after cleanup:\n${left.join('\n')}`);
     });
     await peerd.start();
     env.peerd = peerd;
@@ -254,7 +263,8 @@ export async function withBenchEnv(opts: BenchEnvOptions, body: (env: BenchEnv) 
       }
     })());
   const onSignal = (sig: NodeJS.Signals) => {
-    log(`${sig}: tearing down`);
+    markInterrupted();
+    log(`${sig}: tearing down, no results written`);
     void teardown().finally(() => process.exit(130));
   };
   process.once('SIGINT', onSignal);

@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { spawnSync } from 'node:child_process';
 import { REPO } from '../../test/e2e/lib/crispd.js';
 import type { Summary } from './stats.js';
+import { interrupted } from './interrupt.js';
 
 export const RESULTS_DIR = join(REPO, 'bench', 'results');
 
@@ -79,14 +80,16 @@ export interface BenchResult {
   extraMarkdown?: string[];
 }
 
-export function fmt(v: number | undefined, digits = 1): string {
+/** A number for a table: 3–4 significant digits unless `digits` is given. */
+export function fmt(v: number | undefined, digits?: number): string {
   if (v === undefined || !Number.isFinite(v)) return 'n/a';
-  if (Math.abs(v) >= 1000) return v.toFixed(0);
-  return v.toFixed(digits);
+  if (digits !== undefined) return v.toFixed(digits);
+  const a = Math.abs(v);
+  return v.toFixed(a >= 1000 ? 0 : a >= 10 ? 1 : 2);
 }
 
 export function fmtRatio(v: number | undefined): string {
-  return v === undefined || !Number.isFinite(v) ? 'n/a' : `${v.toFixed(2)}×`;
+  return v === undefined || !Number.isFinite(v) ? '–' : `${v.toFixed(2)}×`;
 }
 
 export function markdownTable(result: BenchResult): string[] {
@@ -97,8 +100,9 @@ export function markdownTable(result: BenchResult): string[] {
   for (const r of result.rows) {
     const u = r.unit;
     const n = [r.crisp?.n, r.peer?.n].filter((x) => x !== undefined).join('/');
+    const v = (x: number | undefined) => (x === undefined || !Number.isFinite(x) ? '–' : `${fmt(x)} ${u}`);
     lines.push(
-      `| ${r.case}${r.note ? ` (${r.note})` : ''} | ${fmt(r.crisp?.median)} ${u} | ${fmt(r.crisp?.p95)} ${u} | ${fmt(r.peer?.median)} ${u} | ${fmt(r.peer?.p95)} ${u} | ${fmtRatio(r.ratioMedian)} | ${fmtRatio(r.ratioP95)} | ${n} |`,
+      `| ${r.case}${r.note ? ` (${r.note})` : ''} | ${v(r.crisp?.median)} | ${v(r.crisp?.p95)} | ${v(r.peer?.median)} | ${v(r.peer?.p95)} | ${fmtRatio(r.ratioMedian)} | ${fmtRatio(r.ratioP95)} | ${n} |`,
     );
   }
   return lines;
@@ -140,6 +144,8 @@ export function saveBenchmark(
   parts: Omit<BenchResult, 'benchmark' | 'date' | 'machine' | 'durationSeconds'> & { title: string; startedAt: number },
 ): BenchResult {
   const { title, startedAt, ...rest } = parts;
+  // A run cut short by a signal would write numbers from a half-torn-down bench.
+  if (interrupted()) throw new Error(`${name}: interrupted; results not written`);
   const result: BenchResult = {
     benchmark: title,
     date: new Date().toISOString(),

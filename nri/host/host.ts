@@ -357,7 +357,7 @@ export class NriHost implements NriHooks {
       const pods = snapshot.pods.map(podMessage);
       const containers = snapshot.containers.map((c) => containerMessage(c.rec, c.spec));
       const updates = await session.synchronize(pods, containers, this.opts.syncPartBytes);
-      session.logger.info({ pods: pods.length, containers: containers.length, updates: updates.length }, 'NRI plugin synchronized');
+      session.logger.info({ pods: pods.length, containers: containers.length, parts: session.syncParts, updates: updates.length }, 'NRI plugin synchronized');
       await this.applyFollowups({ source: `${session.label} Synchronize`, updates, evictions: [] });
       const followups = await this.lock.run(async () => {
         const out: Followups[] = [];

@@ -67,6 +67,8 @@ export class PluginSession {
   state: SessionState = 'registering';
   /** Subscription mask from Configure (0 until configured). */
   events = 0;
+  /** How many messages the last Synchronize took (more than 1 when the state was split). */
+  syncParts = 0;
   /** Set once the plugin answered a dedicated event RPC with UNIMPLEMENTED (a pre-v0.12 plugin). */
   stateChangeOnly = false;
   closeReason: Error | undefined;
@@ -183,6 +185,7 @@ export class PluginSession {
    */
   async synchronize(pods: Input<PodSandbox>[], containers: Input<Container>[], partBytes: number): Promise<ContainerUpdate[]> {
     const parts = splitSyncState(pods, containers, partBytes);
+    this.syncParts = parts.length;
     const deadline = Date.now() + this.opts.requestTimeoutMs;
     for (let i = 0; i < parts.length; i++) {
       const more = i < parts.length - 1;

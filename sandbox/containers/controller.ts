@@ -17,7 +17,7 @@ import { buildOciSpec, stopSignalFor, signalNumberOf, type OciHostFeatures } fro
 import { resolveUser, findInLayers } from './user.js';
 import { loadLocalhostProfile } from './seccomp-default.js';
 import { resolveDevices, allHostDevices } from './devices.js';
-import { loggerUri, reopenLog } from '../../native/logger.js';
+import { loggerUri, reopenLog, readLoggerAck } from '../../native/logger.js';
 import type { ContainerRecord, ContainerSpec } from './types.js';
 import { NO_NRI, type NriHooks } from '../nri-hooks.js';
 import { execSync, type ExecSyncResult } from './exec-sync.js';
@@ -254,10 +254,14 @@ export class ContainerController {
         await this.nri.startContainer(pod, rec);
         const rootfs = await this.opts.runtime.rootfsMounts(rec.snapshotKey);
         const stdio = rec.logPath
-          ? loggerUri({ logPath: rec.logPath, pidFile: join(rec.dir, 'logger.pid'), ackFile: join(rec.dir, 'logger.ack') })
+          ? loggerUri({ logPath: rec.logPath, pidFile: join(rec.dir, 'logger.pid'), ackFile: join(rec.dir, 'logger.ack'), tty: rec.spec.tty })
           : '';
         const stdin = rec.spec.stdin ? await this.openStdin(rec) : '';
         await this.opts.runtime.createTask(rec.id, { stdin, stdout: stdio, stderr: stdio, terminal: rec.spec.tty }, rootfs);
+        // The shim starts the container even if the logger died before it was ready: check it is there.
+        if (stdio) await readLoggerAck(join(rec.dir, 'logger.ack')).catch((err: unknown) => {
+          throw failedPrecondition(`the log writer for ${rec.logPath} did not start: ${errorMessage(err)}`);
+        });
         rec.pid = await this.opts.runtime.startTask(rec.id);
         rec.state = 'running';
         rec.startedAt = nowNanos();

@@ -15,7 +15,6 @@ import {
   mkdirSync,
   openSync,
   readFileSync,
-  readSync,
   readdirSync,
   renameSync,
   rmSync,
@@ -26,6 +25,7 @@ import {
 } from 'node:fs';
 import { dirname, join } from 'node:path';
 import type { Duplex } from 'node:stream';
+import { open } from 'node:fs/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
@@ -44,6 +44,9 @@ const run = promisify(execFile);
 const isRoot = process.getuid?.() === 0;
 const hasContainerd = ['/usr/bin/containerd', '/usr/bin/ctr', '/usr/bin/containerd-shim-runc-v2'].every((p) => existsSync(p));
 const skipContainerd = !isRoot ? 'needs root' : !hasContainerd ? 'containerd 1.6 not installed' : false;
+
+/** Per test: a hang fails the test instead of blocking the run. */
+const T = { timeout: 120_000 };
 
 let base = '';
 let n = 0;
@@ -195,7 +198,7 @@ async function startLogger(id: string, opts: { tty?: boolean; logPath?: string }
 
 // ---- the logger on its own ----
 
-test('records: full and partial lines, 16 KiB splits, \\r and binary bytes, EOF flush', async () => {
+test('records: full and partial lines, 16 KiB splits, \\r and binary bytes, EOF flush', T, async () => {
   const r = await startLogger('records');
   assert.equal(readFileSync(r.files.pidFile, 'utf8'), `${r.child.pid}\n`);
   assert.deepEqual(await readLoggerAck(r.files.ackFile), { pid: r.child.pid, reopens: 0, error: '', droppedBytes: 0, writeErrors: 0, exited: false });
@@ -246,7 +249,7 @@ test('records: full and partial lines, 16 KiB splits, \\r and binary bytes, EOF 
   assert.equal((await readLoggerAck(r.files.ackFile))?.exited, true);
 });
 
-test('a flooding stdout does not hold back stderr', async () => {
+test('a flooding stdout does not hold back stderr', T, async () => {
   const r = await startLogger('flood');
   const chunk = Buffer.from(`${'o'.repeat(99)}\n`.repeat(655)); // ~64 KiB
   let stop = false;
@@ -260,20 +263,20 @@ test('a flooding stdout does not hold back stderr', async () => {
   try {
     await waitFor(() => sent > 8 << 20, 'stdout flood under way', 20_000);
     const sentBefore = sent;
+    let offset = statSync(r.files.logPath).size; // scan only what is appended from now on
     const t0 = Date.now();
     await write(r.err, 'urgent\n');
-    // scan only what was appended since the last look
-    const fd = openSync(r.files.logPath, 'r');
-    let offset = 0;
+    const fh = await open(r.files.logPath, 'r');
     let carry = '';
+    const buf = Buffer.alloc(8 << 20);
     try {
       await waitFor(
-        () => {
-          const buf = Buffer.alloc(1 << 20);
-          let got: number;
-          while ((got = readSync(fd, buf, 0, buf.length, offset)) > 0) {
-            offset += got;
-            const text = carry + buf.subarray(0, got).toString('latin1');
+        async () => {
+          // async reads: the flood keeps going while we look
+          for (let bytesRead = -1; bytesRead !== 0; ) {
+            ({ bytesRead } = await fh.read(buf, 0, buf.length, offset));
+            offset += bytesRead;
+            const text = carry + buf.subarray(0, bytesRead).toString('latin1');
             if (text.includes(' stderr F urgent\n')) return true;
             carry = text.slice(-32);
           }
@@ -283,7 +286,7 @@ test('a flooding stdout does not hold back stderr', async () => {
         10_000,
       );
     } finally {
-      closeSync(fd);
+      await fh.close();
     }
     console.log(`# stderr line logged ${Date.now() - t0} ms after it was written, with ${((sent - sentBefore) / 1e6).toFixed(1)} MB of stdout flooding meanwhile`);
   } finally {
@@ -293,9 +296,10 @@ test('a flooding stdout does not hold back stderr', async () => {
   await end(r.out);
   await end(r.err);
   assert.deepEqual(await r.exit, { code: 0, signal: null });
+  rmSync(r.files.logPath); // can be large
 });
 
-test('rotation: rename + reopenLog; a failed reopen keeps the old file', async () => {
+test('rotation: rename + reopenLog; a failed reopen keeps the old file', T, async () => {
   const r = await startLogger('rotate');
   const { logPath, pidFile, ackFile } = r.files;
   await write(r.out, 'old-1\nold-2\nhalf-');
@@ -337,7 +341,7 @@ test('rotation: rename + reopenLog; a failed reopen keeps the old file', async (
   await assert.rejects(reopenLog({ pidFile, ackFile }), (err: unknown) => isLoggerError(err) && err.kind === 'NOT_FOUND');
 });
 
-test('SIGTERM: what the pipes hold is written, partial lines flushed, exit 0', async () => {
+test('SIGTERM: what the pipes hold is written, partial lines flushed, exit 0', T, async () => {
   // the shim's order on task delete: close its pipe ends, then SIGTERM at once
   const a = await startLogger('term-closed');
   await write(a.out, 'a\nb\npartial-out');
@@ -362,7 +366,7 @@ test('SIGTERM: what the pipes hold is written, partial lines flushed, exit 0', a
   b.err.destroy();
 });
 
-test('tty: stderr is never read, stdout EOF alone ends the logger', async () => {
+test('tty: stderr is never read, stdout EOF alone ends the logger', T, async () => {
   const r = await startLogger('tty', { tty: true });
   await write(r.out, 'console line\r\n');
   await end(r.out); // r.err stays open, as the shim's never-closed stderr pipe does
@@ -371,7 +375,7 @@ test('tty: stderr is never read, stdout EOF alone ends the logger', async () => 
   r.err.destroy();
 });
 
-test('disk full: records are dropped and counted, the pipes keep draining', async () => {
+test('disk full: records are dropped and counted, the pipes keep draining', T, async () => {
   const r = await startLogger('full', { logPath: '/dev/full' });
   const chunk = Buffer.from('d'.repeat(1023) + '\n');
   const t0 = Date.now();
@@ -386,7 +390,7 @@ test('disk full: records are dropped and counted, the pipes keep draining', asyn
   console.log(`# 2 MiB drained into /dev/full in ${Date.now() - t0} ms, ${ack.droppedBytes} bytes dropped in ${ack.writeErrors} writes`);
 });
 
-test('throughput: 50 MB of 100-byte lines', async () => {
+test('throughput: 50 MB of 100-byte lines', T, async () => {
   const r = await startLogger('throughput');
   const linesPerChunk = 10_485;
   const chunk = Buffer.from(`${'m'.repeat(99)}\n`.repeat(linesPerChunk));
@@ -404,7 +408,7 @@ test('throughput: 50 MB of 100-byte lines', async () => {
   assert.ok(records.every((x) => x.tag === 'F' && x.stream === 'stdout' && x.msg.length === 99));
 });
 
-test('survives its parent: started from a short-lived shell, keeps logging', async () => {
+test('survives its parent: started from a short-lived shell, keeps logging', T, async () => {
   const dir = freshDir();
   const files: LoggerFiles = { logPath: join(dir, '0.log'), pidFile: join(dir, 'logger.pid'), ackFile: join(dir, 'logger.ack') };
   const sh = spawn('sh', ['-c', '"$0" "$@" & exit 0', loggerPath(), ...loggerArgs(files)], {
@@ -440,7 +444,7 @@ test('survives its parent: started from a short-lived shell, keeps logging', asy
   }
 });
 
-test('refuses bad arguments and an unopenable log, always releasing the ready pipe', async () => {
+test('refuses bad arguments and an unopenable log, always releasing the ready pipe', T, async () => {
   const dir = freshDir();
   const start = (args: string[]) => {
     const child = spawn(loggerPath(), args, { stdio: ['ignore', 'ignore', 'pipe', 'pipe', 'pipe', 'pipe'] });
@@ -563,7 +567,7 @@ function loggerFilesIn(dir: string, tty = false): LoggerFiles {
   return { logPath: join(dir, '0.log'), pidFile: join(dir, 'logger.pid'), ackFile: join(dir, 'logger.ack'), ...(tty ? { tty: true } : {}) };
 }
 
-test('containerd shim: ctr run --log-uri writes the CRI log; task delete ends the logger', { skip: skipContainerd }, async () => {
+test('containerd shim: ctr run --log-uri writes the CRI log; task delete ends the logger', { skip: skipContainerd, timeout: 180_000 }, async () => {
   await startContainerd();
   assert.ok(ctd);
   // a path that needs encoding: space and plus survive the shim's URL decoding
@@ -589,14 +593,15 @@ test('containerd shim: ctr run --log-uri writes the CRI log; task delete ends th
   assert.deepEqual(texts(records, 'stderr'), ['F err']);
 });
 
-test('containerd shim via Tasks.Create: rotation, containerd killed and restarted, delete ends the logger', { skip: skipContainerd }, async () => {
+test('containerd shim via Tasks.Create: rotation, containerd killed and restarted, delete ends the logger', { skip: skipContainerd, timeout: 180_000 }, async () => {
   if (!ctd?.proc || ctd.proc.exitCode !== null) await startContainerd();
   assert.ok(ctd);
   const files = loggerFilesIn(freshDir());
   const id = `grpc-${randomBytes(3).toString('hex')}`;
   ctd.containers.add(id);
-  const loop = 'i=0; while :; do echo tick-$i; echo tock-$i >&2; i=$((i+1)); sleep 0.02; done';
-  await ctr('container', 'create', '--env', 'PATH=/bin', '--rootfs', ctd.rootfs, id, '/bin/sh', '-c', loop);
+  // a script file: `ctr container create` would take a "-c" after the id for one of its own flags
+  writeFileSync(join(ctd.rootfs, `${id}.sh`), 'i=0; while :; do echo tick-$i; echo tock-$i >&2; i=$((i+1)); sleep 0.02; done\n');
+  await ctr('container', 'create', '--env', 'PATH=/bin', '--rootfs', ctd.rootfs, id, '/bin/sh', `/${id}.sh`);
   const connect = () => new ContainerdClient({ address: ctd!.sock, namespace: ctd!.ns, timeoutMs: 30_000 });
   let client = connect();
   try {
@@ -654,13 +659,14 @@ test('containerd shim via Tasks.Create: rotation, containerd killed and restarte
   }
 });
 
-test('containerd shim, terminal task: console output on stdout, the logger ends with the console', { skip: skipContainerd }, async () => {
+test('containerd shim, terminal task: console output on stdout, the logger ends with the console', { skip: skipContainerd, timeout: 180_000 }, async () => {
   if (!ctd?.proc || ctd.proc.exitCode !== null) await startContainerd();
   assert.ok(ctd);
   const files = loggerFilesIn(freshDir(), true);
   const id = `tty-${randomBytes(3).toString('hex')}`;
   ctd.containers.add(id);
-  await ctr('container', 'create', '--tty', '--env', 'PATH=/bin', '--rootfs', ctd.rootfs, id, '/bin/sh', '-c', 'echo tty-out; echo tty-err >&2; sleep 0.2');
+  writeFileSync(join(ctd.rootfs, `${id}.sh`), 'echo tty-out; echo tty-err >&2; sleep 0.2\n');
+  await ctr('container', 'create', '--tty', '--env', 'PATH=/bin', '--rootfs', ctd.rootfs, id, '/bin/sh', `/${id}.sh`);
   const client = new ContainerdClient({ address: ctd.sock, namespace: ctd.ns, timeoutMs: 30_000 });
   try {
     const uri = loggerUri(files);

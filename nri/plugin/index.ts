@@ -1,0 +1,2 @@
+// The TypeScript NRI plugin SDK.
+export * from './plugin.js';

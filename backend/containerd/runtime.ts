@@ -223,7 +223,8 @@ export class ContainerdRuntime {
       const res = await this.ctd.tasks.unary('Delete', { containerId: id });
       return { exitStatus: res.exitStatus, exitedAt: tsNanos(res.exitedAt) };
     } catch (err) {
-      if (isNotFound(err)) return undefined;
+      // "ttrpc: closed": the shim went away under a concurrent delete; the task is gone either way.
+      if (isNotFound(err) || /ttrpc: closed/.test(errorMessage(err))) return undefined;
       throw withContext(`deleting task ${id}`, err);
     }
   }

@@ -383,8 +383,9 @@ export class ContainerController {
     await this.store.save(rec);
     this.opts.log.info({ container: rec.id.slice(0, 12), exitCode: exitStatus, reason: rec.reason }, 'container exited');
     this.emit('stopped', rec);
-    // The shim (and the logger behind it) go away once the task is deleted.
-    await this.opts.runtime.deleteTask(rec.id).catch((err: unknown) => {
+    // The shim (and the logger behind it) go away once the task is deleted. Serialised with
+    // RemoveContainer, which deletes the task too.
+    await this.withLock(rec.id, () => this.opts.runtime.deleteTask(rec.id)).catch((err: unknown) => {
       this.opts.log.warn({ container: rec.id.slice(0, 12), err: errorMessage(err) }, 'deleting exited task failed');
     });
     await this.notifyStopped(rec);

@@ -9,6 +9,7 @@ import { Recorder } from './lib/recorder.js';
 import { saveBenchmark } from './lib/results.js';
 import { timed, performance } from './lib/timing.js';
 import { describeError, step } from './lib/errors.js';
+import { describeDropped, interleave } from './lib/interleave.js';
 import { sleep } from '../common/time.js';
 import { join } from 'node:path';
 import { ContainerState } from '../gen/runtime.v1.js';
@@ -21,6 +22,11 @@ const opts = parseOptions('container', {
 });
 
 const SLEEP = ['sleep', '3600'];
+
+interface PodRef {
+  id: string;
+  config: Input<PodSandboxConfig>;
+}
 
 async function createStart(side: Side, podId: string, podConfig: Input<PodSandboxConfig>, name: string) {
   makeLogDir(join(podConfig.logDirectory!, name));
@@ -66,72 +72,56 @@ async function waitRunning(side: Side, id: string, timeoutMs = 30_000): Promise<
   }
 }
 
-/** Containers in one long-lived pod: create+start, then stop+remove, one at a time. */
-async function inPod(side: Side, rec: Recorder, n: number, warm: number): Promise<void> {
-  const pod = await side.runPod('ctr-host');
-  try {
-    for (let i = -warm; i < n; i++) {
-      const c = await createStart(side, pod.id, pod.config, `c${i + warm}`);
-      const s = await stopRemove(side, i < 0 ? undefined : rec, c.id);
-      if (i < 0) continue;
-      rec.add('CreateContainer', side.name, c.create);
-      rec.add('StartContainer', side.name, c.start);
-      rec.add('create+start', side.name, c.create + c.start);
-      if (!s) continue;
-      rec.add('StopContainer (timeout 0)', side.name, s.stop);
-      rec.add('RemoveContainer', side.name, s.remove);
-      rec.add('stop+remove', side.name, s.stop + s.remove);
-    }
-  } finally {
-    await side.client.runtime.unary('StopPodSandbox', { podSandboxId: pod.id }).catch(() => undefined);
-    await side.client.runtime.unary('RemovePodSandbox', { podSandboxId: pod.id }).catch(() => undefined);
-  }
+/** One container in the runtime's long-lived pod: create+start, then stop+remove. */
+async function inPodOnce(side: Side, pod: PodRef, rec: Recorder | undefined, name: string): Promise<void> {
+  const c = await createStart(side, pod.id, pod.config, name);
+  const s = await stopRemove(side, rec, c.id);
+  if (!rec) return;
+  rec.add('CreateContainer', side.name, c.create);
+  rec.add('StartContainer', side.name, c.start);
+  rec.add('create+start', side.name, c.create + c.start);
+  if (!s) return;
+  rec.add('StopContainer (timeout 0)', side.name, s.stop);
+  rec.add('RemoveContainer', side.name, s.remove);
+  rec.add('stop+remove', side.name, s.stop + s.remove);
 }
 
-/** A fresh pod per iteration: RunPodSandbox → CreateContainer → StartContainer → RUNNING; then the pod goes. */
-async function fullPath(side: Side, rec: Recorder, n: number, warm: number): Promise<void> {
-  for (let i = -warm; i < n; i++) {
-    const name = `full-${i + warm}`;
-    const t0 = performance.now();
-    const pod = await timed(() => step(side.name, `RunPodSandbox ${name}`, () => side.runPod(name)));
-    const c = await createStart(side, pod.value.id, pod.value.config, 'app');
-    await waitRunning(side, c.id);
-    const total = performance.now() - t0;
-    const down = await timed(async () => {
-      await step(side.name, `StopPodSandbox ${name}`, () => side.client.runtime.unary('StopPodSandbox', { podSandboxId: pod.value.id }));
-      await step(side.name, `RemovePodSandbox ${name}`, () => side.client.runtime.unary('RemovePodSandbox', { podSandboxId: pod.value.id }));
-    });
-    if (i < 0) continue;
-    rec.add('pod+container start: RunPodSandbox', side.name, pod.ms);
-    rec.add('pod+container start: total until RUNNING', side.name, total);
-    rec.add('pod+container teardown: StopPodSandbox+RemovePodSandbox', side.name, down.ms);
-  }
+/** A fresh pod: RunPodSandbox → CreateContainer → StartContainer → RUNNING; then the pod goes. */
+async function fullPathOnce(side: Side, rec: Recorder | undefined, name: string): Promise<void> {
+  const t0 = performance.now();
+  const pod = await timed(() => step(side.name, `RunPodSandbox ${name}`, () => side.runPod(name)));
+  const c = await createStart(side, pod.value.id, pod.value.config, 'app');
+  await waitRunning(side, c.id);
+  const total = performance.now() - t0;
+  const down = await timed(async () => {
+    await step(side.name, `StopPodSandbox ${name}`, () => side.client.runtime.unary('StopPodSandbox', { podSandboxId: pod.value.id }));
+    await step(side.name, `RemovePodSandbox ${name}`, () => side.client.runtime.unary('RemovePodSandbox', { podSandboxId: pod.value.id }));
+  });
+  if (!rec) return;
+  rec.add('pod+container start: RunPodSandbox', side.name, pod.ms);
+  rec.add('pod+container start: total until RUNNING', side.name, total);
+  rec.add('pod+container teardown: StopPodSandbox+RemovePodSandbox', side.name, down.ms);
 }
 
 const startedAt = Date.now();
 await withBenchEnv({}, async (env) => {
   const rec = new Recorder('ms');
   const notes: string[] = [];
-  for (const side of env.sides) {
-    try {
-      await inPod(side, rec, opts.iterations, opts.warmup);
-    } catch (err) {
-      notes.push(`container in one pod: ${err instanceof Error ? err.message : String(err)}`);
-    }
-  }
-  for (const side of env.sides) {
-    try {
-      await fullPath(side, rec, opts.iterations, opts.warmup);
-    } catch (err) {
-      notes.push(`pod+container start path: ${err instanceof Error ? err.message : String(err)}`);
-      await side.removeAllPods().catch(() => undefined);
-    }
-  }
+  // The container cases run inside one long-lived pod per runtime.
+  const pods = new Map<string, PodRef>();
+  for (const side of env.sides) pods.set(side.name, await step(side.name, 'RunPodSandbox ctr-host', () => side.runPod('ctr-host')));
+  const inPod = (side: Side, i: number, r: Recorder | undefined) => inPodOnce(side, pods.get(side.name)!, r, `c${i}`);
+  notes.push(...(await interleave(env.sides, opts.warmup, (side, i) => inPod(side, -1 - i, undefined))).map((e) => `warm-up: ${describeDropped(e)}`));
+  notes.push(...(await interleave(env.sides, opts.iterations, (side, i) => inPod(side, i, rec))).map((e) => `container in one pod: ${describeDropped(e)}`));
+  for (const side of env.sides) await side.removeAllPods();
+  notes.push(...(await interleave(env.sides, opts.warmup, (side, i) => fullPathOnce(side, undefined, `warm-${i}`))).map((e) => `warm-up: ${describeDropped(e)}`));
+  notes.push(...(await interleave(env.sides, opts.iterations, (side, i) => fullPathOnce(side, rec, `full-${i}`))).map((e) => `pod+container start path: ${describeDropped(e)}`));
   notes.push(
     ...rec.failureNotes(),
     `Container: busybox \`${SLEEP.join(' ')}\` from the loopback registry (pulled before measuring), stdout/stderr to the CRI log file. StopContainer with timeout 0 (immediate SIGKILL in both runtimes).`,
     'The total start path polls ContainerStatus every 2 ms after StartContainer returns, until the state is RUNNING.',
     'The stop/remove split differs: containerd deletes the task when the exit event arrives (inside StopContainer); crisp deletes it in RemoveContainer. Compare stop+remove.',
+    'Iterations alternate between the runtimes, so load from elsewhere on the machine hits both alike.',
     'Pod teardown with a running container: StopPodSandbox kills and waits for the container (and, for containerd, the pause container).',
   );
   saveBenchmark('container', {

@@ -156,7 +156,8 @@ await withBenchEnv({ peer: opts['peer-cri'], pullImages: false }, async (env) =>
       'Time is from the call to its return: PullImage over CRI, or the ctr process from start to exit. Every puller unpacks into overlayfs; the benchmark checks that all layers are unpacked after each pull.',
       'Cold cache: after each pull the image is removed (CRI RemoveImage / ctr image rm --sync) and the next pull waits until none of its blobs is in the content store and the snapshot count is back to the baseline.',
       `ctr: \`ctr --address <crispd's embedded containerd> -n ${CTR_NAMESPACE} image pull --plain-http --max-concurrent-downloads ${opts['max-downloads']} <ref>\` (crisp and containerd's CRI also fetch 3 layers at a time).`,
-      'crispd\'s embedded containerd applies layers with the "walking" differ, for crisp and ctr alike; the peer containerd keeps its default.',
+      'crispd\'s embedded containerd applies layers with the "walking" differ, for crisp and ctr alike (also containerd 1.6\'s default on Linux, which the peer keeps).',
+      'Architecture matters here: crisp and ctr are both clients of containerd, streaming layer bytes into its content store over the content API (gRPC) and then applying layers through the diff service; containerd\'s CRI plugin runs inside containerd, writes content locally and unpacks each layer while later ones are still downloading.',
       'The registry\'s blobs sit in the page cache for every puller alike; the page cache is not dropped between runs (other work shares this machine).',
     );
   } finally {

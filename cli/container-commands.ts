@@ -1,4 +1,5 @@
-// crictl-like container commands: create, start, stop, rm, ps, inspect, logs [-f], exec (sync), stats.
+// crictl-like container commands: create, start, stop, rm, ps, inspect, logs [-f], exec (sync, or
+// streaming with -i/-t), stats.
 import { readFileSync, statSync, openSync, readSync, closeSync } from 'node:fs';
 import type { Command } from 'commander';
 import { parse as parseYaml } from 'yaml';
@@ -8,6 +9,7 @@ import { sleep } from '../common/time.js';
 import { withClient } from './client-context.js';
 import { camelize, readPodConfig } from './pod-commands.js';
 import { printTable, age, shortId, humanBytes } from './table.js';
+import { streamingExec } from './stream-commands.js';
 
 const STATE_NAMES: Record<number, string> = {
   [ContainerState.CONTAINER_CREATED]: 'Created',
@@ -157,9 +159,12 @@ export function registerContainerCommands(program: Command): void {
 
   program
     .command('exec <id> <cmd...>')
-    .description('run a command in a container and print its output (ExecSync)')
-    .option('--timeout <seconds>', 'kill the command after this long', '0')
-    .action(async (id: string, cmd: string[], o: { timeout: string }) => {
+    .description('run a command in a container (ExecSync); with -i/-t a streaming session (put -- before CMD)')
+    .option('--timeout <seconds>', 'kill the command after this long (ExecSync only)', '0')
+    .option('-i, --stdin', 'stream: send this terminal\'s input to the command')
+    .option('-t, --tty', 'stream: run the command on a terminal')
+    .action(async (id: string, cmd: string[], o: { timeout: string; stdin?: boolean; tty?: boolean }) => {
+      if (o.stdin || o.tty) return streamingExec(program, id, cmd, { stdin: Boolean(o.stdin), tty: Boolean(o.tty) });
       await withClient(program, async (cri) => {
         const res = await cri.runtime.unary('ExecSync', { containerId: id, cmd, timeout: Number(o.timeout) });
         process.stdout.write(res.stdout);

@@ -1,7 +1,36 @@
-// crictl-like image commands: pull (with a progress line), images, rmi, inspecti.
+// crictl-like image commands: pull (with a progress bar), images, rmi, inspecti.
+import { join } from 'node:path';
 import type { Command } from 'commander';
 import { withClient } from './client-context.js';
 import { printTable, shortId, humanBytes } from './table.js';
+import { parseImageReference, referenceString } from '../backend/registry/reference.js';
+import { pullProgressPath, readPullProgress, type PullProgress } from '../backend/images/progress.js';
+
+/** A progress file not rewritten for this long belongs to a pull that is no longer running. */
+const STALE_PROGRESS_MS = 10_000;
+const BAR_WIDTH = 24;
+
+const mb = (n: number) => (n / 1e6).toFixed(1);
+
+/**
+ * One line of `crisp pull` progress: a bar, percent, MB done/total and MB/s when crispd publishes the
+ * pull's progress; elapsed time only while it does not (resolving, or a daemon with another state dir).
+ * Fits in `columns` (cut at the end).
+ */
+export function renderPullProgress(image: string, progress: PullProgress | undefined, elapsedMs: number, columns = 80): string {
+  const elapsed = `${(elapsedMs / 1000).toFixed(1)}s`;
+  let line: string;
+  if (!progress || progress.total <= 0) {
+    line = `pulling ${image} … ${elapsed}`;
+  } else {
+    const fraction = Math.min(1, Math.max(0, progress.done / progress.total));
+    const filled = Math.round(fraction * BAR_WIDTH);
+    const bar = `[${'#'.repeat(filled)}${'.'.repeat(BAR_WIDTH - filled)}]`;
+    const percent = `${Math.floor(fraction * 100)}%`.padStart(4);
+    line = `${bar} ${percent} ${mb(progress.done)}/${mb(progress.total)} MB ${mb(progress.bytesPerSecond)} MB/s ${elapsed} ${image}`;
+  }
+  return line.length > columns - 1 ? line.slice(0, Math.max(0, columns - 2)) + '…' : line;
+}
 
 function splitRepoTag(ref: string): [string, string] {
   const at = ref.lastIndexOf(':');
@@ -13,21 +42,19 @@ export function registerImageCommands(program: Command): void {
     .command('pull <image>')
     .description('pull an image through crispd')
     .option('--creds <user:pass>', 'registry credentials')
-    .action(async (image: string, o: { creds?: string }) => {
+    .option('--state <dir>', "crispd's state directory, where running pulls publish progress", '/run/crisp')
+    .action(async (image: string, o: { creds?: string; state: string }) => {
       await withClient(program, async (cri) => {
         const [username, ...rest] = (o.creds ?? '').split(':');
         const auth = o.creds ? { username, password: rest.join(':') } : null;
-        const started = Date.now();
-        // The CRI call has no progress stream: show elapsed time while it runs.
-        const tick = process.stderr.isTTY
-          ? setInterval(() => process.stderr.write(`\rpulling ${image} … ${((Date.now() - started) / 1000).toFixed(1)}s`), 200)
-          : undefined;
+        // The CRI call has no progress stream: while it runs, draw crispd's progress file (TTY only).
+        const stop = process.stderr.isTTY ? showPullProgress(image, o.state) : undefined;
         try {
           const res = await cri.image.unary('PullImage', { image: { image }, auth });
-          if (tick) process.stderr.write('\n');
+          await stop?.();
           console.log(`Image is up to date for ${res.imageRef}`);
         } finally {
-          if (tick) clearInterval(tick);
+          await stop?.();
         }
       });
     });
@@ -83,4 +110,32 @@ export function registerImageCommands(program: Command): void {
         console.log(JSON.stringify(await cri.image.unary('ImageFsInfo', {}), null, 2));
       });
     });
+}
+
+/** Redraw the progress line on stderr until the returned function is called (which clears it). */
+function showPullProgress(image: string, stateDir: string): () => Promise<void> {
+  const started = Date.now();
+  let path: string | undefined;
+  try {
+    path = pullProgressPath(join(stateDir, 'pulls'), referenceString(parseImageReference(image)));
+  } catch {
+    // An invalid reference: crispd will say why; show elapsed time meanwhile.
+  }
+  let busy: Promise<void> | undefined;
+  let stopped = false;
+  const draw = async () => {
+    const p = path ? await readPullProgress(path) : undefined;
+    const fresh = p && Date.now() - p.updatedAt < STALE_PROGRESS_MS ? p : undefined;
+    if (!stopped) process.stderr.write(`\r${renderPullProgress(image, fresh, Date.now() - started, process.stderr.columns || 80)}\x1b[K`);
+  };
+  const timer = setInterval(() => {
+    busy ??= draw().finally(() => (busy = undefined));
+  }, 250);
+  return async () => {
+    if (stopped) return;
+    stopped = true;
+    clearInterval(timer);
+    await busy;
+    process.stderr.write('\r\x1b[K');
+  };
 }

@@ -4,6 +4,8 @@ import { CriClient } from '../cri/client.js';
 import { defaultConfigToml } from '../daemon/config.js';
 import { crispVersion } from '../common/version.js';
 import { withClient } from './client-context.js';
+import { printTable } from './table.js';
+import type { NriPluginInfo } from '../nri/host/index.js';
 
 export function registerInfoCommands(program: Command): void {
   program
@@ -46,6 +48,23 @@ export function registerInfoCommands(program: Command): void {
             null,
             2,
           ),
+        );
+      });
+    });
+
+  program
+    .command('nri')
+    .description('NRI host')
+    .command('plugins')
+    .description('connected NRI plugins: index, events, health')
+    .action(async () => {
+      await withClient(program, async (cri: CriClient) => {
+        const status = await cri.runtime.unary('Status', { verbose: true });
+        const info = JSON.parse(status.info.config ?? '{}') as { nri?: { plugins: NriPluginInfo[] } };
+        if (!info.nri) throw new Error('crispd runs without NRI (nri_enabled = false)');
+        printTable(
+          ['INDEX', 'NAME', 'KIND', 'HEALTH', 'EVENTS', 'FAILURES', 'CONNECTED'],
+          info.nri.plugins.map((p) => [p.index, p.name, p.required ? `${p.kind},required` : p.kind, p.health, p.events.join(','), String(p.failures), p.connectedAt ?? '-']),
         );
       });
     });

@@ -9,6 +9,7 @@ import { registerPodCommands } from './pod-commands.js';
 import { registerImageCommands } from './image-commands.js';
 import { registerContainerCommands } from './container-commands.js';
 import { registerPlayCommand } from './play-command.js';
+import { registerStreamCommands } from './stream-commands.js';
 
 const program = new Command();
 program
@@ -23,5 +24,6 @@ registerPodCommands(program);
 registerImageCommands(program);
 registerContainerCommands(program);
 registerPlayCommand(program);
+registerStreamCommands(program);
 
 await program.parseAsync(process.argv);

@@ -18,6 +18,8 @@ import { containerStatus, listContainers } from './runtime/container-status.js';
 import { execSyncHandler } from './runtime/exec-sync.js';
 import { containerStats, listContainerStats, podSandboxStats, listPodSandboxStats } from './runtime/stats.js';
 import { getContainerEvents } from './runtime/container-events.js';
+import { exec, attach, portForward } from './runtime/streaming.js';
+import type { StreamingServer } from './streaming/server.js';
 import { updateContainerResources } from './runtime/update-container-resources.js';
 import type { PodMappingContext } from './runtime/pod-mapping.js';
 import { runPodSandbox } from './runtime/run-pod-sandbox.js';
@@ -37,6 +39,7 @@ export interface CriDeps {
   pods: PodController;
   podMapping: PodMappingContext;
   containers: ContainerController;
+  streaming: StreamingServer;
 }
 
 /** Every method of `serviceName` answering UNIMPLEMENTED, overlaid with the real handlers given. */
@@ -76,6 +79,9 @@ export function runtimeHandlers(deps: CriDeps): Handlers<RuntimeServiceMethods> 
     PodSandboxStats: (req) => podSandboxStats(stats, req),
     ListPodSandboxStats: (req) => listPodSandboxStats(stats, req),
     GetContainerEvents: (req, stream, call) => getContainerEvents(deps.containers, deps.pods, req, stream, call),
+    Exec: (req) => exec(deps, req),
+    Attach: (req) => attach(deps, req),
+    PortForward: (req) => portForward(deps, req),
   });
 }
 

@@ -40,10 +40,13 @@ export interface CrispConfig {
   streaming_address: string;
   streaming_port: number;
   streaming_idle_timeout: number;
+  streaming_tls_cert: string;
+  streaming_tls_key: string;
   nri_enabled: boolean;
   nri_socket: string;
   nri_plugin_dir: string;
   nri_plugin_config_dir: string;
+  nri_required_plugins: string[];
   userns_chown_fallback: boolean;
   runtimes: Record<string, RuntimeHandlerConfig>;
 }
@@ -79,10 +82,13 @@ export const DEFAULT_CONFIG: CrispConfig = {
   streaming_address: '127.0.0.1',
   streaming_port: 0,
   streaming_idle_timeout: 14400,
+  streaming_tls_cert: '',
+  streaming_tls_key: '',
   nri_enabled: true,
   nri_socket: '/var/run/nri/nri.sock',
   nri_plugin_dir: '/opt/nri/plugins',
   nri_plugin_config_dir: '/etc/nri/conf.d',
+  nri_required_plugins: [],
   userns_chown_fallback: false,
   runtimes: {
     runc: { runtime_type: 'io.containerd.runc.v2', binary_name: '', privileged_without_host_devices: false },
@@ -114,10 +120,13 @@ const DOCS: Record<keyof CrispConfig, KeyDoc> = {
   streaming_address: { doc: 'address the exec/attach/port-forward streaming server listens on' },
   streaming_port: { doc: 'streaming server port (0 = a free port)', min: 0 },
   streaming_idle_timeout: { doc: 'seconds an idle streaming session stays open', min: 1 },
+  streaming_tls_cert: { doc: 'PEM certificate for the streaming server; with streaming_tls_key it serves https (empty = plain http)' },
+  streaming_tls_key: { doc: 'PEM private key for streaming_tls_cert (both or neither)' },
   nri_enabled: { doc: 'run the NRI host' },
   nri_socket: { doc: 'socket external NRI plugins connect to' },
   nri_plugin_dir: { doc: 'pre-installed NRI plugins (NN-name) launched by crisp' },
   nri_plugin_config_dir: { doc: 'configuration for pre-installed NRI plugins' },
+  nri_required_plugins: { doc: 'NRI plugins ("name" or "NN-name") without which pods and containers are not created or changed' },
   userns_chown_fallback: { doc: 'allow chown-based rootfs for user-namespace pods where idmapped mounts are unavailable' },
   runtimes: { doc: 'runtime handlers: [runtimes.NAME] runtime_type, binary_name, privileged_without_host_devices' },
 };
@@ -180,6 +189,9 @@ export function resolveConfig(...layers: Record<string, unknown>[]): CrispConfig
         (config as unknown as Record<string, unknown>)[k] = value;
       }
     }
+  }
+  if ((config.streaming_tls_cert === '') !== (config.streaming_tls_key === '')) {
+    throw invalidArgument('config keys "streaming_tls_cert" and "streaming_tls_key": set both or neither');
   }
   if (!config.runtimes[config.default_runtime_handler]) {
     throw invalidArgument(`config key "default_runtime_handler": no [runtimes.${config.default_runtime_handler}] table`);

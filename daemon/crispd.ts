@@ -11,7 +11,7 @@ import { runtimeHandlers, imageHandlers } from '../cri/services.js';
 import { NodeStatus } from '../sandbox/node-status.js';
 import { RegistryClient } from '../backend/registry/client.js';
 import { ImageService } from '../backend/images/service.js';
-import { unavailable, errorMessage } from '../common/errors.js';
+import { unavailable, invalidArgument, errorMessage } from '../common/errors.js';
 import type { CrispConfig } from './config.js';
 import { join } from 'node:path';
 import { createPodNetwork } from '../cni/index.js';
@@ -19,6 +19,14 @@ import { PodController } from '../sandbox/pods/controller.js';
 import { ContainerController } from '../sandbox/containers/controller.js';
 import { ContainerdRuntime } from '../backend/containerd/runtime.js';
 import { probeHostFeatures } from '../sandbox/host-features.js';
+import { NriHost } from '../nri/host/index.js';
+import { crispVersion } from '../common/version.js';
+import { probeUsernsSupport, describeSupport } from '../sandbox/userns/probe.js';
+import { UsernsMounts } from '../sandbox/userns/userns-mounts.js';
+import { allowTraversal } from '../sandbox/userns/state-dirs.js';
+import { readFileSync } from 'node:fs';
+import { StreamingServer } from '../cri/streaming/server.js';
+import { SandboxStreaming } from '../sandbox/streaming.js';
 
 export type DaemonState = 'INITIALIZED' | 'STARTING' | 'RUNNING' | 'STOPPING' | 'STOPPED' | 'FAILED';
 
@@ -99,6 +107,12 @@ export class Crispd {
       timeoutMs: c.cni_timeout * 1000,
       logger: this.log.child({ component: 'cni' }),
     });
+    // Once per start: whether userns pods get idmapped mounts, the chown fallback, or nothing.
+    const usernsSupport = await probeUsernsSupport({ stateDir: c.state, rootDir: c.root, chownFallback: c.userns_chown_fallback });
+    this.log.info({ userns: usernsSupport }, describeSupport(usernsSupport));
+    if (usernsSupport.userNamespaces) await allowTraversal([c.state, ...(this.embedded ? [join(c.state, 'containerd')] : [])]);
+    const userns = new UsernsMounts({ stateDir: c.state, support: usernsSupport, log: this.log.child({ component: 'userns' }) });
+    this.undo.push({ what: 'userns read-only layer views', run: () => userns.close() });
     const node = new NodeStatus({
       containerd,
       containerdAddress: address,
@@ -109,8 +123,9 @@ export class Crispd {
       },
       // The default handler is listed as "" (what kubelet asks for) and under its own name.
       handlers: () =>
-        ['', ...Object.keys(c.runtimes)].map((name) => ({ name, recursiveReadOnlyMounts: true, userNamespaces: false })),
+        ['', ...Object.keys(c.runtimes)].map((name) => ({ name, recursiveReadOnlyMounts: true, userNamespaces: usernsSupport.userNamespaces })),
       cgroupDriver: c.cgroup_driver as 'systemd' | 'cgroupfs',
+      userns: usernsSupport,
     });
     const instrument = createInstrument(this.log.child({ component: 'cri' }), this.metrics);
     const registry = new RegistryClient({
@@ -122,6 +137,7 @@ export class Crispd {
       snapshotter: c.snapshotter,
       maxConcurrentDownloads: c.image_max_concurrent_downloads,
       progressTimeoutMs: c.image_pull_progress_timeout * 1000,
+      progressDir: join(c.state, 'pulls'),
       pinned: c.image_pinned,
       log: this.log.child({ component: 'images' }),
     });
@@ -132,6 +148,7 @@ export class Crispd {
       defaultCgroupParent: c.cgroup_parent,
       network,
       podCidr: () => node.getPodCidr(),
+      userns,
       log: this.log.child({ component: 'pods' }),
     });
     await pods.recover();
@@ -151,10 +168,34 @@ export class Crispd {
       cgroupDriver: c.cgroup_driver as 'systemd' | 'cgroupfs',
       host: probeHostFeatures(),
       execDir: join(c.state, 'exec'),
+      userns,
       log: this.log.child({ component: 'containers' }),
     });
     pods.setContainerHooks({ stopAll: (id) => containers.stopAllInPod(id), removeAll: (id) => containers.removeAllInPod(id) });
     await containers.recover();
+    if (c.nri_enabled) {
+      const nri = new NriHost({
+        access: {
+          pods: () => pods.list(),
+          containers: () => containers.list(),
+          containerSpec: (id) => containers.ociSpec(id),
+          updateContainerResources: (id, linux) => containers.applyLinuxResources(id, linux),
+          evictContainer: (id, reason) => containers.evict(id, reason),
+        },
+        logger: this.log.child({ component: 'nri' }),
+        runtimeVersion: crispVersion(),
+        socketPath: c.nri_socket,
+        pluginDir: c.nri_plugin_dir,
+        pluginConfigDir: c.nri_plugin_config_dir,
+        requiredPlugins: c.nri_required_plugins,
+        enableExternal: true,
+      });
+      await nri.start();
+      this.undo.push({ what: 'NRI host', run: () => nri.stop() });
+      pods.setNri(nri);
+      containers.setNri(nri);
+      node.setNriPlugins(() => nri.plugins());
+    }
     this.undo.push({ what: 'container event stream', run: () => containers.close() });
     const podMapping = {
       handlers: Object.keys(c.runtimes),
@@ -162,7 +203,26 @@ export class Crispd {
       cgroupDriver: c.cgroup_driver as 'systemd' | 'cgroupfs',
       podLogRoot: c.pod_log_root,
     };
-    const deps = { node, images, pods, podMapping, containers };
+    const readPem = (key: 'streaming_tls_cert' | 'streaming_tls_key') => {
+      try {
+        return readFileSync(c[key]);
+      } catch (err) {
+        throw invalidArgument(`config key "${key}": ${errorMessage(err)}`);
+      }
+    };
+    const streaming = new StreamingServer({
+      address: c.streaming_address,
+      port: c.streaming_port,
+      ...(c.streaming_tls_cert ? { tls: { cert: readPem('streaming_tls_cert'), key: readPem('streaming_tls_key') } } : {}),
+      idleTimeoutMs: c.streaming_idle_timeout * 1000,
+      // Test hook: a short token lifetime, so tests can see expired URLs refused.
+      ...(process.env.CRISP_STREAMING_TOKEN_TTL_MS ? { tokenTtlMs: Number(process.env.CRISP_STREAMING_TOKEN_TTL_MS) } : {}),
+      runtime: new SandboxStreaming({ containers, pods, runtime, execDir: join(c.state, 'exec'), log: this.log.child({ component: 'streaming' }) }),
+      log: this.log.child({ component: 'streaming' }),
+    });
+    await streaming.start();
+    this.undo.push({ what: 'streaming server', run: () => streaming.stop() });
+    const deps = { node, images, pods, podMapping, containers, streaming };
     this.cri = await startCriServer(socketPath(c.socket), instrument, runtimeHandlers(deps), imageHandlers(deps));
     const cri = this.cri;
     this.undo.push({

@@ -43,6 +43,15 @@
  *       namespace is gone; then detaches and removes DIR/pid. A gone PID, a PID in another namespace
  *       (reused) or a missing file is fine; a PID inside the namespace that is not its init is refused.
  *       -> {"ok":true,"killed":BOOL}
+ *   portfwd --netns FILE --port PORT [--host ADDR]
+ *       For port forwarding into a pod: joins the network namespace FILE, connects to ADDR:PORT (an
+ *       IPv4 or IPv6 literal; default 127.0.0.1, then ::1) and relays stdin -> socket and socket ->
+ *       stdout until both directions have ended: stdin EOF half-closes the socket (SHUT_WR), the
+ *       socket's EOF closes stdout. Unlike the other subcommands, stdout carries the connection's
+ *       bytes, not JSON. Dies with its parent (PR_SET_PDEATHSIG). A refused connection fails as
+ *       usual (stderr line, exit 1); a reset or a broken pipe on the pod's side ends that direction,
+ *       and a closed stdout (the client went away) ends the relay, both with 0: Kubernetes clients
+ *       tear down a whole port-forward session on any reported error.
  *
  * Failure: one line "crisp-nshelper: <step>: <strerror>" on stderr and exit 1; exit 3 when pin finds a
  * target already mounted (already pinned); bad arguments exit 2 with "crisp-nshelper: usage: <what>".
@@ -62,6 +71,9 @@
 #include <string.h>
 #include <poll.h>
 #include <sys/mount.h>
+#include <sys/socket.h>
+#include <netinet/in.h>
+#include <arpa/inet.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -1198,6 +1210,170 @@ static int cmd_pidns_stop(int argc, char **argv) {
     return 0;
 }
 
+/* ---- portfwd ---- */
+
+#define PORTFWD_BUF 65536
+
+static int write_full(int fd, const char *buf, size_t len) {
+    while (len > 0) {
+        ssize_t n = write(fd, buf, len);
+        if (n < 0) {
+            if (errno == EINTR) continue;
+            return -1;
+        }
+        buf += n;
+        len -= (size_t)n;
+    }
+    return 0;
+}
+
+/* Connects to addr:port (a literal); returns the socket, or -1 with errno set. */
+static int connect_literal(const char *addr, int port) {
+    struct sockaddr_storage ss;
+    socklen_t len;
+    memset(&ss, 0, sizeof ss);
+    struct sockaddr_in *v4 = (struct sockaddr_in *)&ss;
+    struct sockaddr_in6 *v6 = (struct sockaddr_in6 *)&ss;
+    if (inet_pton(AF_INET, addr, &v4->sin_addr) == 1) {
+        v4->sin_family = AF_INET;
+        v4->sin_port = htons((uint16_t)port);
+        len = sizeof *v4;
+    } else if (inet_pton(AF_INET6, addr, &v6->sin6_addr) == 1) {
+        v6->sin6_family = AF_INET6;
+        v6->sin6_port = htons((uint16_t)port);
+        len = sizeof *v6;
+    } else {
+        errno = EINVAL;
+        return -1;
+    }
+    int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) return -1;
+    while (connect(fd, (struct sockaddr *)&ss, len) < 0) {
+        if (errno == EINTR) continue;
+        int err = errno;
+        close(fd);
+        errno = err;
+        return -1;
+    }
+    return fd;
+}
+
+/* Copies stdin -> sock and sock -> stdout until both have ended. A half-close travels on: EOF on
+ * stdin becomes shutdown(SHUT_WR), EOF from the socket closes stdout. */
+static int relay(int sock) {
+    static char buf[PORTFWD_BUF];
+    bool in_open = true, out_open = true;
+    while (in_open || out_open) {
+        struct pollfd p[2];
+        int n = 0, at_in = -1, at_out = -1;
+        if (in_open) {
+            p[n] = (struct pollfd){.fd = STDIN_FILENO, .events = POLLIN};
+            at_in = n++;
+        }
+        if (out_open) {
+            p[n] = (struct pollfd){.fd = sock, .events = POLLIN};
+            at_out = n++;
+        }
+        if (poll(p, (nfds_t)n, -1) < 0) {
+            if (errno == EINTR) continue;
+            return fail(errno, "poll");
+        }
+        if (at_in >= 0 && p[at_in].revents) {
+            ssize_t r = read(STDIN_FILENO, buf, sizeof buf);
+            if (r < 0 && (errno == EINTR || errno == EAGAIN)) {
+                /* try again */
+            } else if (r <= 0) {
+                in_open = false;
+                shutdown(sock, SHUT_WR);
+            } else if (write_full(sock, buf, (size_t)r) < 0) {
+                /* the pod closed or reset its end: nothing more goes that way */
+                if (errno != EPIPE && errno != ECONNRESET) return fail(errno, "write to port");
+                in_open = false;
+            }
+        }
+        if (at_out >= 0 && p[at_out].revents) {
+            ssize_t r = read(sock, buf, sizeof buf);
+            if (r < 0 && (errno == EINTR || errno == EAGAIN)) {
+                /* try again */
+            } else if (r < 0 && errno != ECONNRESET) {
+                return fail(errno, "read from port");
+            } else if (r <= 0) {
+                /* EOF, or a reset: the pod has finished talking either way */
+                out_open = false;
+                close(STDOUT_FILENO);
+            } else if (write_full(STDOUT_FILENO, buf, (size_t)r) < 0) {
+                /* crispd closed our stdout: the client is gone, nothing left to do */
+                return 0;
+            }
+        }
+    }
+    return 0;
+}
+
+static int cmd_portfwd(int argc, char **argv) {
+    const char *netns = NULL, *port_arg = NULL, *host = NULL;
+    for (int i = 0; i < argc; i++) {
+        if (!strcmp(argv[i], "--netns") && i + 1 < argc) netns = argv[++i];
+        else if (!strcmp(argv[i], "--port") && i + 1 < argc) port_arg = argv[++i];
+        else if (!strcmp(argv[i], "--host") && i + 1 < argc) host = argv[++i];
+        else return usage("portfwd: unexpected argument \"%s\"", argv[i]);
+    }
+    if (!netns || !*netns || !port_arg) return usage("portfwd: --netns and --port are required");
+    char *end;
+    errno = 0;
+    long port = strtol(port_arg, &end, 10);
+    if (errno || end == port_arg || *end || port < 1 || port > 65535)
+        return usage("portfwd: --port must be 1-65535, got \"%s\"", port_arg);
+    if (host) {
+        unsigned char probe[sizeof(struct in6_addr)];
+        if (inet_pton(AF_INET, host, probe) != 1 && inet_pton(AF_INET6, host, probe) != 1)
+            return usage("portfwd: --host must be an IPv4 or IPv6 address, got \"%s\"", host);
+    }
+    /* a relay nobody reads any more must not outlive crispd */
+    if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0) {
+        fail(errno, "prctl PR_SET_PDEATHSIG");
+        return EXIT_FAILED;
+    }
+    if (getppid() == 1) {
+        fail(ESRCH, "parent exited");
+        return EXIT_FAILED;
+    }
+    int fd = open(netns, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        fail(errno, "open %s", netns);
+        return EXIT_FAILED;
+    }
+    if (setns(fd, CLONE_NEWNET) < 0) {
+        int err = errno;
+        close(fd);
+        fail(err, "setns %s", netns);
+        return EXIT_FAILED;
+    }
+    close(fd);
+    int sock;
+    if (host) {
+        sock = connect_literal(host, (int)port);
+        if (sock < 0) {
+            fail(errno, "connect %s port %ld", host, port);
+            return EXIT_FAILED;
+        }
+    } else {
+        sock = connect_literal("127.0.0.1", (int)port);
+        if (sock < 0) {
+            int err4 = errno;
+            sock = connect_literal("::1", (int)port);
+            if (sock < 0) {
+                /* report the IPv4 failure: the IPv6 one is usually just "no ::1 in this netns" */
+                fail(err4, "connect localhost port %ld", port);
+                return EXIT_FAILED;
+            }
+        }
+    }
+    int rc = relay(sock);
+    close(sock);
+    return rc < 0 ? EXIT_FAILED : 0;
+}
+
 /* ---- main ---- */
 
 int main(int argc, char **argv) {
@@ -1208,7 +1384,7 @@ int main(int argc, char **argv) {
         g_argv_area_len = strlen(argv[0]) + 1;
         for (int i = 1; i < argc && argv[i] == argv[0] + g_argv_area_len; i++) g_argv_area_len += strlen(argv[i]) + 1;
     }
-    if (argc < 2) return usage("crisp-nshelper pin|unpin|sysctl|idmap-mount|probe-idmap|pidns|pidns-stop [options]");
+    if (argc < 2) return usage("crisp-nshelper pin|unpin|sysctl|idmap-mount|probe-idmap|pidns|pidns-stop|portfwd [options]");
     const char *cmd = argv[1];
     int rest = argc - 2;
     char **args = argv + 2;
@@ -1220,6 +1396,7 @@ int main(int argc, char **argv) {
     else if (!strcmp(cmd, "probe-idmap")) rc = cmd_probe_idmap(rest, args);
     else if (!strcmp(cmd, "pidns")) rc = cmd_pidns(rest, args);
     else if (!strcmp(cmd, "pidns-stop")) rc = cmd_pidns_stop(rest, args);
+    else if (!strcmp(cmd, "portfwd")) rc = cmd_portfwd(rest, args);
     else return usage("unknown subcommand \"%s\"", cmd);
     if (rc == EXIT_FAILED || rc == EXIT_ALREADY_PINNED) fprintf(stderr, "crisp-nshelper: %s: %s\n", g_step[0] ? g_step : "failed", g_step[0] ? g_detail : "unknown error");
     if (rc == 0 && fflush(stdout) != 0) {

@@ -1,8 +1,9 @@
 // Typed wrapper around native/build/crisp-nshelper (contract in native/README.md). crispd is
 // multithreaded, so namespace creation and setns() happen in this single-threaded child program.
-import { execFile } from 'node:child_process';
+import { execFile, spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { dirname, isAbsolute, join } from 'node:path';
+import { isIP } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { CrispError, invalidArgument, type ErrorKind } from '../common/errors.js';
@@ -75,6 +76,14 @@ export interface PidNamespaceOptions {
 export interface PidNamespace {
   pid: number;
   path: string;
+}
+
+export interface PortForwardOptions {
+  /** The pod's pinned network namespace file (or /proc/self/ns/net for a host-network pod). */
+  netns: string;
+  port: number;
+  /** An IPv4 or IPv6 literal; default localhost (127.0.0.1, then ::1). */
+  host?: string;
 }
 
 export interface StopPidNamespaceOptions {
@@ -226,6 +235,18 @@ export function pidnsStopArgs(opts: StopPidNamespaceOptions): string[] {
   return ['pidns-stop', '--dir', opts.dir, '--pid', String(opts.pid)];
 }
 
+export function portfwdArgs(opts: PortForwardOptions): string[] {
+  const ctx = `portfwd ${opts.netns} port ${opts.port}`;
+  checkPath('netns', opts.netns, ctx);
+  if (!Number.isInteger(opts.port) || opts.port < 1 || opts.port > 65535) throw invalidArgument(`${ctx}: port must be 1-65535`);
+  const args = ['portfwd', '--netns', opts.netns, '--port', String(opts.port)];
+  if (opts.host !== undefined) {
+    if (isIP(opts.host) === 0) throw invalidArgument(`${ctx}: host must be an IP address, got "${opts.host}"`);
+    args.push('--host', opts.host);
+  }
+  return args;
+}
+
 // ---- output parsing (pure) ----
 
 function badOutput(subcommand: string, stdout: string, why: string): NsHelperError {
@@ -364,4 +385,20 @@ export async function startPidNamespace(opts: PidNamespaceOptions): Promise<PidN
  *  namespace pinned at DIR/pid, waits for it to exit, then unpins. Gone init or file is fine. */
 export async function stopPidNamespace(opts: StopPidNamespaceOptions): Promise<void> {
   parseOk('pidns-stop', await runHelper(pidnsStopArgs(opts)));
+}
+
+/** Starts a relay into a pod's network namespace: the child's stdin goes to ADDR:PORT there and what
+ *  comes back appears on its stdout (see native/README.md). The caller owns the process: it dies with
+ *  crispd, and ends once both directions have closed. A failure (refused connection, reset) exits
+ *  non-zero; turn its stderr into an error with `portForwardFailure`. */
+export function startPortForward(opts: PortForwardOptions): ChildProcessWithoutNullStreams {
+  return spawn(nshelperPath(), portfwdArgs(opts), { stdio: ['pipe', 'pipe', 'pipe'] });
+}
+
+/** The error for a relay that exited with `code` (null: killed by a signal). */
+export function portForwardFailure(code: number | null, signal: NodeJS.Signals | null, stderr: string): NsHelperError {
+  if (code === null) return new NsHelperError('INTERNAL', 'portfwd', 'relay', `killed by ${signal ?? 'a signal'}`, null);
+  const { step, detail } = parseHelperFailure(stderr);
+  const kind = code === 1 && /refused|unreachable/i.test(detail) ? 'UNAVAILABLE' : (KIND_BY_EXIT[code] ?? 'INTERNAL');
+  return new NsHelperError(kind, 'portfwd', step || 'relay', detail, code);
 }

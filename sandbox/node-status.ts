@@ -3,6 +3,7 @@
 // CIDR kubelet hands down for CNI templating.
 import type { ContainerdClient } from '../backend/containerd/client.js';
 import { errorMessage } from '../common/errors.js';
+import type { UsernsSupport } from './userns/probe.js';
 
 export interface Condition {
   ready: boolean;
@@ -29,10 +30,13 @@ export interface NodeStatusOptions {
   network: NetworkReadiness;
   handlers: () => HandlerFeatures[];
   cgroupDriver: CgroupDriver;
+  /** What the start-up probe found for user-namespace pods (verbose info). */
+  userns?: UsernsSupport;
 }
 
 export class NodeStatus {
   private podCidr = '';
+  private nriPlugins: () => unknown[] = () => [];
 
   constructor(private readonly opts: NodeStatusOptions) {}
 
@@ -57,6 +61,11 @@ export class NodeStatus {
     return this.opts.cgroupDriver;
   }
 
+  /** NRI plugins for Status(verbose) (and so `crisp nri plugins`). */
+  setNriPlugins(list: () => unknown[]): void {
+    this.nriPlugins = list;
+  }
+
   setPodCidr(cidr: string): void {
     this.podCidr = cidr;
   }
@@ -77,7 +86,9 @@ export class NodeStatus {
       containerd: { address: this.opts.containerdAddress, embedded: this.opts.embedded, ...(containerd as object) },
       cgroupDriver: this.opts.cgroupDriver,
       podCidr: this.podCidr,
+      nri: { plugins: this.nriPlugins() },
       sandbox: { pauseContainer: false, pinnedNamespaces: ['net', 'ipc', 'uts'] },
+      ...(this.opts.userns ? { userNamespaces: this.opts.userns } : {}),
     };
   }
 }

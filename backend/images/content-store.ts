@@ -1,14 +1,43 @@
 // Blobs in containerd's content store: existence checks, streamed writes with an expected digest
-// (containerd verifies it at commit; a mismatch aborts the write so nothing half-written is
-// committed), resumable by ref, reads, and GC labels.
-import type { Readable } from 'node:stream';
+// (containerd verifies it at commit; a mismatch aborts the ingest so nothing bad is committed or kept),
+// resumable by ingest ref, reads, and GC labels.
+import { Readable } from 'node:stream';
 import { randomBytes } from 'node:crypto';
+import { status } from '@grpc/grpc-js';
 import { ContainerdClient } from '../containerd/client.js';
 import type { CallOptions } from '../../common/grpc-client.js';
 import { WriteAction } from '../../gen/containerd.services.content.v1.js';
-import { isNotFound, isAlreadyExists, withContext, errorMessage, CrispError } from '../../common/errors.js';
+import { isNotFound, isAlreadyExists, isGrpcError, withContext, errorMessage, unavailable, CrispError, type GrpcServiceError } from '../../common/errors.js';
+import { sleep } from '../../common/time.js';
+import { ContentMismatchError } from '../registry/verify.js';
 
 const CHUNK = 1024 * 1024;
+
+/** Where blob bytes come from: a stream starting at the requested offset, and a name for errors. */
+export interface BlobSource {
+  stream: Readable;
+  /** "127.0.0.1:5000", "memory", … */
+  origin: string;
+}
+
+export interface WriteArgs {
+  /** Ingest ref: stable per blob to make a write resumable. */
+  ref: string;
+  digest: string;
+  size: number;
+  /** Open the source at `offset`, the bytes the store already holds under `ref`. */
+  open: (offset: number) => Promise<BlobSource>;
+  labels?: Record<string, string>;
+  opts?: CallOptions;
+  onBytes?: (n: number) => void;
+}
+
+/** Another writer still holds the ingest ref. */
+class IngestLocked extends Error {
+  constructor(override readonly cause: GrpcServiceError) {
+    super(cause.details);
+  }
+}
 
 export interface BlobInfo {
   digest: string;
@@ -29,13 +58,13 @@ export class ContentStore {
     }
   }
 
-  /** Bytes already written for an interrupted write under `ref` (0 when none). */
-  async resumeOffset(ref: string, opts: CallOptions = {}): Promise<number> {
+  /** Bytes held for an interrupted write under `ref`; undefined when there is no such ingest. */
+  async ingestOffset(ref: string, opts: CallOptions = {}): Promise<number | undefined> {
     try {
       const res = await this.ctd.content.unary('Status', { ref }, opts);
       return res.status?.offset ?? 0;
     } catch (err) {
-      if (isNotFound(err)) return 0;
+      if (isNotFound(err)) return undefined;
       throw withContext(`content status ${ref}`, err);
     }
   }
@@ -49,31 +78,63 @@ export class ContentStore {
   }
 
   /**
-   * Stream `source` into the store as `digest`. `source` starts at byte `offset` of the blob (the
-   * resume point asked of resumeOffset). `onBytes` reports progress. Returns when committed.
+   * Stream a blob into the store as `digest` under the ingest `ref`, resuming where an earlier write under
+   * the same ref stopped: the store says how many bytes it holds, and `open(offset)` supplies the rest.
+   * `onBytes` reports the bytes moved by this call (not those already held). Returns when committed.
+   *
+   * What happens to the partial data on failure decides whether a retry can resume: a broken or stalled
+   * source, a cancelled call or a store hiccup keep it; content that fails verification (digest or size
+   * at commit, or a source that sends too much) is aborted, so nothing bad is kept or committed.
    */
-  async write(args: {
-    ref: string;
-    digest: string;
-    size: number;
-    offset: number;
-    source: Readable;
-    labels?: Record<string, string>;
-    opts?: CallOptions;
-    onBytes?: (n: number) => void;
-  }): Promise<void> {
+  async write(args: WriteArgs): Promise<void> {
+    // containerd locks an ingest ref per writer; a just-cancelled writer may hold it for a moment.
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await this.writeOnce(args);
+      } catch (err) {
+        if (!(err instanceof IngestLocked) || attempt >= 20) throw withContext(`writing ${args.digest} to the content store`, err instanceof IngestLocked ? err.cause : err);
+        await sleep(Math.min(50 * attempt, 500), args.opts?.signal);
+      }
+    }
+  }
+
+  private async writeOnce(args: WriteArgs): Promise<void> {
     const { ref, digest, size } = args;
     const call = this.ctd.content.duplex('Write', args.opts);
+    let committing = false;
+    let discard = false;
+    let source: BlobSource | undefined;
     let sent = 0;
     try {
       await call.write({ action: WriteAction.STAT, ref, total: size, expected: digest });
-      const stat = await call.read();
-      if (!stat) throw new Error('content write closed before status');
-      if (stat.offset !== args.offset) {
-        throw new CrispError('ABORTED', `resume offset mismatch: store has ${stat.offset}, source starts at ${args.offset}`);
+      let stat;
+      try {
+        stat = await call.read();
+      } catch (err) {
+        if (isGrpcError(err, status.UNAVAILABLE) && /locked/.test(err.details)) throw new IngestLocked(err);
+        throw err;
       }
-      let offset = args.offset;
-      for await (const piece of args.source as AsyncIterable<Buffer>) {
+      if (!stat) throw new Error('content write closed before status');
+      let offset = stat.offset;
+      if (offset > size) {
+        discard = true;
+        throw new CrispError('FAILED_PRECONDITION', `ingest ${ref} holds ${offset} bytes, more than the blob's ${size}`);
+      }
+      source = await args.open(offset);
+      const chunks = (source.stream as AsyncIterable<Buffer>)[Symbol.asyncIterator]();
+      for (;;) {
+        let next: IteratorResult<Buffer>;
+        try {
+          next = await chunks.next();
+        } catch (err) {
+          throw unavailable(`${source.origin}: blob ${digest}: download broke off at byte ${offset} of ${size}: ${errorMessage(err)}`, err);
+        }
+        if (next.done) break;
+        const piece = next.value;
+        if (offset + piece.length > size) {
+          discard = true;
+          throw new ContentMismatchError(digest, `${source.origin}: blob ${digest}: more data than the expected ${size} bytes`);
+        }
         for (let at = 0; at < piece.length; at += CHUNK) {
           const data = piece.subarray(at, at + CHUNK);
           await call.write({ action: WriteAction.WRITE, ref, offset, data });
@@ -88,6 +149,9 @@ export class ContentStore {
           sent--;
         }
       }
+      // A source that ends short is a broken download, not bad content: keep what arrived.
+      if (offset < size) throw unavailable(`${source.origin}: blob ${digest}: download ended at byte ${offset} of ${size}`);
+      committing = true;
       // The commit carries the final offset: containerd truncates a write whose offset is 0.
       await call.write({ action: WriteAction.COMMIT, ref, offset, total: size, expected: digest, labels: args.labels ?? {} });
       // Drain outstanding WRITE responses, then the COMMIT response.
@@ -98,19 +162,31 @@ export class ContentStore {
       call.end();
     } catch (err) {
       call.cancel();
+      source?.stream.destroy();
       if (isAlreadyExists(err)) return;
-      // A digest mismatch or a broken stream: drop the partial data only when it cannot be resumed.
-      if (err instanceof CrispError && err.kind === 'ABORTED') await this.abort(ref, args.opts).catch(() => undefined);
-      else if (/digest|size/i.test(errorMessage(err))) await this.abort(ref, args.opts).catch(() => undefined);
-      throw withContext(`writing ${digest} to the content store`, err);
+      if (err instanceof IngestLocked) throw err;
+      // containerd verifies digest and size at commit and answers FAILED_PRECONDITION when they differ;
+      // an offset it disagrees with (OUT_OF_RANGE) means our idea of the ingest is wrong: start over.
+      const rejected = committing && isGrpcError(err, status.FAILED_PRECONDITION);
+      if (discard || rejected || isGrpcError(err, status.OUT_OF_RANGE)) await this.abort(ref, args.opts).catch(() => undefined);
+      if (rejected) {
+        throw new ContentMismatchError(digest, `${source?.origin ?? 'source'}: blob ${digest} failed verification, discarded: ${errorMessage(err)}`);
+      }
+      throw err;
     }
   }
 
   /** Write a small in-memory blob (manifests, configs). */
   async writeBuffer(digest: string, data: Buffer, labels: Record<string, string>, opts: CallOptions = {}): Promise<void> {
-    const { Readable } = await import('node:stream');
     const ref = `crisp-${digest.replace(':', '-')}-${randomBytes(4).toString('hex')}`;
-    await this.write({ ref, digest, size: data.length, offset: 0, source: Readable.from([data]), labels, opts });
+    await this.write({
+      ref,
+      digest,
+      size: data.length,
+      open: async (offset) => ({ stream: Readable.from([data.subarray(offset)]), origin: 'memory' }),
+      labels,
+      opts,
+    });
   }
 
   async read(digest: string, opts: CallOptions = {}): Promise<Buffer> {

@@ -1,6 +1,10 @@
 // Image pull into containerd: resolve (registry client) → manifests and config into the content store
 // → layers fetched concurrently, each unpacked as soon as it and its parent are ready → image records.
 // A lease holds everything until the records exist; identical pulls in flight share one download.
+//
+// Resume: each blob downloads under a stable ingest ref owned by its own short-lived lease (24 h), not by
+// the pull's lease, so an interrupted or stalled download survives the failed pull and the next pull
+// continues from the bytes containerd already holds (a Range request).
 import { randomBytes } from 'node:crypto';
 import type { ContainerdClient } from '../containerd/client.js';
 import { ContainerdClient as Ctd } from '../containerd/client.js';
@@ -9,20 +13,14 @@ import type { RegistryAuth } from '../registry/auth.js';
 import type { Descriptor } from '../registry/oci.js';
 import { digestReference, referenceString, repositoryName, tagReference, parseImageReference, type ImageReference } from '../registry/reference.js';
 import type { CallOptions } from '../../common/grpc-client.js';
-import { CrispError, withContext, errorMessage, isCrispError } from '../../common/errors.js';
+import { CrispError, withContext, errorMessage, isAlreadyExists, isNotFound } from '../../common/errors.js';
 import type { Logger } from '../../common/logger.js';
 import { ContentStore } from './content-store.js';
 import { Unpacker, chainIds } from './unpack.js';
 import { ImageRecords, CRI_MANAGED_LABEL } from './records.js';
+import { PullProgressFile, RateMeter, pullProgressPath, type LayerProgress, type PullProgress } from './progress.js';
 
-export interface PullProgress {
-  reference: string;
-  /** Bytes done / total over all layers and configs. */
-  done: number;
-  total: number;
-  layers: { digest: string; done: number; total: number }[];
-  bytesPerSecond: number;
-}
+export type { PullProgress } from './progress.js';
 
 export interface PullOptions {
   auth?: RegistryAuth | null;
@@ -32,8 +30,10 @@ export interface PullOptions {
 export interface PullerOptions {
   snapshotter: string;
   maxConcurrentDownloads: number;
-  /** A pull making no byte progress for this long is cancelled. */
+  /** A pull whose downloads make no byte progress for this long is cancelled. */
   progressTimeoutMs: number;
+  /** Where running pulls publish their progress (see progress.ts); none when unset. */
+  progressDir?: string;
   log: Logger;
 }
 
@@ -44,16 +44,84 @@ export interface PullResult {
   repoDigest: string;
 }
 
-/** Run `fn` over `items` with at most `limit` at once, in order of start. */
-async function forEachLimited<T>(items: readonly T[], limit: number, fn: (item: T, index: number) => Promise<void>): Promise<void> {
+const TICK_MS = 500;
+const DEBUG_EVERY_MS = 2000;
+const INFO_EVERY_MS = 10_000;
+const DOWNLOAD_LEASE_TTL_MS = 24 * 3600 * 1000;
+
+/** Run `fn` over `items` with at most `limit` at once, in order of start; stops starting new ones once aborted. */
+async function forEachLimited<T>(items: readonly T[], limit: number, signal: AbortSignal, fn: (item: T, index: number) => Promise<void>): Promise<void> {
   let next = 0;
   const workers = Array.from({ length: Math.min(limit, items.length) }, async () => {
-    while (next < items.length) {
+    while (next < items.length && !signal.aborted) {
       const i = next++;
       await fn(items[i]!, i);
     }
   });
   await Promise.all(workers);
+}
+
+/** The stable ingest ref of a blob: the same on every attempt, so a retry finds the partial data. */
+export function ingestRef(digest: string): string {
+  return `crisp-blob-${digest.replace(':', '-')}`;
+}
+
+/** The lease that owns a blob's ingest while it downloads (and after an interrupted attempt). */
+export function downloadLeaseId(digest: string): string {
+  return `crisp-download-${digest.replace(':', '-')}`;
+}
+
+interface DownloadProgress {
+  start: () => void;
+  /** Bytes an earlier attempt left in the store. */
+  resumed: (n: number) => void;
+  bytes: (n: number) => void;
+  end: () => void;
+}
+
+/** Byte counts of one pull, watched by the progress tick. */
+class PullMeter {
+  done = 0;
+  /** Part of `done` that an earlier attempt downloaded: not counted in the rate. */
+  resumed = 0;
+  total = 0;
+  layers: LayerProgress[] = [];
+  /** Downloads in flight: a stall only counts while something should be arriving. */
+  active = new Set<string>();
+  lastProgress = Date.now();
+  readonly rate = new RateMeter();
+
+  constructor(
+    readonly reference: string,
+    readonly startedAt: number,
+  ) {
+    // The start as the first sample: early ticks report the rate since the start rather than 0.
+    this.rate.add(startedAt, 0);
+  }
+
+  bytes(i: number, n: number): void {
+    this.layers[i]!.done += n;
+    this.done += n;
+    this.lastProgress = Date.now();
+  }
+
+  resume(i: number, n: number): void {
+    this.layers[i]!.done += n;
+    this.done += n;
+    this.resumed += n;
+  }
+
+  snapshot(now: number): PullProgress {
+    return {
+      reference: this.reference,
+      done: this.done,
+      total: this.total,
+      layers: this.layers.map((l) => ({ ...l })),
+      bytesPerSecond: this.rate.rate(),
+      startedAt: this.startedAt,
+      updatedAt: now,
+    };
+  }
 }
 
 export class ImagePuller {
@@ -91,39 +159,49 @@ export class ImagePuller {
     await this.ctd.leases.unary('Create', { id: leaseId, labels: { 'containerd.io/gc.expire': expire } });
     const callOpts: CallOptions = Ctd.withLease(leaseId);
     const abort = new AbortController();
+    const meter = new PullMeter(name, started);
+    const log = this.opts.log;
+    const file = this.opts.progressDir
+      ? new PullProgressFile(pullProgressPath(this.opts.progressDir, name), (err) => log.debug({ ref: name, err: errorMessage(err) }, 'pull progress file'))
+      : undefined;
+    let lastDebug = started;
+    let lastInfo = started;
+    const report = (now: number) => {
+      meter.rate.add(now, meter.done - meter.resumed);
+      const p = meter.snapshot(now);
+      file?.write(p);
+      options.onProgress?.(p);
+      return p;
+    };
+    const tick = setInterval(() => {
+      const now = Date.now();
+      // Unpacking and metadata writes move no bytes; only downloads in flight can stall.
+      if (meter.active.size === 0) meter.lastProgress = now;
+      else if (now - meter.lastProgress > this.opts.progressTimeoutMs && !abort.signal.aborted) {
+        const stalled = meter.layers.filter((l) => meter.active.has(l.digest)).map((l) => `${l.digest} at ${l.done} of ${l.total} bytes`);
+        const seconds = this.opts.progressTimeoutMs / 1000;
+        abort.abort(new CrispError('DEADLINE_EXCEEDED', `no bytes received for ${seconds} s (image_pull_progress_timeout = ${seconds}); stalled: ${stalled.join(', ') || 'blob requests'}`));
+      }
+      const p = report(now);
+      if (now - lastInfo >= INFO_EVERY_MS) {
+        lastInfo = lastDebug = now;
+        log.info({ ref: name, done: p.done, total: p.total, bytesPerSecond: p.bytesPerSecond, s: Math.round((now - started) / 1000) }, 'pull progress');
+      } else if (now - lastDebug >= DEBUG_EVERY_MS) {
+        lastDebug = now;
+        log.debug({ ref: name, done: p.done, total: p.total, bytesPerSecond: p.bytesPerSecond }, 'pull progress');
+      }
+    }, Math.min(TICK_MS, this.opts.progressTimeoutMs));
+    tick.unref();
     try {
       const image = await this.registry.resolveImage(ref, { auth: options.auth ?? null, signal: abort.signal });
       const diffIds = image.config.rootfs.diff_ids;
       const chains = chainIds(diffIds);
       const layers = image.manifest.layers;
       const source = `containerd.io/distribution.source.${ref.domain}`;
-
-      // Progress: bytes moved, watched by a stall timer.
-      const perLayer = layers.map((l) => ({ digest: l.digest, done: 0, total: l.size }));
-      let done = 0;
-      let lastProgress = Date.now();
-      const total = layers.reduce((n, l) => n + l.size, 0);
-      const report = () =>
-        options.onProgress?.({
-          reference: name,
-          done,
-          total,
-          layers: perLayer,
-          bytesPerSecond: Math.round((done / Math.max(1, Date.now() - started)) * 1000),
-        });
-      const stall = setInterval(() => {
-        if (Date.now() - lastProgress > this.opts.progressTimeoutMs) {
-          abort.abort(
-            new CrispError('DEADLINE_EXCEEDED', `pull of "${name}" made no progress for ${Math.round(this.opts.progressTimeoutMs / 1000)} s (image_pull_progress_timeout)`),
-          );
-        }
-        this.opts.log.debug({ ref: name, done, total }, 'pull progress');
-        report();
-      }, Math.min(1000, this.opts.progressTimeoutMs));
-      stall.unref();
+      meter.layers = layers.map((l) => ({ digest: l.digest, done: 0, total: l.size }));
+      meter.total = layers.reduce((n, l) => n + l.size, 0);
 
       try {
-        // Layers first (GC labels on parents need nothing to exist; the lease protects the rest).
         const downloaded = layers.map(() => {
           let resolve!: () => void;
           let reject!: (e: unknown) => void;
@@ -134,17 +212,21 @@ export class ImagePuller {
           p.catch(() => undefined);
           return { p, resolve, reject };
         });
-        const downloads = forEachLimited(layers, this.opts.maxConcurrentDownloads, async (layer, i) => {
+        const downloads = forEachLimited(layers, this.opts.maxConcurrentDownloads, abort.signal, async (layer, i) => {
           try {
-            await this.fetchBlob(ref, layer, { 'containerd.io/uncompressed': diffIds[i]!, [source]: ref.path }, callOpts, abort.signal, options.auth, (n) => {
-              perLayer[i]!.done += n;
-              done += n;
-              lastProgress = Date.now();
+            await this.fetchBlob(ref, layer, { 'containerd.io/uncompressed': diffIds[i]!, [source]: ref.path }, leaseId, abort.signal, options.auth, {
+              start: () => meter.active.add(layer.digest),
+              resumed: (n) => meter.resume(i, n),
+              bytes: (n) => meter.bytes(i, n),
+              end: () => meter.active.delete(layer.digest),
             });
-            perLayer[i]!.done = layer.size;
+            meter.done += layer.size - meter.layers[i]!.done;
+            meter.layers[i]!.done = layer.size;
             downloaded[i]!.resolve();
           } catch (err) {
             downloaded[i]!.reject(err);
+            // One failed layer fails the pull: stop the others now rather than after the unpack loop gets there.
+            if (!abort.signal.aborted) abort.abort(err);
             throw err;
           }
         });
@@ -152,16 +234,14 @@ export class ImagePuller {
         // Unpack in order, each layer as soon as it is in the store.
         for (let i = 0; i < layers.length; i++) {
           await Promise.race([downloaded[i]!.p, abortPromise(abort.signal)]);
-          lastProgress = Date.now();
           await this.unpacker.applyLayer(layers[i]!, diffIds[i]!, chains[i]!, i === 0 ? '' : chains[i - 1]!, callOpts);
         }
         await downloads;
       } catch (err) {
-        if (abort.signal.aborted && isCrispError(abort.signal.reason)) throw abort.signal.reason;
-        abort.abort(err);
-        throw err;
-      } finally {
-        clearInterval(stall);
+        // The first cause wins: a stall or the layer that failed, not the cancellations that followed.
+        const cause: unknown = abort.signal.aborted ? abort.signal.reason : err;
+        if (!abort.signal.aborted) abort.abort(err);
+        throw cause;
       }
 
       // Metadata blobs with the labels containerd's GC follows: index → manifest → config + layers,
@@ -185,47 +265,114 @@ export class ImagePuller {
       const target = { mediaType: image.target.mediaType, digest: image.target.digest, size: image.target.size };
       const names = [tagReference(ref), repoDigest, id].filter((n): n is string => n !== undefined);
       for (const n of names) await this.records.put(n, target, { [CRI_MANAGED_LABEL]: 'managed' });
-      this.opts.log.info(
-        { ref: name, id, repo: repositoryName(ref), layers: layers.length, bytes: done, ms: Date.now() - started },
-        'image pulled',
-      );
-      report();
+      log.info({ ref: name, id, repo: repositoryName(ref), layers: layers.length, bytes: meter.done, ms: Date.now() - started }, 'image pulled');
+      report(Date.now());
       return { id, repoDigest };
     } catch (err) {
       throw withContext(`pulling "${name}"`, err);
     } finally {
+      clearInterval(tick);
+      await file?.close();
       await this.ctd.leases.unary('Delete', { id: leaseId, sync: false }).catch((err: unknown) => {
-        this.opts.log.warn({ lease: leaseId, err: errorMessage(err) }, 'deleting pull lease failed');
+        log.warn({ lease: leaseId, err: errorMessage(err) }, 'deleting pull lease failed');
       });
     }
   }
 
-  /** Download one blob into the content store unless it is there; shared by concurrent pulls. */
-  private fetchBlob(
+  /**
+   * Get one blob into the content store, held by the pull's lease. A download already running for the
+   * same digest (another pull) is joined rather than repeated.
+   */
+  private async fetchBlob(
     ref: ImageReference,
     desc: Descriptor,
     labels: Record<string, string>,
-    callOpts: CallOptions,
+    pullLease: string,
     signal: AbortSignal,
     auth: RegistryAuth | null | undefined,
-    onBytes: (n: number) => void,
+    progress: DownloadProgress,
   ): Promise<void> {
-    const running = this.blobs.get(desc.digest);
-    if (running) return running;
-    const p = (async () => {
-      if (await this.content.info(desc.digest)) {
-        await this.content.setLabels(desc.digest, labels);
-        return;
-      }
-      // A stable ref per digest, so an interrupted download resumes where it stopped.
-      const ingestRef = `crisp-blob-${desc.digest.replace(':', '-')}`;
-      const offset = await this.content.resumeOffset(ingestRef, callOpts);
-      const blob = await this.registry.fetchBlob(ref, desc, { auth: auth ?? null, signal, offset });
-      if (offset > 0) onBytes(offset);
-      await this.content.write({ ref: ingestRef, digest: desc.digest, size: desc.size, offset, source: blob.stream, labels, opts: { ...callOpts, signal }, onBytes });
-    })().finally(() => this.blobs.delete(desc.digest));
-    this.blobs.set(desc.digest, p);
-    return p;
+    let shared = this.blobs.get(desc.digest);
+    if (!shared) {
+      shared = (async () => {
+        if (await this.content.info(desc.digest)) await this.content.setLabels(desc.digest, labels);
+        else await this.download(ref, desc, labels, pullLease, signal, auth, progress);
+      })().finally(() => this.blobs.delete(desc.digest));
+      this.blobs.set(desc.digest, shared);
+    }
+    await shared;
+    await this.leaseContent(pullLease, desc.digest);
+  }
+
+  /**
+   * Download into the content store under the blob's own lease, then hand the blob to the pull's lease.
+   * On failure the partial data stays (with its lease) for the next attempt, unless it was bad.
+   */
+  private async download(
+    ref: ImageReference,
+    desc: Descriptor,
+    labels: Record<string, string>,
+    pullLease: string,
+    signal: AbortSignal,
+    auth: RegistryAuth | null | undefined,
+    progress: DownloadProgress,
+  ): Promise<void> {
+    const lease = downloadLeaseId(desc.digest);
+    const iref = ingestRef(desc.digest);
+    await this.createDownloadLease(lease);
+    progress.start();
+    try {
+      let resumedAt = 0;
+      await this.content.write({
+        ref: iref,
+        digest: desc.digest,
+        size: desc.size,
+        open: async (offset) => {
+          resumedAt = offset;
+          if (offset > 0) progress.resumed(offset);
+          const blob = await this.registry.fetchBlob(ref, desc, { auth: auth ?? null, signal, offset });
+          return { stream: blob.stream, origin: blob.endpoint || ref.domain };
+        },
+        labels,
+        opts: { ...Ctd.withLease(lease), signal },
+        onBytes: progress.bytes,
+      });
+      if (resumedAt > 0) this.opts.log.info({ digest: desc.digest, offset: resumedAt, size: desc.size }, 'blob download resumed');
+    } catch (err) {
+      // With no ingest left (bad content was discarded) the lease has nothing to keep.
+      const kept = await this.content.ingestOffset(iref).catch(() => undefined);
+      if (kept === undefined) await this.deleteLease(lease);
+      else this.opts.log.debug({ digest: desc.digest, offset: kept, size: desc.size, err: errorMessage(err) }, 'download interrupted; partial blob kept for resume');
+      throw err;
+    } finally {
+      progress.end();
+    }
+    // The download lease protects the blob until the pull's lease holds it.
+    await this.leaseContent(pullLease, desc.digest);
+    await this.deleteLease(lease);
+  }
+
+  private async createDownloadLease(id: string): Promise<void> {
+    const expire = new Date(Date.now() + DOWNLOAD_LEASE_TTL_MS).toISOString();
+    try {
+      await this.ctd.leases.unary('Create', { id, labels: { 'containerd.io/gc.expire': expire } });
+    } catch (err) {
+      if (!isAlreadyExists(err)) throw withContext(`creating download lease ${id}`, err);
+    }
+  }
+
+  private async leaseContent(lease: string, digest: string): Promise<void> {
+    try {
+      await this.ctd.leases.unary('AddResource', { id: lease, resource: { id: digest, type: 'content' } });
+    } catch (err) {
+      throw withContext(`adding ${digest} to lease ${lease}`, err);
+    }
+  }
+
+  private async deleteLease(id: string): Promise<void> {
+    await this.ctd.leases.unary('Delete', { id, sync: false }).catch((err: unknown) => {
+      if (!isNotFound(err)) this.opts.log.warn({ lease: id, err: errorMessage(err) }, 'deleting lease failed');
+    });
   }
 }
 

@@ -12,6 +12,8 @@ export interface ImageServiceOptions {
   snapshotter: string;
   maxConcurrentDownloads: number;
   progressTimeoutMs: number;
+  /** Where running pulls publish their progress for `crisp pull` (`<state>/pulls`); none when unset. */
+  progressDir?: string;
   pinned: string[];
   log: Logger;
 }
@@ -42,6 +44,7 @@ export class ImageService {
       snapshotter: opts.snapshotter,
       maxConcurrentDownloads: opts.maxConcurrentDownloads,
       progressTimeoutMs: opts.progressTimeoutMs,
+      ...(opts.progressDir !== undefined ? { progressDir: opts.progressDir } : {}),
       log: opts.log,
     });
     this.pinned = new Set(

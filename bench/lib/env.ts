@@ -4,6 +4,7 @@
 // withBenchEnv(), which tears everything down on success, on error and on SIGINT/SIGTERM.
 import { copyFileSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
+import { loadavg } from 'node:os';
 import { TestCrispd, pidsWhere, uniqueId } from '../../test/e2e/lib/crispd.js';
 import { writeTestNetwork, type TestNetwork } from '../../test/e2e/lib/network.js';
 import { startRegistry, type TestRegistry } from '../../test/e2e/fixtures/registry.js';
@@ -270,6 +271,7 @@ export async function withBenchEnv(opts: BenchEnvOptions, body: (env: BenchEnv) 
   process.once('SIGINT', onSignal);
   process.once('SIGTERM', onSignal);
   try {
+    await waitForQuiet(log);
     const env = await startEnv(opts, undo, log);
     await body(env);
   } catch (err) {
@@ -282,5 +284,20 @@ export async function withBenchEnv(opts: BenchEnvOptions, body: (env: BenchEnv) 
   }
 }
 
-/** Let daemons settle (GC, background goroutines) before a measurement. */
-export const settle = (ms = 1000) => sleep(ms);
+/**
+ * With CRISP_BENCH_MAX_LOAD=<x>, wait (at most CRISP_BENCH_MAX_LOAD_WAIT seconds, default 600) until the
+ * 1-minute load average is at or below x, so other work on a shared machine does not skew the numbers.
+ */
+async function waitForQuiet(log: (m: string) => void): Promise<void> {
+  const max = Number(process.env.CRISP_BENCH_MAX_LOAD ?? '');
+  if (!Number.isFinite(max) || max <= 0) return;
+  const waitS = Number(process.env.CRISP_BENCH_MAX_LOAD_WAIT ?? '600');
+  const deadline = Date.now() + (Number.isFinite(waitS) ? waitS : 600) * 1000;
+  let told = false;
+  while (loadavg()[0]! > max && Date.now() < deadline && !interrupted()) {
+    if (!told) log(`waiting for the 1-minute load average (${loadavg()[0]!.toFixed(2)}) to drop to ${max}`);
+    told = true;
+    await sleep(5000);
+  }
+  if (loadavg()[0]! > max) log(`load average still ${loadavg()[0]!.toFixed(2)}; starting anyway`);
+}

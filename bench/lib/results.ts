@@ -100,7 +100,7 @@ export function markdownTable(result: BenchResult): string[] {
   for (const r of result.rows) {
     const u = r.unit;
     const n = [r.crisp?.n, r.peer?.n].filter((x) => x !== undefined).join('/');
-    const v = (x: number | undefined) => (x === undefined || !Number.isFinite(x) ? '–' : `${fmt(x)} ${u}`);
+    const v = (x: number | undefined) => (x === undefined || !Number.isFinite(x) ? '–' : `${fmt(x, u === 'procs' ? 0 : undefined)} ${u}`);
     lines.push(
       `| ${r.case}${r.note ? ` (${r.note})` : ''} | ${v(r.crisp?.median)} | ${v(r.crisp?.p95)} | ${v(r.peer?.median)} | ${v(r.peer?.p95)} | ${fmtRatio(r.ratioMedian)} | ${fmtRatio(r.ratioP95)} | ${n} |`,
     );

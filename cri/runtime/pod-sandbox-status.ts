@@ -19,7 +19,7 @@ export async function podSandboxStatus(pods: PodController, req: PodSandboxStatu
       files: pod.files,
       ips: pod.ips,
       networkAttached: pod.networkAttached,
-      userNamespace: pod.spec.namespaces.userns ?? null,
+      userNamespace: pod.spec.namespaces.userns ? { ...pod.spec.namespaces.userns, mounts: pods.usernsInfo(pod) } : null,
       notReadyReason: pod.notReadyReason ?? null,
       runtimeHandler: pod.spec.runtimeHandler,
     });

@@ -5,7 +5,6 @@
 // Every call has a timeout; a plugin that times out or breaks the protocol is dropped (and its
 // process restarted, for pre-installed ones) while crisp carries on, unless it is required.
 import net from 'node:net';
-import { once } from 'node:events';
 import { lstat, mkdir, unlink } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import type { ChildProcess } from 'node:child_process';
@@ -121,7 +120,6 @@ export class NriHost implements NriHooks {
   private readonly lock = new SerialQueue();
   private readonly sessions = new Set<PluginSession>();
   private readonly supervisors = new Map<string, PluginSupervisor>();
-  private readonly sessionOf = new Map<PluginSupervisor, PluginSession>();
   private readonly failures = new Map<string, number>();
   private readonly lastErrors = new Map<string, string>();
   /** Sessions between their Synchronize snapshot and readiness, with the events they missed. */
@@ -162,6 +160,15 @@ export class NriHost implements NriHooks {
   async start(): Promise<void> {
     if (this.state !== 'new') throw new Error(`NRI host cannot start: it is ${this.state}`);
     this.state = 'running';
+    try {
+      await this.startPlugins();
+    } catch (err) {
+      await this.stop();
+      throw err;
+    }
+  }
+
+  private async startPlugins(): Promise<void> {
     const { files, skipped } = await discoverPluginFiles(this.opts.pluginDir);
     for (const s of skipped) this.log.info({ path: s.path, reason: s.reason }, 'NRI: skipping file in plugin directory');
     for (const file of files) this.supervise(file);
@@ -180,13 +187,13 @@ export class NriHost implements NriHooks {
     const wasListening = this.server !== undefined;
     this.state = 'stopping';
     for (const s of this.sessions) s.closedByHost = true;
-    if (this.server) {
-      const server = this.server;
-      this.server = undefined;
-      await new Promise<void>((resolve) => server.close(() => resolve()));
-    }
-    await Promise.all([...this.supervisors.values()].map((s) => s.stop()));
+    // server.close() reports back only once every accepted connection is gone, so close those too.
+    const server = this.server;
+    this.server = undefined;
+    const serverClosed = server ? new Promise<void>((resolve) => server.close(() => resolve())) : undefined;
     for (const s of [...this.sessions]) s.close(new Error('crisp NRI host stopping'));
+    await Promise.all([...this.supervisors.values()].map((s) => s.stop()));
+    await serverClosed;
     if (wasListening) await unlink(this.opts.socketPath).catch(() => undefined);
     this.state = 'stopped';
     this.log.info('NRI host stopped');
@@ -231,8 +238,29 @@ export class NriHost implements NriHooks {
         required: required(sup.file),
       });
     }
+    // Plugins that failed and are gone (external ones crisp cannot restart) stay visible.
+    for (const [q, failures] of this.failures) {
+      if (seen.has(q)) continue;
+      const dash = q.indexOf('-');
+      const id = { index: q.slice(0, dash), name: q.slice(dash + 1) };
+      out.push({
+        ...id,
+        kind: 'external',
+        events: [],
+        health: 'closed',
+        connectedAt: null,
+        failures,
+        ...(this.lastErrors.has(q) ? { lastError: this.lastErrors.get(q)! } : {}),
+        required: required(id),
+      });
+    }
     for (const ref of this.opts.requiredPlugins) {
-      if (out.some((p) => matchesPlugin(ref, p))) continue;
+      if (out.some((p) => matchesPlugin(ref, p) && p.health !== 'closed')) continue;
+      const closed = out.findIndex((p) => matchesPlugin(ref, p));
+      if (closed >= 0) {
+        out[closed] = { ...out[closed]!, health: 'missing' };
+        continue;
+      }
       const dash = /^[0-9]{2}-/.test(ref);
       const id = { index: dash ? ref.slice(0, 2) : '', name: dash ? ref.slice(3) : ref };
       const q = dash ? ref : '';
@@ -261,14 +289,15 @@ export class NriHost implements NriHooks {
       if (!isENOENT(err)) throw err;
     }
     const server = net.createServer((sock) => this.adopt(sock, 'external'));
+    await new Promise<void>((resolve, reject) => {
+      const fail = (err: Error) => reject(new Error(`listening on NRI socket ${path}: ${err.message}`, { cause: err }));
+      server.once('error', fail);
+      server.listen(path, () => {
+        server.off('error', fail);
+        resolve();
+      });
+    });
     server.on('error', (err) => this.log.error({ err: err.message }, 'NRI socket error'));
-    server.listen(path);
-    await Promise.race([
-      once(server, 'listening'),
-      once(server, 'error').then(([err]) => {
-        throw new Error(`listening on NRI socket ${path}: ${(err as Error).message}`, { cause: err });
-      }),
-    ]);
     this.server = server;
   }
 
@@ -307,9 +336,8 @@ export class NriHost implements NriHooks {
       onUpdateContainers: (s, req) => this.onUpdateContainers(s, req),
     });
     this.sessions.add(session);
-    if (sup) this.sessionOf.set(sup, session);
     void session.closed.then((reason) => this.onSessionClosed(session, reason, sup));
-    const setup = this.setUp(session);
+    const setup = this.setUp(session, sup);
     this.setups.add(setup);
     void setup.finally(() => this.setups.delete(setup));
   }
@@ -326,13 +354,14 @@ export class NriHost implements NriHooks {
     return undefined;
   }
 
-  private async setUp(session: PluginSession): Promise<void> {
+  private async setUp(session: PluginSession, sup?: PluginSupervisor): Promise<void> {
     try {
       await session.registered;
       const config = session.kind === 'launched' ? await readPluginConfig(this.opts.pluginConfigDir, session.identity!) : '';
       await session.configure(config, this.opts.runtimeName, this.opts.runtimeVersion);
+      if (session.isClosed) return;
       session.state = 'synchronizing';
-      await this.synchronize(session);
+      await this.synchronize(session, sup);
     } catch (err) {
       if (!session.isClosed) session.close(new Error(`setup failed in ${session.state}: ${errorMessage(err)}`, { cause: err }));
     }
@@ -344,7 +373,7 @@ export class NriHost implements NriHooks {
    * the snapshot or in the backlog; the backlog is delivered in another locked section, so the plugin
    * sees it before any later event.
    */
-  private async synchronize(session: PluginSession): Promise<void> {
+  private async synchronize(session: PluginSession, sup?: PluginSupervisor): Promise<void> {
     let done!: () => void;
     const finished = new Promise<void>((r) => (done = r));
     try {
@@ -374,6 +403,7 @@ export class NriHost implements NriHooks {
         }
         if (session.isClosed) throw new Error(`disconnected while catching up: ${session.closeReason?.message ?? ''}`);
         session.state = 'ready';
+        if (sup) sup.markReady();
         session.logger.info({ events: eventNames(session.events), backlog: backlog.length }, 'NRI plugin ready');
         return out;
       });
@@ -388,7 +418,6 @@ export class NriHost implements NriHooks {
   private onSessionClosed(session: PluginSession, reason: Error, sup?: PluginSupervisor): void {
     this.sessions.delete(session);
     this.backlogs.delete(session);
-    if (sup && this.sessionOf.get(sup) === session) this.sessionOf.delete(sup);
     const label = session.label;
     if (session.closedByHost || this.state !== 'running') {
       session.logger.debug({ reason: reason.message }, 'NRI plugin disconnected');
@@ -397,6 +426,7 @@ export class NriHost implements NriHooks {
     // A registered external plugin that simply went away is no failure; anything else is.
     const hangUp = /peer closed the connection|connection closed$/.test(reason.message);
     if (session.kind === 'external' && session.identity && hangUp && session.state !== 'registering') {
+      this.lastErrors.set(qualifiedName(session.identity), reason.message);
       session.logger.info({ reason: reason.message }, 'NRI plugin disconnected');
     } else {
       // Unregistered external connections have no identity to count against; they are only logged.
@@ -435,9 +465,15 @@ export class NriHost implements NriHooks {
     return this.backlogs.size > 0;
   }
 
-  /** Lets plugins that are synchronizing right now take part in an event that can change things. */
-  private async waitForSyncing(): Promise<void> {
-    const pending = [...this.syncing.values()];
+  /**
+   * Lets plugins that are synchronizing right now take part in an event that can change things
+   * (bounded). With `requiredOnly`, waits only for required plugins, so that a notification is
+   * refused only if a required plugin really is missing; other plugins get it from their backlog.
+   */
+  private async waitForSyncing(requiredOnly = false): Promise<void> {
+    const pending = [...this.syncing]
+      .filter(([s]) => !requiredOnly || (s.identity && this.opts.requiredPlugins.some((ref) => matchesPlugin(ref, s.identity!))))
+      .map(([, done]) => done);
     if (pending.length === 0) return;
     let timer: NodeJS.Timeout | undefined;
     await Promise.race([Promise.all(pending), new Promise<void>((r) => (timer = setTimeout(r, 2 * this.opts.requestTimeoutMs)))]);
@@ -503,13 +539,14 @@ export class NriHost implements NriHooks {
     opts: { gate: boolean; before?: () => void; after?: () => void },
   ): Promise<void> {
     const op = `NRI ${EVENT_METHOD[event]} for ${container ? describeContainer(pod, container) : describePod(pod)}`;
-    if (opts.gate) await this.waitForSyncing();
+    if (opts.gate) await this.waitForSyncing(true);
     if (!this.anyPluginActive) {
       if (opts.gate) this.checkRequired(op);
       opts.before?.();
       opts.after?.();
       return;
     }
+    let first: CrispError | undefined;
     await this.lock.run(async () => {
       if (opts.gate) this.checkRequired(op);
       opts.before?.();
@@ -519,7 +556,6 @@ export class NriHost implements NriHooks {
         const podMsg = podMessage(pod);
         const ctrMsg = container ? containerMessage(container, await this.view.spec(container.id)) : undefined;
         for (const b of backlogs) b.push(async (s) => void (await this.deliver(s, event, podMsg, ctrMsg)));
-        let first: CrispError | undefined;
         for (const s of targets) {
           try {
             await this.deliver(s, event, podMsg, ctrMsg);
@@ -533,10 +569,11 @@ export class NriHost implements NriHooks {
             first ??= e;
           }
         }
-        if (first) throw first;
       }
+      // The event happened whatever a plugin thought of it.
       opts.after?.();
     });
+    if (first) throw first;
   }
 
   /** Applies plugin-requested updates through crisp, then evictions; returns the updates that failed. */

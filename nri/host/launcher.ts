@@ -106,7 +106,8 @@ export class PluginSupervisor {
   /** When the next start is due, while waiting out a backoff. */
   nextStartAt: Date | undefined;
   private child: ChildProcess | undefined;
-  private startedAt = 0;
+  /** When the current process's session became ready (0: not ready). */
+  private readyAt = 0;
   private delayMs: number;
   private timer: NodeJS.Timeout | undefined;
   private stopped = false;
@@ -152,7 +153,7 @@ export class PluginSupervisor {
     // The child has its own copy now; ours must not hold the other end open.
     pair.theirs.destroy();
     this.child = child;
-    this.startedAt = Date.now();
+    this.readyAt = 0;
     let settle!: () => void;
     this.exited = new Promise<void>((r) => (settle = r));
     let gone = false;
@@ -178,6 +179,11 @@ export class PluginSupervisor {
     this.opts.onStarted(pair.ours, child);
   }
 
+  /** The running process's session is ready: a long healthy run resets the backoff. */
+  markReady(): void {
+    if (this.child) this.readyAt = Date.now();
+  }
+
   /** SIGKILL the running process (it failed the protocol); it is restarted after the backoff. */
   kill(): void {
     this.child?.kill('SIGKILL');
@@ -195,8 +201,10 @@ export class PluginSupervisor {
 
   private scheduleRestart(): void {
     if (this.stopped || this.timer) return;
-    // A plugin that stayed up longer than the longest backoff starts over from the shortest.
-    if (this.startedAt && Date.now() - this.startedAt > this.opts.backoff.maxMs) this.delayMs = this.opts.backoff.initialMs;
+    // A plugin that served longer than the longest backoff starts over from the shortest; one that
+    // keeps failing before or soon after becoming ready waits longer each time.
+    if (this.readyAt && Date.now() - this.readyAt > this.opts.backoff.maxMs) this.delayMs = this.opts.backoff.initialMs;
+    this.readyAt = 0;
     const delay = this.delayMs;
     this.delayMs = Math.min(this.delayMs * 2, this.opts.backoff.maxMs);
     this.nextStartAt = new Date(Date.now() + delay);

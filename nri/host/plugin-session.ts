@@ -18,7 +18,8 @@ import {
   type UpdateContainersResponse,
 } from '../../gen/nri.pkg.api.v1alpha1.js';
 import { Mux, PLUGIN_SERVICE_CONN, RUNTIME_SERVICE_CONN } from '../transport/mux.js';
-import { TtrpcClient, TtrpcServer, isTtrpcError, TTRPC_TYPE_REQUEST } from '../transport/ttrpc.js';
+import { status } from '@grpc/grpc-js';
+import { TtrpcClient, TtrpcError, TtrpcServer, isTtrpcError, TTRPC_TYPE_REQUEST } from '../transport/ttrpc.js';
 import { TtrpcChannel } from '../transport/ttrpc-channel.js';
 import { TypedTtrpcClient, registerTtrpcService } from '../transport/typed-ttrpc.js';
 import { effectiveEventMask, eventBit, type Event } from './events.js';
@@ -157,7 +158,9 @@ export class PluginSession {
     request: Input<PluginMethods[K]['request']>,
     timeoutMs = this.opts.requestTimeoutMs,
   ): Promise<PluginMethods[K]['response']> {
-    if (this.closeReason) throw new Error(`${this.label}: ${method}: plugin is disconnected: ${this.closeReason.message}`);
+    if (this.closeReason) {
+      throw new TtrpcError('closed', status.UNAVAILABLE, `${this.label}: ${method}: plugin is disconnected: ${this.closeReason.message}`);
+    }
     try {
       return await this.plugin.call(method, request, timeoutMs);
     } catch (err) {

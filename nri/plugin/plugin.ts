@@ -246,9 +246,10 @@ export class Plugin {
         return {};
       },
     };
+    // Every method answers, with or without a handler: a plugin whose mask is 0 is subscribed to
+    // everything. Only `legacy` leaves the notification RPCs out, so the runtime falls back.
     if (!h.legacy) {
-      for (const [event, handler] of NOTIFY_HANDLERS) {
-        if (!h[handler]) continue;
+      for (const [event] of NOTIFY_HANDLERS) {
         const method = EVENT_METHOD[event] as 'PostCreateContainer';
         handlers[method] = async (req) => {
           await this.dispatchNotification(event, req.pod, req.container);
@@ -256,37 +257,22 @@ export class Plugin {
         };
       }
     }
-    if (h.onCreateContainer) {
-      const fn = h.onCreateContainer;
-      handlers.CreateContainer = async (req) => {
-        const r = await fn(req.pod!, req.container!);
-        if (!r) return {};
-        return isCreateResponse(r) ? r : { adjust: r };
-      };
-    }
-    if (h.onUpdateContainer) {
-      const fn = h.onUpdateContainer;
-      handlers.UpdateContainer = async (req) => {
-        const r = await fn(req.pod!, req.container!, req.linuxResources);
-        if (!r) return {};
-        return Array.isArray(r) ? { update: r } : r;
-      };
-    }
-    if (h.onStopContainer) {
-      const fn = h.onStopContainer;
-      handlers.StopContainer = async (req) => ({ update: (await fn(req.pod!, req.container!)) ?? [] });
-    }
-    if (h.onUpdatePodSandbox) {
-      const fn = h.onUpdatePodSandbox;
-      handlers.UpdatePodSandbox = async (req) => {
-        await fn(req.pod!, req.overheadLinuxResources, req.linuxResources);
-        return {};
-      };
-    }
-    if (h.onValidateContainerAdjustment) {
-      const fn = h.onValidateContainerAdjustment;
-      handlers.ValidateContainerAdjustment = async (req) => (await fn(req)) ?? {};
-    }
+    handlers.CreateContainer = async (req) => {
+      const r = await h.onCreateContainer?.(req.pod!, req.container!);
+      if (!r) return {};
+      return isCreateResponse(r) ? r : { adjust: r };
+    };
+    handlers.UpdateContainer = async (req) => {
+      const r = await h.onUpdateContainer?.(req.pod!, req.container!, req.linuxResources);
+      if (!r) return {};
+      return Array.isArray(r) ? { update: r } : r;
+    };
+    handlers.StopContainer = async (req) => ({ update: (await h.onStopContainer?.(req.pod!, req.container!)) ?? [] });
+    handlers.UpdatePodSandbox = async (req) => {
+      await h.onUpdatePodSandbox?.(req.pod!, req.overheadLinuxResources, req.linuxResources);
+      return {};
+    };
+    handlers.ValidateContainerAdjustment = async (req) => (await h.onValidateContainerAdjustment?.(req)) ?? {};
     return handlers;
   }
 

@@ -27,6 +27,7 @@ import type { Socket } from 'node:net';
 import { existsSync } from 'node:fs';
 import type { ResourceSpec } from './types.js';
 import { linuxResources } from './oci-spec.js';
+import type { UsernsMounts } from '../userns/userns-mounts.js';
 
 export type ContainerEventKind = 'created' | 'started' | 'stopped' | 'deleted';
 export interface ContainerEvent {
@@ -47,6 +48,8 @@ export interface ContainerControllerOptions {
   host: HostFeatures;
   /** Scratch space for exec output (<state>/exec). */
   execDir: string;
+  /** Idmapped rootfs and volumes for user-namespace pods; without it such pods' containers are refused. */
+  userns?: UsernsMounts;
   log: Logger;
 }
 
@@ -153,6 +156,8 @@ export class ContainerController {
     const key = nameKey(pod.id, spec);
     const holder = this.store.idByName(key);
     if (holder) throw alreadyExists(`container "${spec.metadata.name}" (attempt ${spec.metadata.attempt}) already exists in pod ${pod.id} as ${holder}`);
+    const userns = this.usernsFor(pod);
+    userns?.requireSupport(pod);
     const image = await this.opts.images.require(spec.image);
     const logPath = this.logPathFor(pod, spec);
     await this.checkMounts(spec);
@@ -190,6 +195,12 @@ export class ContainerController {
         group: await readImageFile('etc/group'),
       });
       const devices = spec.security.privileged ? await allHostDevices() : await resolveDevices(spec.devices);
+      // User-namespace pods bind idmapped views of their pod files and volumes instead of the originals.
+      let mountSourceOverrides: Record<string, string> | undefined;
+      if (userns) {
+        undo.push({ what: 'userns mounts', run: () => userns.releaseContainer(id) });
+        mountSourceOverrides = await userns.prepareContainerMounts(id, pod, spec.mounts);
+      }
       const seccompProfile =
         spec.security.seccomp?.kind === 'localhost' && !spec.security.privileged
           ? await loadLocalhostProfile(spec.security.seccomp.localhostRef)
@@ -204,6 +215,7 @@ export class ContainerController {
         host: this.opts.host,
         devices,
         ...(seccompProfile ? { seccompProfile } : {}),
+        ...(mountSourceOverrides ? { mountSourceOverrides } : {}),
       });
       const rec: ContainerRecord = {
         id,
@@ -252,7 +264,7 @@ export class ContainerController {
       if (pod.state !== 'ready') throw failedPrecondition(`pod sandbox ${pod.id} is not ready; cannot start containers in it`);
       try {
         await this.nri.startContainer(pod, rec);
-        const rootfs = await this.opts.runtime.rootfsMounts(rec.snapshotKey);
+        const rootfs = await this.taskRootfs(rec, pod);
         const stdio = rec.logPath
           ? loggerUri({ logPath: rec.logPath, pidFile: join(rec.dir, 'logger.pid'), ackFile: join(rec.dir, 'logger.ack'), tty: rec.spec.tty })
           : '';
@@ -276,6 +288,7 @@ export class ContainerController {
         await this.nri.postStartContainer(pod, rec).catch((err: unknown) => this.opts.log.warn({ err: errorMessage(err) }, 'NRI PostStartContainer failed'));
       } catch (err) {
         await this.opts.runtime.deleteTask(rec.id).catch(() => undefined);
+        await this.releaseUsernsMounts(rec);
         rec.state = 'exited';
         rec.exitCode = 128;
         rec.reason = 'StartError';
@@ -317,6 +330,8 @@ export class ContainerController {
     await this.withLock(rec.id, async () => {
       if (!this.store.get(rec.id)) return;
       await this.opts.runtime.deleteTask(rec.id);
+      // Not best-effort here: a mount left behind must fail the removal, so that it is retried.
+      await this.opts.userns?.releaseContainer(rec.id);
       await this.opts.runtime.deleteContainer(rec.id);
       await this.opts.runtime.removeRootfs(rec.snapshotKey);
       await this.store.delete(rec);
@@ -327,6 +342,27 @@ export class ContainerController {
       this.emit('deleted', rec);
       const pod = this.opts.pods.store.get(rec.podId);
       if (pod) await this.nri.removeContainer(pod, rec).catch((err: unknown) => this.opts.log.warn({ err: errorMessage(err) }, 'NRI RemoveContainer failed'));
+    });
+  }
+
+  /** The userns mount maker for a user-namespace pod; undefined for other pods. */
+  private usernsFor(pod: PodRecord): UsernsMounts | undefined {
+    if (!pod.pins.user) return undefined;
+    if (!this.opts.userns) throw failedPrecondition(`pod ${pod.id.slice(0, 12)} uses a user namespace, but user-namespace support is not set up in this daemon`);
+    return this.opts.userns;
+  }
+
+  /** The snapshot's mounts, or for a userns pod the same overlay over idmapped (or chowned) layers. */
+  private async taskRootfs(rec: ContainerRecord, pod: PodRecord): Promise<RootfsMount[]> {
+    const mounts = await this.opts.runtime.rootfsMounts(rec.snapshotKey);
+    const userns = this.usernsFor(pod);
+    return userns ? userns.taskRootfs(rec.id, pod, mounts) : mounts;
+  }
+
+  /** Once the task is gone: the idmapped layers and volumes of a userns container (none: no-op). */
+  private async releaseUsernsMounts(rec: ContainerRecord): Promise<void> {
+    await this.opts.userns?.releaseContainer(rec.id).catch((err: unknown) => {
+      this.opts.log.warn({ container: rec.id.slice(0, 12), err: errorMessage(err) }, 'releasing userns mounts failed');
     });
   }
 
@@ -385,7 +421,10 @@ export class ContainerController {
     this.emit('stopped', rec);
     // The shim (and the logger behind it) go away once the task is deleted. Serialised with
     // RemoveContainer, which deletes the task too.
-    await this.withLock(rec.id, () => this.opts.runtime.deleteTask(rec.id)).catch((err: unknown) => {
+    await this.withLock(rec.id, async () => {
+      await this.opts.runtime.deleteTask(rec.id);
+      await this.releaseUsernsMounts(rec);
+    }).catch((err: unknown) => {
       this.opts.log.warn({ container: rec.id.slice(0, 12), err: errorMessage(err) }, 'deleting exited task failed');
     });
     await this.notifyStopped(rec);
@@ -487,6 +526,26 @@ export class ContainerController {
       await this.store.save(rec);
       await this.nri.postUpdateContainer(pod, rec).catch((err: unknown) => this.opts.log.warn({ err: errorMessage(err) }, 'NRI PostUpdateContainer failed'));
     });
+  }
+
+  /** Resources an NRI plugin asked for (unsolicited update): straight to the cgroup and the stored spec. */
+  async applyLinuxResources(id: string, linux: Record<string, unknown>): Promise<void> {
+    const rec = this.get(id);
+    await this.withLock(rec.id, async () => {
+      if (rec.state === 'running') await this.opts.runtime.updateResources(rec.id, linux);
+      const spec = await this.ociSpec(rec.id);
+      const specLinux = (spec.linux ?? {}) as Record<string, unknown>;
+      spec.linux = { ...specLinux, resources: { ...((specLinux.resources as object) ?? {}), ...linux } };
+      await this.opts.runtime.updateContainerSpec(rec.id, spec);
+    });
+  }
+
+  /** An NRI plugin evicted the container: stop it and say why in its status. */
+  async evict(id: string, reason: string): Promise<void> {
+    const rec = this.get(id);
+    await this.stop(rec.id, 0);
+    rec.message = `evicted by an NRI plugin: ${reason}`;
+    await this.store.save(rec);
   }
 
   /** ExecSync in a running container, with the container's own process settings. */

@@ -90,6 +90,11 @@ export interface OciSpecInput {
   devices?: DeviceInput[];
   /** Bind the pod's /etc/hostname, /etc/hosts, /etc/resolv.conf (default true). */
   etcFiles?: boolean;
+  /**
+   * Bind sources to replace: original host path → the path to bind instead (user-namespace pods bind
+   * idmapped mounts of their pod files and volumes). Applies to every bind mount whose source matches.
+   */
+  mountSourceOverrides?: Readonly<Record<string, string>>;
 }
 
 /** AppArmor profile applied for RuntimeDefault; the daemon must load it where AppArmor is enabled. */
@@ -357,7 +362,9 @@ function buildMounts(input: OciSpecInput): OciMount[] {
     for (const [dest, src] of files) if (src && !covered(dest)) out.push(bind(dest, src, sec.readonlyRootfs));
   }
   out.push(...cri);
-  return out.map((m, i) => ({ m, i, d: depth(m.destination) })).sort((a, b) => a.d - b.d || a.i - b.i).map((x) => x.m);
+  const overrides = input.mountSourceOverrides ?? {};
+  const withSources = out.map((m) => (m.type === 'bind' && m.source !== undefined && Object.hasOwn(overrides, m.source) ? { ...m, source: overrides[m.source]! } : m));
+  return withSources.map((m, i) => ({ m, i, d: depth(m.destination) })).sort((a, b) => a.d - b.d || a.i - b.i).map((x) => x.m);
 }
 
 /** Bidirectional mounts need a shared rootfs to propagate back; host-to-container ones a slave one. */

@@ -18,6 +18,7 @@ import { mountShm, unmountIfMounted } from './shm.js';
 import { podFullName, type PodRecord, type PodSpec } from './types.js';
 import { startPodPidNamespace, stopPodPidNamespace } from './pid-namespace.js';
 import { NO_NRI, type NriHooks } from '../nri-hooks.js';
+import type { UsernsMounts } from '../userns/userns-mounts.js';
 
 /** What the pod controller needs from the container layer when a pod stops or goes away. */
 export interface PodContainerHooks {
@@ -35,6 +36,8 @@ export interface PodControllerOptions {
   defaultCgroupParent: string;
   network: PodNetwork;
   podCidr: () => string;
+  /** Idmapped pod files and a mapped /dev/shm for user-namespace pods. */
+  userns?: UsernsMounts;
   log: Logger;
 }
 
@@ -170,6 +173,8 @@ export class PodController {
         await step('mounting /dev/shm', () => mountShm(shm, spec.shmSize));
         undo.push('shm', () => unmountIfMounted(shm));
         rec.shmPath = shm;
+        const userns = this.opts.userns;
+        if (ns.userns && userns) await step('handing /dev/shm to the pod root', () => userns.preparePodShm(rec, shm));
       }
 
       const cgroupPath = spec.cgroupParent || (this.opts.cgroupDriver === 'systemd' ? `crisp-${id.slice(0, 12)}.slice` : `${this.opts.defaultCgroupParent}/crisp-${id}`);
@@ -211,6 +216,11 @@ export class PodController {
       }
 
       rec.files = await step('writing /etc files', () => writePodFiles(rec.dir, hostname, rec.ips, spec.dns));
+      const userns = this.opts.userns;
+      if (ns.userns && userns) {
+        undo.push('idmapped pod files', () => userns.releasePod(rec));
+        await step('idmapping the pod files', () => userns.preparePodFiles(rec));
+      }
       rec.state = 'ready';
       // Plugins see the pod before anyone can list it or create containers in it.
       await step('NRI RunPodSandbox', () => this.nri.runPodSandbox(rec));
@@ -257,6 +267,8 @@ export class PodController {
       if (!this.store.get(pod.id)) return;
       await this.containers.removeAll(pod.id);
       if (pod.shmPath) await unmountIfMounted(pod.shmPath);
+      // Before the run dir goes: a recursive rm would otherwise walk into the idmapped pod dir.
+      await this.opts.userns?.releasePod(pod);
       await unpinNamespaces(join(pod.runDir, 'ns'));
       if (pod.cgroup.created) await removeCgroup(pod.cgroup.path);
       await rm(pod.runDir, { recursive: true, force: true });
@@ -268,6 +280,11 @@ export class PodController {
 
   get(id: string): PodRecord {
     return this.store.require(id);
+  }
+
+  /** How a user-namespace pod's files, volumes and rootfs are remapped (verbose status); null otherwise. */
+  usernsInfo(pod: PodRecord): Record<string, unknown> | null {
+    return this.opts.userns?.describePod(pod) ?? null;
   }
 
   list(): PodRecord[] {

@@ -410,6 +410,24 @@ test('CRI mounts: options, overrides, order, propagation, rro, idmap', () => {
   assert.deepEqual(withIdmap?.gidMappings, [{ containerID: 0, hostID: 2000, size: 10 }]);
 });
 
+test('mount source overrides: pod files and CRI volumes bind the replacement path, nothing else moves', () => {
+  const plain = build({ spec: fakeSpec({ mounts: [criMount('/vol'), criMount('/vol2', { hostPath: '/host/vol' })] }) });
+  const s = build({
+    spec: fakeSpec({ mounts: [criMount('/vol'), criMount('/vol2', { hostPath: '/host/vol' })] }),
+    mountSourceOverrides: { '/var/lib/crisp/pods/p/hosts': '/run/crisp/pods/p/userns/etc/hosts', '/host/vol': '/run/crisp/containers/c/volumes/0', proc: '/nope' },
+  });
+  assert.equal(mount(s, '/etc/hosts')?.source, '/run/crisp/pods/p/userns/etc/hosts');
+  assert.equal(mount(s, '/etc/hostname')?.source, '/var/lib/crisp/pods/p/hostname', 'files without an override stay');
+  assert.equal(mount(s, '/vol')?.source, '/run/crisp/containers/c/volumes/0');
+  assert.equal(mount(s, '/vol2')?.source, '/run/crisp/containers/c/volumes/0', 'one override serves every mount of a host path');
+  assert.equal(mount(s, '/proc')?.source, 'proc', 'only bind mounts are replaced');
+  assert.deepEqual(
+    s.mounts?.map((m) => [m.destination, m.options]),
+    plain.mounts?.map((m) => [m.destination, m.options]),
+    'order and options unchanged',
+  );
+});
+
 // ---- devices, resources ---------------------------------------------------------------------------
 
 test('devices: deny by default, standard set, CRI devices, privileged allows all', () => {

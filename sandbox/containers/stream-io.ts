@@ -1,0 +1,65 @@
+// What a streaming session (exec, attach) hands the runtime side: the client's streams, terminal sizes
+// and a signal for "the client went away". Transport-neutral: the SPDY and WebSocket code in cri/
+// adapts its streams to this.
+import { EventEmitter } from 'node:events';
+import type { Readable, Writable } from 'node:stream';
+
+export interface TerminalSize {
+  width: number;
+  height: number;
+}
+
+/** Terminal sizes as the client reports them; `latest` is the last one seen. */
+export class TerminalSizes extends EventEmitter<{ size: [TerminalSize] }> {
+  latest: TerminalSize | undefined;
+
+  push(size: TerminalSize): void {
+    if (!Number.isInteger(size.width) || !Number.isInteger(size.height) || size.width < 0 || size.height < 0) return;
+    if (size.width > 0xffff || size.height > 0xffff) return;
+    this.latest = size;
+    this.emit('size', size);
+  }
+
+  /** The first size, if the client reports one within `timeoutMs`. */
+  first(timeoutMs: number): Promise<TerminalSize | undefined> {
+    if (this.latest) return Promise.resolve(this.latest);
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => {
+        this.off('size', onSize);
+        resolve(undefined);
+      }, timeoutMs);
+      const onSize = (s: TerminalSize) => {
+        clearTimeout(timer);
+        resolve(s);
+      };
+      this.once('size', onSize);
+    });
+  }
+}
+
+export interface StreamIO {
+  /** The client's input; its end means the client closed stdin. */
+  stdin?: Readable;
+  stdout?: Writable;
+  /** Absent with a tty (the terminal merges both). */
+  stderr?: Writable;
+  tty: boolean;
+  sizes?: TerminalSizes;
+  /** Aborts when the client disconnects or the session times out. */
+  signal: AbortSignal;
+}
+
+/** Writes `data` and resolves once `out` can take more (or is gone). */
+export function writeWithBackpressure(out: Writable, data: Buffer): Promise<void> {
+  if (out.destroyed || out.writableEnded) return Promise.resolve();
+  if (out.write(data)) return Promise.resolve();
+  return new Promise((resolve) => {
+    const done = () => {
+      out.off('drain', done);
+      out.off('close', done);
+      resolve();
+    };
+    out.on('drain', done);
+    out.on('close', done);
+  });
+}

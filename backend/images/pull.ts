@@ -295,8 +295,18 @@ export class ImagePuller {
     let shared = this.blobs.get(desc.digest);
     if (!shared) {
       shared = (async () => {
-        if (await this.content.info(desc.digest)) await this.content.setLabels(desc.digest, labels);
-        else await this.download(ref, desc, labels, pullLease, signal, auth, progress);
+        // Hold the blob under the pull's lease before looking, so GC cannot take it in between; a
+        // blob collected anyway (it was unreferenced when we looked) is simply downloaded.
+        await this.leaseContent(pullLease, desc.digest);
+        if (await this.content.info(desc.digest)) {
+          try {
+            await this.content.setLabels(desc.digest, labels);
+            return;
+          } catch (err) {
+            if (!isNotFound(err)) throw err;
+          }
+        }
+        await this.download(ref, desc, labels, pullLease, signal, auth, progress);
       })().finally(() => this.blobs.delete(desc.digest));
       this.blobs.set(desc.digest, shared);
     }

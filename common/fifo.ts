@@ -17,9 +17,9 @@ export async function removeFifos(...paths: string[]): Promise<void> {
 }
 
 /** A raw fd (not a FileHandle: the socket owns and closes it, a FileHandle would close it again on GC). */
-async function openPipe(path: string): Promise<Socket> {
+async function openPipe(path: string, readable = true): Promise<Socket> {
   const fd = openSync(path, constants.O_RDWR | constants.O_NONBLOCK);
-  return new Socket({ fd, readable: true, writable: true });
+  return new Socket({ fd, readable, writable: true });
 }
 
 export interface FifoReader {
@@ -90,5 +90,6 @@ export async function openFifoReader(path: string, limit = Number.POSITIVE_INFIN
 
 /** The write side of a stdin FIFO. */
 export async function openFifoWriter(path: string): Promise<Socket> {
-  return openPipe(path);
+  // Not readable: a reading socket would race the shim for the very bytes it writes.
+  return openPipe(path, false);
 }

@@ -495,6 +495,22 @@ describe('streaming server', () => {
       assert.ok(api.calls.filter((c) => c === 'Exec').length >= 3);
     });
 
+    test('kubectl exec -it over SPDY on a real terminal: the resize stream carries its size', async () => {
+      // script(1) gives kubectl a pty of a known size; kubectl sends it on the v4 resize stream.
+      const inner = `stty rows 33 cols 77; ${findKubectl()} --kubeconfig ${api.kubeconfig} exec -it web -c shell -- stty size`;
+      const r = await run('script', ['-qec', inner, '/dev/null'], { env: { KUBECTL_REMOTE_COMMAND_WEBSOCKETS: 'false' } });
+      assert.match(r.stdout, /33 77\r?\n/);
+      assert.equal(r.code, 0, r.stdout + r.stderr);
+    });
+
+    test('concurrent kubectl sessions over SPDY keep their streams apart', async () => {
+      const rs = await Promise.all([1, 2, 3, 4].map((n) => kubectl(['exec', 'web', '-c', 'shell', '--', 'sh', '-c', `sleep 0.3; echo k-${n}; exit ${n}`], { spdy: true })));
+      rs.forEach((r, i) => {
+        assert.equal(r.stdout, `k-${i + 1}\n`);
+        assert.equal(r.code, i + 1);
+      });
+    });
+
     test('kubectl exec over WebSocket (v5): exit code and stdin', async () => {
       const r = await kubectl(['exec', 'web', '-c', 'shell', '--', 'sh', '-c', 'echo ws-out; exit 4']);
       assert.equal(r.stdout, 'ws-out\n');
@@ -573,11 +589,15 @@ describe('streaming server', () => {
     });
   });
 
-  test('crisp exec: -i streams stdin and propagates the exit code; plain exec stays ExecSync', async () => {
+  test('crisp exec: -i streams stdin and propagates the exit code, -it uses the terminal; plain exec stays ExecSync', async () => {
     const cli = (args: string[], input = '') => run(process.execPath, [CLI, '--endpoint', s.d.endpoint, ...args], { input });
     const piped = await cli(['exec', '-i', shell, '--', 'sh', '-c', 'cat; exit 6'], 'from the crisp cli\n');
     assert.equal(piped.stdout, 'from the crisp cli\n');
     assert.equal(piped.code, 6, piped.stderr);
+    // On a real terminal (script(1) makes one): raw mode, and the terminal's size reaches the process.
+    const tty = await run('script', ['-qec', `stty rows 20 cols 60; ${process.execPath} ${CLI} --endpoint ${s.d.endpoint} exec -it ${shell} -- stty size`, '/dev/null']);
+    assert.match(tty.stdout, /20 60\r*\n/); // libuv raw mode keeps ONLCR: \r\r\n on the local side
+    assert.equal(tty.code, 0, tty.stdout);
     const sync = await cli(['exec', shell, '--', 'sh', '-c', 'echo sync; exit 3']);
     assert.equal(sync.stdout, 'sync\n');
     assert.equal(sync.code, 3);

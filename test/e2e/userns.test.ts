@@ -2,8 +2,8 @@
 // pod files, /dev/shm and hostPath volumes look root-owned inside without any chown of the image
 // (idmapped mounts), writes land where and as whom they should, two pods with different mappings are
 // apart, Status says user_namespaces, nothing stays mounted after removal (also across a kill -9 of
-// crispd), and bad userns_options are refused naming the field. Plus the chown fallback on a real
-// overlay.
+// crispd), and bad userns_options are refused naming the field. Plus the chown fallback: on a real
+// overlay, and through crispd on a node whose probe finds no idmapped mounts.
 import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { chmodSync, chownSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
@@ -12,7 +12,10 @@ import { hostname as osHostname } from 'node:os';
 import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { startStack, type Stack } from './lib/stack.js';
-import { mountsBelow } from './lib/crispd.js';
+import { TestCrispd, mountsBelow } from './lib/crispd.js';
+import { writeTestNetwork } from './lib/network.js';
+import { startRegistry } from './fixtures/registry.js';
+import { busyboxImage } from './fixtures/images.js';
 import { isGrpcError } from '../../common/errors.js';
 import { NamespaceMode, type IDMapping } from '../../gen/runtime.v1.js';
 import type { Input } from '../../common/proto-registry.js';
@@ -285,6 +288,72 @@ describe('chown fallback (no idmapped layers)', { skip: process.getuid?.() !== 0
     } finally {
       spawnSync('umount', ['-l', join(dir, 'merged')]);
       rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('a node without idmapped mounts', () => {
+  test('userns containers are refused with FAILED_PRECONDITION; with userns_chown_fallback they run on a chowned rootfs', async () => {
+    const d = new TestCrispd();
+    const net = writeTestNetwork(d.cniConfDir, d.dir);
+    const registry = await startRegistry({});
+    // crispd probes idmapped mounts in <state>/userns-probe: a ramfs there (it cannot be idmapped) makes
+    // this node look like one whose kernel or filesystem has no idmap support.
+    const probeDir = join(d.state, 'userns-probe');
+    mkdirSync(probeDir, { recursive: true });
+    assert.equal(spawnSync('mount', ['-t', 'ramfs', 'ramfs', probeDir]).status, 0);
+    chmodSync(d.dir, 0o711);
+    const base = randomBases()[0];
+    try {
+      await registry.push(busyboxImage({ config: { Env: ['PATH=/bin'] } }), 'e2e/busybox', 'v1');
+      const image = `${registry.host}/e2e/busybox:v1`;
+      const run = Math.random().toString(36).slice(2, 8);
+      const podConfig = (name: string): Input<PodSandboxConfig> => ({
+        metadata: { name, uid: `${name}-${run}`, namespace: 'e2e', attempt: 0 },
+        hostname: name,
+        logDirectory: join(d.podLogRoot, `e2e_${name}_${run}`),
+        ...usernsPod(base),
+      });
+      const container = { metadata: { name: 'main', attempt: 0 }, image: { image }, command: ['sleep', '3600'], logPath: 'main/0.log' };
+
+      await d.start();
+      await d.client.image.unary('PullImage', { image: { image } });
+      const off = await d.client.runtime.unary('Status', { verbose: true });
+      for (const h of off.runtimeHandlers) assert.equal(h.features?.userNamespaces, false, `handler "${h.name}"`);
+      assert.match(JSON.parse(off.info.config!).userNamespaces.reason, /mount_setattr idmap/);
+      const pod = (await d.client.runtime.unary('RunPodSandbox', { config: podConfig('nofallback') })).podSandboxId;
+      await assert.rejects(
+        d.client.runtime.unary('CreateContainer', { podSandboxId: pod, config: container }),
+        (err: unknown) => isGrpcError(err, grpc.status.FAILED_PRECONDITION) && /userns_chown_fallback = true/.test(err.details) && /mount_setattr idmap/.test(err.details),
+      );
+      await d.client.runtime.unary('StopPodSandbox', { podSandboxId: pod });
+      await d.client.runtime.unary('RemovePodSandbox', { podSandboxId: pod });
+      await d.stop();
+
+      d.writeConfig({ userns_chown_fallback: true });
+      await d.start();
+      const on = await d.client.runtime.unary('Status', { verbose: true });
+      for (const h of on.runtimeHandlers) assert.equal(h.features?.userNamespaces, true);
+      assert.equal(JSON.parse(on.info.config!).userNamespaces.rootfs, 'chown');
+      const pod2 = (await d.client.runtime.unary('RunPodSandbox', { config: podConfig('fallback') })).podSandboxId;
+      const { containerId } = await d.client.runtime.unary('CreateContainer', { podSandboxId: pod2, config: container });
+      await d.client.runtime.unary('StartContainer', { containerId });
+      const exec = async (cmd: string[]) => (await d.client.runtime.unary('ExecSync', { containerId, cmd, timeout: 10 })).stdout.toString().trim();
+      assert.equal(await exec(['id', '-u']), '0');
+      assert.deepEqual((await exec(['stat', '-c', '%u:%g', '/bin/busybox', '/', '/etc/hosts', '/dev/shm'])).split('\n'), ['0:0', '0:0', '0:0', '0:0']);
+      assert.equal(await exec(['sh', '-c', 'echo x > /written && echo ok']), 'ok');
+      const ovl = rootfsOverlay(containerId);
+      assert.equal(ovl.metacopy, 'on');
+      assert.equal(lstatSync(join(ovl.upperdir!, 'written')).uid, base);
+      assert.equal(lstatSync(join(ovl.upperdir!, 'bin', 'busybox')).uid, base, 'a metadata-only copy, owned by the mapped root');
+      assert.match(d.logs, /userns rootfs made by chown/);
+      await d.client.runtime.unary('StopPodSandbox', { podSandboxId: pod2 });
+      await d.client.runtime.unary('RemovePodSandbox', { podSandboxId: pod2 });
+      assert.deepEqual(mountsBelow(join(d.state, 'containers')), []);
+    } finally {
+      await d.cleanup();
+      await registry.stop();
+      assert.deepEqual(net.teardown(), []);
     }
   });
 });

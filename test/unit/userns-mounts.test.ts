@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { isBelow, mountPoints, mountPointsBelow } from '../../sandbox/userns/mounts.js';
 import { decideSupport, describeSupport } from '../../sandbox/userns/probe.js';
-import { overlayOption, snapshotMount, withOverlayOption } from '../../sandbox/userns/idmapped-rootfs.js';
+import { layerParents, overlayOption, snapshotMount, withOverlayOption } from '../../sandbox/userns/idmapped-rootfs.js';
 import { chownTree, shiftedOwner, toHostId, usernsUnavailable } from '../../sandbox/userns/fallback.js';
 import { podFileOverrides, podFilesView } from '../../sandbox/userns/idmapped-volumes.js';
 import { ReadonlyViews } from '../../sandbox/userns/readonly-views.js';
@@ -67,6 +67,7 @@ test('overlay options: read, replaced in place, appended; one snapshot mount exp
   assert.throws(() => snapshotMount([], 'x'), /expected one overlay or bind mount/);
   assert.equal(snapshotMount([{ type: 'overlay', source: 'overlay', target: '', options: opts }], 'x').type, 'overlay');
   assert.equal(ReadonlyViews.parentOf('/root/snapshots/12/fs'), '/root/snapshots');
+  assert.deepEqual(layerParents(['/root/snapshots/3/fs', '/root/snapshots/1/fs', '/other/snaps/7/fs']), ['/root/snapshots', '/other/snaps'], 'one idmapped mount per layer dir, not per layer');
 });
 
 test('id shifting: into the host range, kept when already there or unmapped', () => {

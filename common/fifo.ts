@@ -88,6 +88,11 @@ export async function openFifoReader(path: string, limit = Number.POSITIVE_INFIN
   };
 }
 
+/** Both directions of a FIFO: read what the shim writes, and write an end marker through it. */
+export async function openFifoDuplex(path: string): Promise<Socket> {
+  return openPipe(path, true);
+}
+
 /** The write side of a stdin FIFO. */
 export async function openFifoWriter(path: string): Promise<Socket> {
   // Not readable: a reading socket would race the shim for the very bytes it writes.

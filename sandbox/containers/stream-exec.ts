@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import type { Readable, Writable } from 'node:stream';
 import type { Logger } from '../../common/logger.js';
 import { failedPrecondition, invalidArgument, errorMessage, withContext } from '../../common/errors.js';
-import { makeFifos, openFifoWriter } from '../../common/fifo.js';
+import { makeFifos, openFifoDuplex } from '../../common/fifo.js';
 import type { ContainerdRuntime } from '../../backend/containerd/runtime.js';
 import type { ContainerRecord } from './types.js';
 import type { StreamIO, TerminalSize } from './stream-io.js';
@@ -150,7 +150,7 @@ export async function streamExec(args: StreamExecArgs, io: StreamIO): Promise<nu
     await makeFifos(...Object.values(paths).filter(Boolean));
     // All FIFOs are held O_RDWR (see common/fifo.ts): opening never blocks on the shim.
     const open = async (path: string) => {
-      const s = await openFifoWriter(path);
+      const s = await openFifoDuplex(path);
       fifos.push(s);
       return s;
     };

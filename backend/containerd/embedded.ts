@@ -8,6 +8,7 @@ import type { Logger } from 'pino';
 import { ContainerdClient } from './client.js';
 import { failedPrecondition, unavailable, errorMessage } from '../../common/errors.js';
 import { sleep } from '../../common/time.js';
+import { processAlive } from '../../common/process.js';
 
 export interface EmbeddedContainerdOptions {
   binary: string;
@@ -101,15 +102,6 @@ function isOurContainerd(pid: number, configPath: string): boolean {
   }
 }
 
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
 export class EmbeddedContainerd {
   readonly paths: EmbeddedPaths;
   private child: ChildProcess | undefined;
@@ -183,7 +175,7 @@ export class EmbeddedContainerd {
     try {
       let lastError = 'no socket yet';
       while (Date.now() < deadline) {
-        if (this.pid && !alive(this.pid)) {
+        if (this.pid && !processAlive(this.pid)) {
           throw unavailable(`embedded containerd (pid ${this.pid}) exited during start; see ${this.paths.logFile}`);
         }
         if (existsSync(this.paths.socket)) {
@@ -206,7 +198,7 @@ export class EmbeddedContainerd {
   private watch(binary: string): void {
     const tick = async () => {
       if (this.stopping) return;
-      if (this.pid && !alive(this.pid)) {
+      if (this.pid && !processAlive(this.pid)) {
         this.restarts++;
         const backoff = Math.min(30_000, 250 * 2 ** Math.min(this.restarts, 7));
         this.opts.log.warn({ restarts: this.restarts, backoffMs: backoff }, 'embedded containerd is gone; restarting');
@@ -225,7 +217,7 @@ export class EmbeddedContainerd {
   }
 
   get running(): boolean {
-    return this.pid !== undefined && alive(this.pid);
+    return this.pid !== undefined && processAlive(this.pid);
   }
 
   get childPid(): number | undefined {
@@ -237,14 +229,14 @@ export class EmbeddedContainerd {
     this.stopping = true;
     if (this.watchTimer) clearTimeout(this.watchTimer);
     const pid = this.pid;
-    if (!pid || !alive(pid)) return;
+    if (!pid || !processAlive(pid)) return;
     process.kill(pid, 'SIGTERM');
     const deadline = Date.now() + graceMs;
-    while (alive(pid) && Date.now() < deadline) await sleep(25);
-    if (alive(pid)) {
+    while (processAlive(pid) && Date.now() < deadline) await sleep(25);
+    if (processAlive(pid)) {
       this.opts.log.warn({ pid }, 'embedded containerd ignored SIGTERM; killing');
       process.kill(pid, 'SIGKILL');
-      while (alive(pid)) await sleep(25);
+      while (processAlive(pid)) await sleep(25);
     }
     this.opts.log.info({ pid }, 'embedded containerd stopped');
   }

@@ -5,6 +5,7 @@ import { randomBytes } from 'node:crypto';
 import { readFile, mkdir, rm, stat } from 'node:fs/promises';
 import { dirname, join, normalize, relative, isAbsolute } from 'node:path';
 import type { Logger } from '../../common/logger.js';
+import { KeyedLock } from '../../common/keyed-lock.js';
 import { alreadyExists, failedPrecondition, invalidArgument, errorMessage, withContext, isENOENT, isCrispError } from '../../common/errors.js';
 import { nowNanos, sleep } from '../../common/time.js';
 import type { ContainerdRuntime, ExitEvent, RootfsMount } from '../../backend/containerd/runtime.js';
@@ -72,7 +73,7 @@ export class ContainerController {
   /** Write ends of the stdin FIFOs of containers created with stdin, held so stdin never sees EOF early. */
   private readonly stdins = new Map<string, Socket>();
   private readonly listeners = new Set<(e: ContainerEvent) => void>();
-  private readonly locks = new Map<string, Promise<unknown>>();
+  private readonly locks = new KeyedLock();
   private readonly events = new AbortController();
   readonly cpuRate = new CpuRate();
 
@@ -102,14 +103,7 @@ export class ContainerController {
   }
 
   private withLock<T>(id: string, fn: () => Promise<T>): Promise<T> {
-    const prev = this.locks.get(id) ?? Promise.resolve();
-    const next = prev.then(fn, fn);
-    const tail = next.catch(() => undefined);
-    this.locks.set(id, tail);
-    void tail.then(() => {
-      if (this.locks.get(id) === tail) this.locks.delete(id);
-    });
-    return next;
+    return this.locks.run(id, fn);
   }
 
   get(id: string): ContainerRecord {
@@ -517,27 +511,26 @@ export class ContainerController {
       if (rec.state === 'exited') throw failedPrecondition(`container ${rec.id} has exited; its resources cannot change`);
       const pod = this.opts.pods.get(rec.podId);
       const linux = await this.nri.updateContainer(pod, rec, linuxResources(resources, this.opts.host) as unknown as Record<string, unknown>);
-      if (rec.state === 'running') await this.opts.runtime.updateResources(rec.id, linux);
-      const spec = await this.ociSpec(rec.id);
-      const specLinux = (spec.linux ?? {}) as Record<string, unknown>;
-      spec.linux = { ...specLinux, resources: { ...((specLinux.resources as object) ?? {}), ...linux } };
-      await this.opts.runtime.updateContainerSpec(rec.id, spec);
+      await this.applyResources(rec, linux);
       rec.spec.resources = resources;
       await this.store.save(rec);
       await this.nri.postUpdateContainer(pod, rec).catch((err: unknown) => this.opts.log.warn({ err: errorMessage(err) }, 'NRI PostUpdateContainer failed'));
     });
   }
 
+  /** New resources to the running task's cgroup and into the stored OCI spec (caller holds the lock). */
+  private async applyResources(rec: ContainerRecord, linux: Record<string, unknown>): Promise<void> {
+    if (rec.state === 'running') await this.opts.runtime.updateResources(rec.id, linux);
+    const spec = await this.ociSpec(rec.id);
+    const specLinux = (spec.linux ?? {}) as Record<string, unknown>;
+    spec.linux = { ...specLinux, resources: { ...((specLinux.resources as object) ?? {}), ...linux } };
+    await this.opts.runtime.updateContainerSpec(rec.id, spec);
+  }
+
   /** Resources an NRI plugin asked for (unsolicited update): straight to the cgroup and the stored spec. */
   async applyLinuxResources(id: string, linux: Record<string, unknown>): Promise<void> {
     const rec = this.get(id);
-    await this.withLock(rec.id, async () => {
-      if (rec.state === 'running') await this.opts.runtime.updateResources(rec.id, linux);
-      const spec = await this.ociSpec(rec.id);
-      const specLinux = (spec.linux ?? {}) as Record<string, unknown>;
-      spec.linux = { ...specLinux, resources: { ...((specLinux.resources as object) ?? {}), ...linux } };
-      await this.opts.runtime.updateContainerSpec(rec.id, spec);
-    });
+    await this.withLock(rec.id, () => this.applyResources(rec, linux));
   }
 
   /** An NRI plugin evicted the container: stop it and say why in its status. */

@@ -7,6 +7,8 @@ import { existsSync } from 'node:fs';
 import { mkdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Logger } from '../../common/logger.js';
+import { KeyedLock } from '../../common/keyed-lock.js';
+import { processAlive } from '../../common/process.js';
 import { alreadyExists, errorMessage, withContext } from '../../common/errors.js';
 import { nowNanos } from '../../common/time.js';
 import type { PodNetwork } from '../../cni/index.js';
@@ -62,7 +64,7 @@ export class PodController {
   readonly store: PodStore;
   private readonly inFlight = new Map<string, Promise<string>>();
   /** Serialises stop/remove per pod so concurrent calls cannot interleave. */
-  private readonly locks = new Map<string, Promise<unknown>>();
+  private readonly locks = new KeyedLock();
   private containers: PodContainerHooks = { stopAll: async () => undefined, removeAll: async () => undefined };
 
   constructor(private readonly opts: PodControllerOptions) {
@@ -80,14 +82,7 @@ export class PodController {
   }
 
   private withLock<T>(id: string, fn: () => Promise<T>): Promise<T> {
-    const prev = this.locks.get(id) ?? Promise.resolve();
-    const next = prev.then(fn, fn);
-    const tail = next.catch(() => undefined);
-    this.locks.set(id, tail);
-    void tail.then(() => {
-      if (this.locks.get(id) === tail) this.locks.delete(id);
-    });
-    return next;
+    return this.locks.run(id, fn);
   }
 
   /**
@@ -310,14 +305,5 @@ export class PodController {
     }
     this.opts.log.info({ pods: pods.length }, 'pods recovered');
     return pods;
-  }
-}
-
-function processAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
   }
 }

@@ -26,6 +26,7 @@ import { runPodSandbox } from './runtime/run-pod-sandbox.js';
 import { stopPodSandbox } from './runtime/stop-pod-sandbox.js';
 import { removePodSandbox } from './runtime/remove-pod-sandbox.js';
 import { podSandboxStatus } from './runtime/pod-sandbox-status.js';
+import { updatePodSandboxResources } from './runtime/update-pod-sandbox-resources.js';
 import { listPodSandbox } from './runtime/list-pod-sandbox.js';
 import { pullImage } from './image/pull-image.js';
 import { listImages } from './image/list-images.js';
@@ -65,6 +66,7 @@ export function runtimeHandlers(deps: CriDeps): Handlers<RuntimeServiceMethods> 
     RemovePodSandbox: (req) => removePodSandbox(deps.pods, req),
     PodSandboxStatus: (req) => podSandboxStatus(deps.pods, req),
     ListPodSandbox: (req) => listPodSandbox(deps.pods, req),
+    UpdatePodSandboxResources: (req) => updatePodSandboxResources(deps.pods, req),
     CreateContainer: (req) => createContainer(deps.containers, req),
     StartContainer: (req) => startContainer(deps.containers, req),
     StopContainer: (req) => stopContainer(deps.containers, req),

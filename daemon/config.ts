@@ -47,6 +47,8 @@ export interface CrispConfig {
   nri_plugin_dir: string;
   nri_plugin_config_dir: string;
   nri_required_plugins: string[];
+  nri_registration_timeout: number;
+  nri_request_timeout: number;
   userns_chown_fallback: boolean;
   runtimes: Record<string, RuntimeHandlerConfig>;
 }
@@ -55,6 +57,8 @@ interface KeyDoc {
   doc: string;
   oneOf?: string[];
   min?: number;
+  /** The number must be above 0 (fractions allowed): a zero timeout would fail every call. */
+  positive?: boolean;
 }
 
 export const DEFAULT_CONFIG: CrispConfig = {
@@ -89,6 +93,8 @@ export const DEFAULT_CONFIG: CrispConfig = {
   nri_plugin_dir: '/opt/nri/plugins',
   nri_plugin_config_dir: '/etc/nri/conf.d',
   nri_required_plugins: [],
+  nri_registration_timeout: 5,
+  nri_request_timeout: 2,
   userns_chown_fallback: false,
   runtimes: {
     runc: { runtime_type: 'io.containerd.runc.v2', binary_name: '', privileged_without_host_devices: false },
@@ -127,6 +133,8 @@ const DOCS: Record<keyof CrispConfig, KeyDoc> = {
   nri_plugin_dir: { doc: 'pre-installed NRI plugins (NN-name) launched by crisp' },
   nri_plugin_config_dir: { doc: 'configuration for pre-installed NRI plugins' },
   nri_required_plugins: { doc: 'NRI plugins ("name" or "NN-name") without which pods and containers are not created or changed' },
+  nri_registration_timeout: { doc: 'seconds a connected NRI plugin has to register; then it is dropped', positive: true },
+  nri_request_timeout: { doc: 'seconds an NRI plugin has to answer one call (Configure, Synchronize, an event); then it is dropped', positive: true },
   userns_chown_fallback: { doc: 'allow chown-based rootfs for user-namespace pods where idmapped mounts are unavailable' },
   runtimes: { doc: 'runtime handlers: [runtimes.NAME] runtime_type, binary_name, privileged_without_host_devices' },
 };
@@ -182,6 +190,9 @@ export function resolveConfig(...layers: Record<string, unknown>[]): CrispConfig
       }
       if (doc.min !== undefined && (value as number) < doc.min) {
         throw invalidArgument(`config key "${key}": must be at least ${doc.min}`);
+      }
+      if (doc.positive && !((value as number) > 0 && Number.isFinite(value))) {
+        throw invalidArgument(`config key "${key}": must be a number of seconds above 0, got ${JSON.stringify(value)}`);
       }
       if (k === 'runtimes') {
         config.runtimes = { ...config.runtimes, ...validateHandlers(value as Record<string, unknown>) };

@@ -188,6 +188,9 @@ export class Crispd {
         pluginDir: c.nri_plugin_dir,
         pluginConfigDir: c.nri_plugin_config_dir,
         requiredPlugins: c.nri_required_plugins,
+        // Configure carries them to plugins as whole milliseconds.
+        registrationTimeoutMs: Math.max(1, Math.round(c.nri_registration_timeout * 1000)),
+        requestTimeoutMs: Math.max(1, Math.round(c.nri_request_timeout * 1000)),
         enableExternal: true,
       });
       await nri.start();

@@ -1,7 +1,7 @@
 // The points where the sandbox layer hands pods and containers to the NRI host (nri/), which may
 // change a container before it is created (adjustments) or its resources on update. The sandbox
 // layer depends only on this interface; the default does nothing.
-import type { PodRecord } from './pods/types.js';
+import type { PodRecord, PodResources } from './pods/types.js';
 import type { ContainerRecord } from './containers/types.js';
 
 /** The OCI runtime spec as JSON (what containerd stores). */
@@ -14,6 +14,13 @@ export interface NriHooks {
   runPodSandbox(pod: PodRecord): Promise<void>;
   stopPodSandbox(pod: PodRecord): Promise<void>;
   removePodSandbox(pod: PodRecord): Promise<void>;
+  /**
+   * Before the pod's new overhead and resources are recorded (`pod` still has the old ones); a throw
+   * fails UpdatePodSandboxResources and the pod keeps them.
+   */
+  updatePodSandbox(pod: PodRecord, update: PodResources): Promise<void>;
+  /** After the new resources were recorded. */
+  postUpdatePodSandbox(pod: PodRecord): Promise<void>;
   /** Returns the spec with every plugin's adjustment applied; a throw fails CreateContainer. */
   createContainer(pod: PodRecord, container: ContainerRecord, spec: OciSpecJson): Promise<OciSpecJson>;
   postCreateContainer(pod: PodRecord, container: ContainerRecord): Promise<void>;
@@ -42,6 +49,8 @@ export const NO_NRI: NriHooks = {
   runPodSandbox: async () => undefined,
   stopPodSandbox: async () => undefined,
   removePodSandbox: async () => undefined,
+  updatePodSandbox: async () => undefined,
+  postUpdatePodSandbox: async () => undefined,
   createContainer: async (_p, _c, spec) => spec,
   postCreateContainer: async () => undefined,
   startContainer: async () => undefined,

@@ -20,6 +20,9 @@ export async function podSandboxStatus(pods: PodController, req: PodSandboxStatu
       ips: pod.ips,
       networkAttached: pod.networkAttached,
       userNamespace: pod.spec.namespaces.userns ? { ...pod.spec.namespaces.userns, mounts: pods.usernsInfo(pod) } : null,
+      // Kubelet's pod-level resources as last given (RunPodSandbox or UpdatePodSandboxResources).
+      overhead: pod.spec.overhead ?? null,
+      resources: pod.spec.resources ?? null,
       notReadyReason: pod.notReadyReason ?? null,
       runtimeHandler: pod.spec.runtimeHandler,
     });

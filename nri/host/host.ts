@@ -23,7 +23,7 @@ import {
   type UpdateContainersResponse,
 } from '../../gen/nri.pkg.api.v1alpha1.js';
 import type { LinuxResourcesJson, NriHooks, NriRuntimeAccess, OciSpecJson } from '../../sandbox/nri-hooks.js';
-import type { PodRecord } from '../../sandbox/pods/types.js';
+import type { PodRecord, PodResources } from '../../sandbox/pods/types.js';
 import type { ContainerRecord } from '../../sandbox/containers/types.js';
 import { applyContainerAdjustment, applyContainerUpdate } from '../../sandbox/containers/nri-adjust.js';
 import { isTtrpcError } from '../transport/ttrpc.js';
@@ -32,7 +32,7 @@ import { EVENT_METHOD, STATE_CHANGE_FALLBACK, eventNames, type WireEvent } from 
 import { comparePlugins, matchesPlugin, qualifiedName, type PluginIdentity } from './identity.js';
 import { PluginSupervisor, discoverPluginFiles, readPluginConfig, type Backoff, type PluginFile } from './launcher.js';
 import { AdjustmentMerger, UpdateMerger } from './merge.js';
-import { containerMessage, ociResourcesToNri, podMessage } from './messages.js';
+import { containerMessage, criResourcesToNri, ociResourcesToNri, podMessage } from './messages.js';
 import { Ownership } from './owners.js';
 import { PluginSession, isFatalCallError, type PluginKind, type SessionState } from './plugin-session.js';
 import { RuntimeView } from './runtime-view.js';
@@ -507,15 +507,19 @@ export class NriHost implements NriHooks {
     return failedPrecondition(`${op}: NRI plugin ${session.label} failed ${method}: ${detail}`, err);
   }
 
-  /** One notification event to one plugin, with the StateChange fallback for pre-v0.12 plugins. */
-  private async deliver(session: PluginSession, event: WireEvent, pod: Input<PodSandbox>, container?: Input<Container>): Promise<void> {
-    const request = container ? { pod, container } : { pod };
-    const viaStateChange = () => session.call('StateChange', { event, ...request });
+  /**
+   * One notification event to one plugin, with the StateChange fallback for pre-v0.12 plugins.
+   * `extra` adds the event's own request fields (UpdatePodSandbox's resources).
+   */
+  private async deliver(session: PluginSession, event: WireEvent, pod: Input<PodSandbox>, container?: Input<Container>, extra?: object): Promise<void> {
+    const base = container ? { pod, container } : { pod };
+    const request = { ...base, ...extra };
+    const viaStateChange = () => session.call('StateChange', { event, ...base });
     if (session.stateChangeOnly && STATE_CHANGE_FALLBACK.has(event)) {
       await viaStateChange();
       return;
     }
-    // The notification requests all share the {pod, container} shape.
+    // The notification requests all share the {pod, container} shape (UpdatePodSandbox adds its resources).
     const method = EVENT_METHOD[event] as 'PostCreateContainer';
     try {
       await session.call(method, request as Input<PostCreateContainerRequest>);
@@ -536,7 +540,7 @@ export class NriHost implements NriHooks {
     event: WireEvent,
     pod: PodRecord,
     container: ContainerRecord | undefined,
-    opts: { gate: boolean; before?: () => void; after?: () => void },
+    opts: { gate: boolean; before?: () => void; after?: () => void; extra?: object },
   ): Promise<void> {
     const op = `NRI ${EVENT_METHOD[event]} for ${container ? describeContainer(pod, container) : describePod(pod)}`;
     if (opts.gate) await this.waitForSyncing(true);
@@ -555,10 +559,10 @@ export class NriHost implements NriHooks {
       if (targets.length > 0 || backlogs.length > 0) {
         const podMsg = podMessage(pod);
         const ctrMsg = container ? containerMessage(container, await this.view.spec(container.id)) : undefined;
-        for (const b of backlogs) b.push(async (s) => void (await this.deliver(s, event, podMsg, ctrMsg)));
+        for (const b of backlogs) b.push(async (s) => void (await this.deliver(s, event, podMsg, ctrMsg, opts.extra)));
         for (const s of targets) {
           try {
-            await this.deliver(s, event, podMsg, ctrMsg);
+            await this.deliver(s, event, podMsg, ctrMsg, opts.extra);
           } catch (err) {
             if (isFatalCallError(err)) {
               this.checkLostRequired(s, op, opts.gate);
@@ -622,6 +626,21 @@ export class NriHost implements NriHooks {
   async removePodSandbox(pod: PodRecord): Promise<void> {
     if (!this.active) return;
     await this.notify(Event.REMOVE_POD_SANDBOX, pod, undefined, { gate: false, after: () => this.view.forgetPod(pod.id) });
+  }
+
+  /** Gates UpdatePodSandboxResources: a plugin error fails it. No StateChange fallback (upstream has none). */
+  async updatePodSandbox(pod: PodRecord, update: PodResources): Promise<void> {
+    if (!this.active) return;
+    const extra = {
+      ...(update.overhead ? { overheadLinuxResources: criResourcesToNri(update.overhead) } : {}),
+      ...(update.resources ? { linuxResources: criResourcesToNri(update.resources) } : {}),
+    };
+    await this.notify(Event.UPDATE_POD_SANDBOX, pod, undefined, { gate: true, extra });
+  }
+
+  async postUpdatePodSandbox(pod: PodRecord): Promise<void> {
+    if (!this.active) return;
+    await this.notify(Event.POST_UPDATE_POD_SANDBOX, pod, undefined, { gate: false, before: () => this.view.notePod(pod) });
   }
 
   async createContainer(pod: PodRecord, container: ContainerRecord, spec: OciSpecJson): Promise<OciSpecJson> {

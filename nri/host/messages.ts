@@ -16,7 +16,7 @@ import {
 import type { Input } from '../../common/proto-registry.js';
 import type { LinuxResourcesJson, OciSpecJson } from '../../sandbox/nri-hooks.js';
 import type { PodRecord } from '../../sandbox/pods/types.js';
-import type { ContainerRecord, ContainerState as CrispContainerState } from '../../sandbox/containers/types.js';
+import type { ContainerRecord, ContainerState as CrispContainerState, ResourceSpec } from '../../sandbox/containers/types.js';
 
 type Json = Record<string, unknown>;
 
@@ -102,6 +102,28 @@ export function ociResourcesToNri(res: LinuxResourcesJson | undefined): Input<Li
   }
   const pids = obj(r.pids);
   if (pids && num(pids.limit) !== undefined) out.pids = { limit: num(pids.limit)! };
+  return out;
+}
+
+/**
+ * CRI resources (zero or empty = not set) in NRI form, as kubelet gave them: the pod-level values are
+ * never applied to a cgroup, so unlike a container's they are not adjusted to the host.
+ */
+export function criResourcesToNri(r: ResourceSpec): Input<LinuxResources> {
+  const set = (n: number) => (n !== 0 ? { value: n } : undefined);
+  const out: Input<LinuxResources> = {};
+  const cpu = defined({
+    shares: set(r.cpuShares),
+    quota: set(r.cpuQuota),
+    period: set(r.cpuPeriod),
+    cpus: r.cpusetCpus || undefined,
+    mems: r.cpusetMems || undefined,
+  });
+  if (Object.keys(cpu).length > 0) out.cpu = cpu;
+  const memory = defined({ limit: set(r.memoryLimitInBytes), swap: set(r.memorySwapLimitInBytes) });
+  if (Object.keys(memory).length > 0) out.memory = memory;
+  if (r.hugepageLimits.length > 0) out.hugepageLimits = r.hugepageLimits.map((h) => ({ pageSize: h.pageSize, limit: h.limit }));
+  if (Object.keys(r.unified).length > 0) out.unified = { ...r.unified };
   return out;
 }
 
@@ -268,7 +290,7 @@ export function containerMessage(rec: ContainerRecord, spec: OciSpecJson | undef
   return msg;
 }
 
-/** The NRI view of a pod: identity, metadata, cgroup parent and its pinned namespaces. */
+/** The NRI view of a pod: identity, metadata, cgroup parent, pinned namespaces and kubelet's pod resources. */
 export function podMessage(pod: PodRecord): Input<PodSandbox> {
   const pins = pod.pins;
   const namespaces = (
@@ -291,6 +313,8 @@ export function podMessage(pod: PodRecord): Input<PodSandbox> {
     annotations: pod.spec.annotations,
     runtimeHandler: pod.spec.runtimeHandler,
     linux: {
+      ...(pod.spec.overhead ? { podOverhead: criResourcesToNri(pod.spec.overhead) } : {}),
+      ...(pod.spec.resources ? { podResources: criResourcesToNri(pod.spec.resources) } : {}),
       cgroupParent: pod.cgroup.path || pod.spec.cgroupParent,
       cgroupsPath: pod.cgroup.path || pod.spec.cgroupParent,
       namespaces,

@@ -1,7 +1,8 @@
 // A TypeScript NRI plugin: connects to the runtime (the NRI socket, or fd 3 when the runtime
 // launched it), registers, serves the Plugin service with the handlers it was given and can send
-// unsolicited container updates. Framing follows what Go runtimes can read (the mux's default
-// 4096-byte first frame, nri-protocol.md §3a), so the same plugin works with containerd and crisp.
+// unsolicited container updates; optionally it dials again when the runtime restarts. Framing
+// follows what Go runtimes can read (the mux's default 4096-byte first frame, nri-protocol.md §3a),
+// so the same plugin works with containerd and crisp.
 import net from 'node:net';
 import { basename } from 'node:path';
 import { type Input } from '../../common/proto-registry.js';
@@ -81,7 +82,26 @@ export interface PluginOptions extends PluginHandlers {
    */
   legacy?: boolean;
   registrationTimeoutMs?: number;
+  /**
+   * When the runtime goes away after registration, dial the socket again (with backoff) and register
+   * anew (the runtime then sends a fresh Synchronize), instead of closing for good. Go stubs leave
+   * this to a supervisor restarting the plugin. Only for plugins that dial a socket: a launched
+   * plugin's fd 3 cannot come back.
+   */
+  reconnect?: boolean | ReconnectOptions;
+  /** The plugin closed for good: stop(), or the runtime went away and `reconnect` is off. */
   onClose?(reason: Error): void;
+  /** With `reconnect`: the connection was lost; the plugin keeps dialing. */
+  onDisconnect?(reason: Error): void;
+  /** With `reconnect`: registered again after a lost connection. */
+  onReconnect?(): void;
+}
+
+export interface ReconnectOptions {
+  /** First delay before dialing again (default 200 ms); doubles after every failed attempt. */
+  initialMs?: number;
+  /** Longest delay between attempts (default 10 s). */
+  maxMs?: number;
 }
 
 const NOTIFY_HANDLERS: [WireEvent, keyof PluginHandlers][] = [
@@ -134,10 +154,15 @@ export class Plugin {
   readonly ready: Promise<void>;
   readonly closed: Promise<Error>;
   private readonly opts: PluginOptions;
+  private readonly reconnect: Required<ReconnectOptions> | undefined;
+  private started = false;
+  private stopped = false;
+  private finished = false;
   private socket: net.Socket | undefined;
   private mux: Mux | undefined;
   private runtime: TypedTtrpcClient<RuntimeMethods> | undefined;
   private rawRuntime: TtrpcClient | undefined;
+  private retryTimer: NodeJS.Timeout | undefined;
   private resolveReady!: () => void;
   private resolveClosed!: (reason: Error) => void;
   private syncParts: { pods: PodSandbox[]; containers: Container[] } = { pods: [], containers: [] };
@@ -145,6 +170,8 @@ export class Plugin {
   constructor(opts: PluginOptions) {
     this.opts = opts;
     this.identity = resolveIdentity(opts);
+    const policy = opts.reconnect === true ? {} : opts.reconnect || undefined;
+    this.reconnect = policy && !this.launched ? { initialMs: policy.initialMs ?? 200, maxMs: policy.maxMs ?? 10_000 } : undefined;
     this.ready = new Promise((r) => (this.resolveReady = r));
     this.closed = new Promise((r) => (this.resolveClosed = r));
   }
@@ -159,37 +186,23 @@ export class Plugin {
 
   /** Connects and registers; resolves once the runtime accepted the registration. */
   async start(): Promise<void> {
-    if (this.socket) throw new Error('NRI plugin already started');
-    const socket = await this.connect();
-    this.socket = socket;
-    const label = `${this.identity.index}-${this.identity.name}`;
-    const mux = new Mux(socket, { name: `NRI plugin ${label}` });
-    this.mux = mux;
-    const server = new TtrpcServer(mux.open(PLUGIN_SERVICE_CONN), { name: `${label} Plugin server` });
-    this.rawRuntime = new TtrpcClient(mux.open(RUNTIME_SERVICE_CONN), { name: `${label} Runtime client` });
-    this.runtime = new TypedTtrpcClient<RuntimeMethods>(this.rawRuntime, RuntimeName);
-    registerTtrpcService<PluginMethods>(server, PluginName, this.serviceHandlers());
-    mux.onClose((reason) => {
-      const why = reason ?? new Error('NRI connection closed');
-      this.opts.onClose?.(why);
-      this.resolveClosed(why);
-    });
-    await this.runtime.call(
-      'RegisterPlugin',
-      { pluginName: this.identity.name, pluginIdx: this.identity.index, NRIVersion: SDK_NRI_VERSION },
-      this.opts.registrationTimeoutMs ?? 5000,
-    );
+    if (this.started) throw new Error('NRI plugin already started');
+    this.started = true;
+    await this.connectAndRegister(true);
   }
 
   /** Unsolicited updates (and evictions); resolves with the updates the runtime could not apply. */
   async updateContainers(update: Input<ContainerUpdate>[], evict: Input<ContainerEviction>[] = [], timeoutMs = 5000): Promise<ContainerUpdate[]> {
-    if (!this.runtime) throw new Error('NRI plugin not started');
+    if (!this.runtime || this.mux?.closed !== false) throw new Error('NRI plugin not connected');
     return (await this.runtime.call('UpdateContainers', { update, evict }, timeoutMs)).failed;
   }
 
-  /** Disconnects. */
+  /** Disconnects for good (also stops reconnecting). */
   stop(): void {
+    this.stopped = true;
+    clearTimeout(this.retryTimer);
     this.mux?.close();
+    this.finish(new Error('NRI plugin stopped'));
   }
 
   /** Diagnostics and tests: bytes straight onto the connection, bypassing all framing. */
@@ -204,10 +217,87 @@ export class Plugin {
     return this.rawRuntime.call(service, method, payload, timeoutMs);
   }
 
-  private connect(): Promise<net.Socket> {
+  private get launched(): boolean {
     const fd = process.env.NRI_PLUGIN_SOCKET;
-    if (!this.opts.socketPath && fd !== undefined && /^[0-9]+$/.test(fd)) {
-      return Promise.resolve(new net.Socket({ fd: Number(fd), readable: true, writable: true }));
+    return !this.opts.socketPath && fd !== undefined && /^[0-9]+$/.test(fd);
+  }
+
+  /**
+   * One connection: mux, Plugin server, Runtime client, RegisterPlugin. A connection lost before it
+   * registered is final only for the first one (start() then fails); a reconnect attempt just fails.
+   */
+  private async connectAndRegister(first: boolean): Promise<void> {
+    const socket = await this.connect();
+    if (this.stopped) {
+      socket.destroy();
+      throw new Error('NRI plugin stopped');
+    }
+    this.socket = socket;
+    const label = `${this.identity.index}-${this.identity.name}`;
+    const mux = new Mux(socket, { name: `NRI plugin ${label}` });
+    this.mux = mux;
+    this.syncParts = { pods: [], containers: [] };
+    const server = new TtrpcServer(mux.open(PLUGIN_SERVICE_CONN), { name: `${label} Plugin server` });
+    this.rawRuntime = new TtrpcClient(mux.open(RUNTIME_SERVICE_CONN), { name: `${label} Runtime client` });
+    this.runtime = new TypedTtrpcClient<RuntimeMethods>(this.rawRuntime, RuntimeName);
+    registerTtrpcService<PluginMethods>(server, PluginName, this.serviceHandlers());
+    let registered = false;
+    let refused = false;
+    mux.onClose((reason) => {
+      const why = reason ?? new Error('NRI connection closed');
+      if (registered) this.connectionLost(why);
+      else if (first && !refused) this.finish(why);
+    });
+    try {
+      await this.runtime.call(
+        'RegisterPlugin',
+        { pluginName: this.identity.name, pluginIdx: this.identity.index, NRIVersion: SDK_NRI_VERSION },
+        this.opts.registrationTimeoutMs ?? 5000,
+      );
+    } catch (err) {
+      // The rejection is the report (start() fails, or the next attempt is scheduled), not onClose.
+      refused = true;
+      mux.close();
+      throw err;
+    }
+    registered = true;
+    // Closed while the reply was on its way: the close listener saw registered=false.
+    if (mux.closed) this.connectionLost(new Error('NRI connection closed right after registering'));
+  }
+
+  private connectionLost(reason: Error): void {
+    if (this.stopped || !this.reconnect) {
+      this.finish(reason);
+      return;
+    }
+    this.opts.onDisconnect?.(reason);
+    this.scheduleRetry(this.reconnect.initialMs);
+  }
+
+  private scheduleRetry(delayMs: number): void {
+    const policy = this.reconnect!;
+    this.retryTimer = setTimeout(() => {
+      if (this.stopped) return;
+      this.connectAndRegister(false).then(
+        () => this.opts.onReconnect?.(),
+        () => {
+          if (!this.stopped) this.scheduleRetry(Math.min(delayMs * 2, policy.maxMs));
+        },
+      );
+    }, delayMs);
+  }
+
+  private finish(reason: Error): void {
+    if (this.finished) return;
+    this.finished = true;
+    clearTimeout(this.retryTimer);
+    this.opts.onClose?.(reason);
+    this.resolveClosed(reason);
+  }
+
+  private connect(): Promise<net.Socket> {
+    if (this.launched) {
+      return Promise.resolve(new net.Socket({ fd: Number(process.env.NRI_PLUGIN_SOCKET), readable: true, writable: true }));
     }
     const path = this.opts.socketPath ?? DEFAULT_NRI_SOCKET;
     return new Promise((resolve, reject) => {

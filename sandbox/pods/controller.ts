@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import type { Logger } from '../../common/logger.js';
 import { KeyedLock } from '../../common/keyed-lock.js';
 import { processAlive } from '../../common/process.js';
-import { alreadyExists, errorMessage, withContext } from '../../common/errors.js';
+import { alreadyExists, errorMessage, failedPrecondition, notFound, withContext } from '../../common/errors.js';
 import { nowNanos } from '../../common/time.js';
 import type { PodNetwork } from '../../cni/index.js';
 import { pinNamespaces, unpinNamespaces, applySysctls } from '../../native/nshelper.js';
@@ -17,7 +17,7 @@ import { createCgroup, removeCgroup, type CgroupDriver } from '../cgroups.js';
 import { PodStore } from './store.js';
 import { writePodFiles } from './pod-files.js';
 import { mountShm, unmountIfMounted } from './shm.js';
-import { podFullName, type PodRecord, type PodSpec } from './types.js';
+import { podFullName, type PodRecord, type PodResources, type PodSpec } from './types.js';
 import { startPodPidNamespace, stopPodPidNamespace } from './pid-namespace.js';
 import { NO_NRI, type NriHooks } from '../nri-hooks.js';
 import type { UsernsMounts } from '../userns/userns-mounts.js';
@@ -58,6 +58,14 @@ class UndoStack {
       }
     }
   }
+}
+
+/** Replaces both values (an absent one is cleared, as kubelet sends the whole state). */
+function setPodResources(spec: PodSpec, r: PodResources): void {
+  if (r.overhead) spec.overhead = r.overhead;
+  else delete spec.overhead;
+  if (r.resources) spec.resources = r.resources;
+  else delete spec.resources;
 }
 
 export class PodController {
@@ -270,6 +278,33 @@ export class PodController {
       await this.nri.removePodSandbox(pod).catch((err: unknown) => this.opts.log.warn({ pod: pod.id.slice(0, 12), err: errorMessage(err) }, 'NRI RemovePodSandbox failed'));
       await this.store.delete(pod);
       this.opts.log.info({ pod: pod.id.slice(0, 12) }, 'pod sandbox removed');
+    });
+  }
+
+  /**
+   * UpdatePodSandboxResources: records the pod's new overhead and resources after NRI plugins agreed.
+   * Like containerd, crisp applies nothing to a cgroup here: kubelet sizes the pod cgroup itself and
+   * resizes containers with UpdateContainerResources; the pod values are for status and plugins.
+   */
+  async updateResources(id: string, update: PodResources): Promise<void> {
+    const pod = this.store.require(id);
+    const what = `pod ${pod.id.slice(0, 12)} (${pod.spec.metadata.namespace}/${pod.spec.metadata.name})`;
+    await this.withLock(pod.id, async () => {
+      if (!this.store.get(pod.id)) throw notFound(`${what} was removed`);
+      if (pod.state !== 'ready') throw failedPrecondition(`${what} is not ready (${pod.notReadyReason ?? 'stopped'}); its resources cannot change`);
+      // A plugin that refuses leaves the record as it was.
+      await this.nri.updatePodSandbox(pod, update);
+      const before: PodResources = { overhead: pod.spec.overhead, resources: pod.spec.resources };
+      setPodResources(pod.spec, update);
+      try {
+        await this.store.save(pod);
+      } catch (err) {
+        setPodResources(pod.spec, before);
+        throw withContext(`${what}: saving new resources`, err);
+      }
+      // The update happened; a plugin failing the notification cannot undo it (containerd only logs too).
+      await this.nri.postUpdatePodSandbox(pod).catch((err: unknown) => this.opts.log.warn({ pod: pod.id.slice(0, 12), err: errorMessage(err) }, 'NRI PostUpdatePodSandbox failed'));
+      this.opts.log.info({ pod: pod.id.slice(0, 12) }, 'pod sandbox resources updated');
     });
   }
 

@@ -1,6 +1,7 @@
 // Domain types of a pod (no gRPC types here): what was asked for, and what crisp made of it.
 import type { PodIp, PortMapping, DnsConfig } from '../../cni/index.js';
 import type { IdMapping } from '../../native/nshelper.js';
+import type { ResourceSpec } from '../containers/types.js';
 
 export type NamespaceMode = 'pod' | 'container' | 'node';
 
@@ -35,7 +36,14 @@ export interface PodSpec {
   privileged: boolean;
   /** Size of the pod's /dev/shm in bytes. */
   shmSize: number;
+  /** The runtime class overhead kubelet accounts for the pod (RunPodSandbox, then UpdatePodSandboxResources). */
+  overhead?: ResourceSpec;
+  /** The sum of the pod's container resources, as kubelet last gave it. */
+  resources?: ResourceSpec;
 }
+
+/** The pod-level resources kubelet reports; absent means it gave none. */
+export type PodResources = Pick<PodSpec, 'overhead' | 'resources'>;
 
 export type PodState = 'ready' | 'notready';
 

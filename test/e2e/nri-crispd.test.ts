@@ -1,6 +1,7 @@
 // NRI through crispd: a plugin process (the TypeScript SDK) on crispd's NRI socket sees pods and
 // containers in order with their metadata, its adjustments reach a running container, a plugin that
-// refuses CreateContainer fails the call without leaking, and `crisp nri plugins` lists it.
+// refuses CreateContainer fails the call without leaking, `crisp nri plugins` lists it, and
+// UpdatePodSandboxResources goes through UpdatePodSandbox / PostUpdatePodSandbox.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync, existsSync, mkdirSync, rmSync } from 'node:fs';
@@ -11,6 +12,7 @@ import { CLI } from './lib/crispd.js';
 import { SCRIPTED_PLUGIN_JS, type PluginScript } from './fixtures/nri-plugins/scripted-plugin.js';
 import { isGrpcError } from '../../common/errors.js';
 import { sleep } from '../../common/time.js';
+import { status } from '@grpc/grpc-js';
 
 let s: Stack;
 let socket: string;
@@ -100,4 +102,55 @@ test('a plugin that crashes mid-call is disconnected and crisp carries on', asyn
   assert.ok(events(crasher).some((e) => e.ev === 'crash'));
   await s.d.client.runtime.unary('StopPodSandbox', { podSandboxId: pod });
   await s.d.client.runtime.unary('RemovePodSandbox', { podSandboxId: pod });
+});
+
+test('UpdatePodSandboxResources: plugins see UpdatePodSandbox and PostUpdatePodSandbox with the new resources; a refusing plugin fails the call', async () => {
+  const rt = s.d.client.runtime;
+  const record = await startPlugin({ index: '50', events: ['UpdatePodSandbox', 'PostUpdatePodSandbox'] }, 'resizer');
+  const pod = await s.runPod('nri-resize', { linux: { resources: { cpuShares: 256, memoryLimitInBytes: 128 << 20 } } });
+  const overhead = { cpuShares: 64, memoryLimitInBytes: 32 << 20 };
+  const resources = { cpuShares: 512, cpuPeriod: 100_000, cpuQuota: 50_000, memoryLimitInBytes: 256 << 20 };
+  await rt.unary('UpdatePodSandboxResources', { podSandboxId: pod, overhead, resources });
+
+  type Res = { cpu?: { shares?: { value: number }; quota?: { value: number } }; memory?: { limit?: { value: number } } } | null;
+  const seen = () =>
+    events(record).filter((e) => e.pod === 'nri-resize') as unknown as { ev: string; overhead: Res; resources: Res; before?: Res }[];
+  assert.deepEqual(seen().map((e) => e.ev), ['UpdatePodSandbox', 'PostUpdatePodSandbox']);
+  const [update, post] = seen();
+  assert.equal(update!.resources!.cpu!.shares!.value, 512);
+  assert.equal(update!.resources!.cpu!.quota!.value, 50_000);
+  assert.equal(update!.overhead!.memory!.limit!.value, 32 << 20);
+  assert.equal(update!.before!.cpu!.shares!.value, 256, 'UpdatePodSandbox shows the pod with its old resources');
+  assert.equal(post!.resources!.cpu!.shares!.value, 512, 'PostUpdatePodSandbox shows the new ones');
+  assert.equal(post!.overhead!.memory!.limit!.value, 32 << 20);
+  const verbose = async () =>
+    JSON.parse((await rt.unary('PodSandboxStatus', { podSandboxId: pod, verbose: true })).info.info!) as {
+      overhead: { cpuShares: number; memoryLimitInBytes: number } | null;
+      resources: { cpuShares: number; cpuQuota: number } | null;
+    };
+  assert.equal((await verbose()).resources!.cpuShares, 512);
+  assert.equal((await verbose()).overhead!.memoryLimitInBytes, 32 << 20);
+
+  // A plugin that refuses fails the call; the pod keeps its resources and nobody hears of a post-update.
+  await startPlugin({ index: '60', failOn: 'UpdatePodSandbox', events: ['UpdatePodSandbox'] }, 'refuser');
+  const refuser = plugins[plugins.length - 1]!;
+  await assert.rejects(
+    rt.unary('UpdatePodSandboxResources', { podSandboxId: pod, resources: { cpuShares: 4096 } }),
+    (err: unknown) => isGrpcError(err, status.FAILED_PRECONDITION) && /60-refuser failed UpdatePodSandbox: scripted plugin refuses UpdatePodSandbox/.test(err.details),
+  );
+  assert.equal((await verbose()).resources!.cpuShares, 512);
+  assert.deepEqual(seen().map((e) => e.ev), ['UpdatePodSandbox', 'PostUpdatePodSandbox', 'UpdatePodSandbox']);
+  refuser.kill('SIGKILL');
+  await sleep(300);
+
+  // Request errors name the field or the object.
+  await assert.rejects(rt.unary('UpdatePodSandboxResources', { podSandboxId: '', resources }), (err: unknown) => isGrpcError(err, status.INVALID_ARGUMENT) && /pod_sandbox_id/.test(err.details));
+  await assert.rejects(rt.unary('UpdatePodSandboxResources', { podSandboxId: 'f'.repeat(64), resources }), (err: unknown) => isGrpcError(err, status.NOT_FOUND));
+  await assert.rejects(
+    rt.unary('UpdatePodSandboxResources', { podSandboxId: pod, resources: { cpuShares: -1 } }),
+    (err: unknown) => isGrpcError(err, status.INVALID_ARGUMENT) && /resources\.cpu_shares/.test(err.details),
+  );
+  await rt.unary('StopPodSandbox', { podSandboxId: pod });
+  await assert.rejects(rt.unary('UpdatePodSandboxResources', { podSandboxId: pod, resources }), (err: unknown) => isGrpcError(err, status.FAILED_PRECONDITION) && /not ready/.test(err.details));
+  await rt.unary('RemovePodSandbox', { podSandboxId: pod });
 });

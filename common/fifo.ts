@@ -1,4 +1,4 @@
-// FIFOs between crispd and a containerd shim. Both ends are opened O_RDWR|O_NONBLOCK: opening never
+// FIFOs between crispd and a containerd shim. Output FIFOs are opened O_RDWR|O_NONBLOCK: opening never
 // blocks on the peer, and a reader never sees a premature EOF. The price is that the reader sees no
 // EOF at all, so it ends itself: once the writer is known to be done (the process was deleted), a
 // random marker written through the same FIFO arrives after every byte the writer sent.
@@ -7,6 +7,7 @@ import { rm } from 'node:fs/promises';
 import { Socket } from 'node:net';
 import { randomBytes } from 'node:crypto';
 import { execa } from 'execa';
+import { isErrno } from './errors.js';
 
 export async function makeFifos(...paths: string[]): Promise<void> {
   if (paths.length > 0) await execa('mkfifo', ['-m', '0600', ...paths]);
@@ -93,8 +94,21 @@ export async function openFifoDuplex(path: string): Promise<Socket> {
   return openPipe(path, true);
 }
 
-/** The write side of a stdin FIFO. */
-export async function openFifoWriter(path: string): Promise<Socket> {
-  // Not readable: a reading socket would race the shim for the very bytes it writes.
-  return openPipe(path, false);
+/**
+ * The write side of a task's stdin FIFO, opened O_WRONLY once the shim holds the read end (after
+ * Tasks.Create): an O_RDWR end would also count as a reader and could take bytes meant for the
+ * shim. The shim keeps a writer of its own until CloseIO, so closing this one never ends stdin.
+ * Undefined when no reader is there (ENXIO: the task is gone).
+ */
+export async function openFifoWriter(path: string): Promise<Socket | undefined> {
+  let fd: number;
+  try {
+    fd = openSync(path, constants.O_WRONLY | constants.O_NONBLOCK);
+  } catch (err) {
+    if (isErrno(err, 'ENXIO')) return undefined;
+    throw err;
+  }
+  const socket = new Socket({ fd, readable: false, writable: true });
+  socket.on('error', () => undefined);
+  return socket;
 }

@@ -17,6 +17,11 @@
  *              at exit: {"pid":N,"reopens":N,"error":"","droppedBytes":N,"writeErrors":N,"exited":B}
  *   tty 0|1    optional; 1 for a terminal task: the shim then sends the console on fd 3 and never
  *              closes the write end of fd 4, so fd 4 is closed unread and only fd 3's EOF ends us
+ *   stdout FIFO, stderr FIFO
+ *              optional, together: FIFO mode for tasks with stdin (the shim connects stdin only
+ *              for plain FIFO stdio, never with binary://). crispd starts us detached, we open both
+ *              FIFOs for reading before the ack is written, and the shim writes the container's
+ *              output into them; EOF on both (the shim closes them after the exit) ends us.
  *   All paths absolute. The ack file exists once fd 5 is closed, so the caller can tell a logger
  *   that started from one that failed (the shim starts the container either way).
  *
@@ -32,7 +37,7 @@
  * A failed write (disk full) drops that data and counts it; the pipes keep being drained so the
  * container never blocks on logging.
  *
- * Exit: 0 after EOF on both streams or SIGTERM; 1 when setup fails (log, pid or ack file); 2 on bad
+ * Exit: 0 after EOF on both streams or SIGTERM; 1 when setup fails (log, pid, ack or FIFO); 2 on bad
  * arguments. Diagnostics: "crisp-logger[<CONTAINER_ID>]: <step>: <detail>" on stderr.
  */
 #define _GNU_SOURCE
@@ -74,6 +79,7 @@ struct stream {
 
 static struct stream g_streams[2] = {{.fd = -1, .name = "stdout"}, {.fd = -1, .name = "stderr"}};
 static const char *g_log_path, *g_pid_path, *g_ack_path;
+static const char *g_fifo_paths[2]; /* FIFO mode: stdout and stderr FIFOs instead of fds 3 and 4 */
 static bool g_tty;
 static const char *g_id = "";
 
@@ -107,7 +113,7 @@ static int usage(const char *fmt, ...) {
   va_start(ap, fmt);
   vsnprintf(what, sizeof what, fmt, ap);
   va_end(ap);
-  fprintf(stderr, "crisp-logger[%s]: usage: %s (args: log PATH pid PATH ack PATH [tty 0|1])\n", g_id, what);
+  fprintf(stderr, "crisp-logger[%s]: usage: %s (args: log PATH pid PATH ack PATH [tty 0|1 | stdout FIFO stderr FIFO])\n", g_id, what);
   return 2;
 }
 
@@ -130,6 +136,8 @@ static int parse_args(int argc, char **argv) {
     if (strcmp(k, "log") == 0) rc = set_path(&g_log_path, k, v);
     else if (strcmp(k, "pid") == 0) rc = set_path(&g_pid_path, k, v);
     else if (strcmp(k, "ack") == 0) rc = set_path(&g_ack_path, k, v);
+    else if (strcmp(k, "stdout") == 0) rc = set_path(&g_fifo_paths[0], k, v);
+    else if (strcmp(k, "stderr") == 0) rc = set_path(&g_fifo_paths[1], k, v);
     else if (strcmp(k, "tty") == 0) {
       if (tty_seen) return usage("tty given twice");
       if (strcmp(v, "0") != 0 && strcmp(v, "1") != 0) return usage("tty must be 0 or 1, got \"%s\"", v);
@@ -140,6 +148,8 @@ static int parse_args(int argc, char **argv) {
     if (rc) return rc;
   }
   if (!g_log_path || !g_pid_path || !g_ack_path) return usage("log, pid and ack are required");
+  if (!g_fifo_paths[0] != !g_fifo_paths[1]) return usage("stdout and stderr go together");
+  if (g_fifo_paths[0] && g_tty) return usage("tty 1 is for the shim's fds, not for FIFOs");
   return 0;
 }
 
@@ -224,6 +234,27 @@ static bool pidfile_is_ours(void) {
   if (n <= 0) return false;
   buf[n] = '\0';
   return strtol(buf, NULL, 10) == (long)getpid();
+}
+
+/* FIFO mode: a non-blocking read end opens at once, before the shim has opened its write end, and
+ * poll reports neither data nor hang-up on a FIFO that never had a writer: so the logger can be
+ * ready before Tasks.Create and still see EOF only when the shim closes its ends at the exit. */
+static int open_fifos(void) {
+  for (int i = 0; i < 2; i++) {
+    int fd = open(g_fifo_paths[i], O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0) {
+      report("open fifo", "%s: %s", g_fifo_paths[i], strerror(errno));
+      return -1;
+    }
+    struct stat st;
+    if (fstat(fd, &st) != 0 || !S_ISFIFO(st.st_mode)) {
+      report("open fifo", "%s: not a FIFO", g_fifo_paths[i]);
+      close(fd);
+      return -1;
+    }
+    g_streams[i].fd = fd;
+  }
+  return 0;
 }
 
 static int open_log(void) {
@@ -492,6 +523,13 @@ int main(int argc, char **argv) {
   int rc = parse_args(argc, argv);
   if (rc) return rc;
   if (chdir("/") != 0) report("chdir", "/: %s", strerror(errno)); /* do not pin the bundle dir */
+
+  if (g_fifo_paths[0]) {
+    /* started by crispd, not the shim: fds 3-5 are nothing of ours */
+    close_fds_from(FD_STDOUT);
+    have_out = have_err = have_ready = false;
+    if (open_fifos() != 0) return 1;
+  }
 
   g_log_fd = open_log();
   if (g_log_fd < 0) {

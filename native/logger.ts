@@ -1,7 +1,8 @@
 // crisp-logger glue (contract in native/README.md): the binary:// stdout URI that makes containerd's
 // runc shim start native/build/crisp-logger for a task, and log reopening after kubelet's rotation.
 // The shim, not crispd, is the logger's parent, so CRI logs keep flowing while crispd is down.
-import { existsSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+import { closeSync, existsSync, openSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { dirname, isAbsolute, join, normalize } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -17,6 +18,9 @@ export interface LoggerFiles {
   ackFile: string;
   /** Terminal task: the shim sends the console on stdout and never ends stderr. */
   tty?: boolean;
+  /** FIFO mode (with stderrFifo; not with tty): read these instead of the shim's fds 3 and 4. */
+  stdoutFifo?: string;
+  stderrFifo?: string;
 }
 
 export interface LoggerUriOptions extends LoggerFiles {
@@ -92,6 +96,13 @@ export function loggerArgs(files: LoggerFiles): string[] {
   checkPath('ackFile', files.ackFile);
   const args = ['log', files.logPath, 'pid', files.pidFile, 'ack', files.ackFile];
   if (files.tty) args.push('tty', '1');
+  if (files.stdoutFifo !== undefined || files.stderrFifo !== undefined) {
+    if (files.stdoutFifo === undefined || files.stderrFifo === undefined) throw invalidArgument('crisp-logger: stdoutFifo and stderrFifo go together');
+    if (files.tty) throw invalidArgument('crisp-logger: FIFO mode is not for terminal tasks');
+    checkPath('stdoutFifo', files.stdoutFifo);
+    checkPath('stderrFifo', files.stderrFifo);
+    args.push('stdout', files.stdoutFifo, 'stderr', files.stderrFifo);
+  }
   return args;
 }
 
@@ -126,7 +137,7 @@ export function parseLoggerArgs(argv: readonly string[]): LoggerFiles {
   const seen = new Map<string, string>();
   for (let i = 0; i < argv.length; i += 2) {
     const [key, value] = [argv[i], argv[i + 1]];
-    if (!['log', 'pid', 'ack', 'tty'].includes(key)) throw invalidArgument(`crisp-logger: unknown key "${key}"`);
+    if (!['log', 'pid', 'ack', 'tty', 'stdout', 'stderr'].includes(key)) throw invalidArgument(`crisp-logger: unknown key "${key}"`);
     if (seen.has(key)) throw invalidArgument(`crisp-logger: ${key} given twice`);
     seen.set(key, value);
   }
@@ -140,6 +151,15 @@ export function parseLoggerArgs(argv: readonly string[]): LoggerFiles {
   const tty = seen.get('tty');
   if (tty !== undefined && tty !== '0' && tty !== '1') throw invalidArgument(`crisp-logger: tty must be 0 or 1, got "${tty}"`);
   if (tty === '1') files.tty = true;
+  const [out, err] = [seen.get('stdout'), seen.get('stderr')];
+  if ((out === undefined) !== (err === undefined)) throw invalidArgument('crisp-logger: stdout and stderr go together');
+  if (out !== undefined && err !== undefined) {
+    if (files.tty) throw invalidArgument('crisp-logger: tty 1 is for the shim\'s fds, not for FIFOs');
+    checkPath('stdout', out);
+    checkPath('stderr', err);
+    files.stdoutFifo = out;
+    files.stderrFifo = err;
+  }
   return files;
 }
 
@@ -246,4 +266,93 @@ export async function reopenLog(opts: ReopenOptions): Promise<LoggerAck> {
       throw new LoggerError('DEADLINE_EXCEEDED', target, 'wait for ack', `no reopen after ${timeoutMs} ms`);
     await sleep(POLL_MS);
   }
+}
+
+// ---- FIFO mode: a logger crispd starts ----
+
+export interface FifoLoggerOptions extends LoggerFiles {
+  stdoutFifo: string;
+  stderrFifo: string;
+  /** Logger binary; default loggerPath(). */
+  binary?: string;
+  /** CONTAINER_ID in its environment, and the target of error messages. */
+  containerId?: string;
+  /** The logger's stderr (diagnostics) is appended here; default: discarded. */
+  diagnostics?: string;
+  /** How long it may take to open the FIFOs and write its ack; default 5000. */
+  readyTimeoutMs?: number;
+}
+
+/**
+ * Starts the logger for a task whose stdio are plain FIFOs (the only stdio with which containerd's
+ * shim connects a non-terminal task's stdin). It runs detached, in its own session, holding nothing
+ * of crispd's, so like a shim-started logger it outlives crispd and ends at the task's EOF.
+ * Resolves with its pid once its ack shows both FIFOs open (Tasks.Create may follow at once).
+ */
+export async function startFifoLogger(opts: FifoLoggerOptions): Promise<number> {
+  const target = opts.containerId ?? opts.pidFile;
+  const args = loggerArgs(opts);
+  const binary = opts.binary ?? loggerPath();
+  checkPath('binary', binary);
+  const errFd = opts.diagnostics ? openSync(opts.diagnostics, 'a', 0o640) : undefined;
+  let exit: { code: number | null; signal: NodeJS.Signals | null; error?: Error } | undefined;
+  let pid: number | undefined;
+  try {
+    const child = spawn(binary, args, {
+      detached: true,
+      stdio: ['ignore', 'ignore', errFd ?? 'ignore'],
+      env: { CONTAINER_ID: opts.containerId ?? '' },
+      cwd: '/',
+    });
+    child.once('error', (error) => (exit = { code: null, signal: null, error }));
+    child.once('exit', (code, signal) => (exit = { code, signal }));
+    child.unref();
+    pid = child.pid;
+  } finally {
+    if (errFd !== undefined) closeSync(errFd);
+  }
+  const deadline = Date.now() + (opts.readyTimeoutMs ?? DEFAULT_TIMEOUT_MS);
+  for (;;) {
+    if (pid !== undefined) {
+      const ack = await readLoggerAck(opts.ackFile);
+      if (ack && ack.pid === pid && !ack.exited) return pid;
+    }
+    if (exit) {
+      const how = exit.error ? String(exit.error) : exit.signal ? `killed by ${exit.signal}` : `exit code ${exit.code}`;
+      throw new LoggerError('INTERNAL', target, 'start', `${how}${opts.diagnostics ? ` (see ${opts.diagnostics})` : ''}`);
+    }
+    if (Date.now() >= deadline) {
+      if (pid !== undefined) signal(pid, 'SIGKILL', target);
+      throw new LoggerError('DEADLINE_EXCEEDED', target, 'start', `not ready after ${opts.readyTimeoutMs ?? DEFAULT_TIMEOUT_MS} ms`);
+    }
+    await sleep(POLL_MS);
+  }
+}
+
+/**
+ * Ends the logger named by `pidFile` if it still runs (SIGTERM: it drains what the FIFOs hold,
+ * then exits) and waits up to `timeoutMs` for it to go. For a logger whose task never started or
+ * is gone; absent, stale or foreign pids are left alone. Resolves true if one was signalled.
+ */
+export async function stopLogger(pidFile: string, timeoutMs = 5000): Promise<boolean> {
+  let pid: number;
+  try {
+    pid = await readPid(pidFile, pidFile);
+    await checkIsOurLogger(pid, pidFile, pidFile);
+  } catch (err) {
+    if (isLoggerError(err) && err.kind === 'NOT_FOUND') return false;
+    throw err;
+  }
+  if (!signal(pid, 'SIGTERM', pidFile)) return false;
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    const stillOurs = await checkIsOurLogger(pid, pidFile, pidFile).then(
+      () => true,
+      () => false,
+    );
+    if (!stillOurs) return true;
+    await sleep(POLL_MS * 4);
+  }
+  signal(pid, 'SIGKILL', pidFile);
+  return true;
 }

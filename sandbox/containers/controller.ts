@@ -18,14 +18,13 @@ import { buildOciSpec, stopSignalFor, signalNumberOf, type OciHostFeatures } fro
 import { resolveUser, findInLayers } from './user.js';
 import { loadLocalhostProfile } from './seccomp-default.js';
 import { resolveDevices, allHostDevices } from './devices.js';
-import { loggerUri, reopenLog, readLoggerAck } from '../../native/logger.js';
+import { loggerUri, reopenLog, readLoggerAck, startFifoLogger, stopLogger } from '../../native/logger.js';
 import type { ContainerRecord, ContainerSpec } from './types.js';
 import { NO_NRI, type NriHooks } from '../nri-hooks.js';
 import { execSync, type ExecSyncResult } from './exec-sync.js';
 import { CpuRate, cgroupUsage, type UsageSample } from './stats.js';
 import { makeFifos, openFifoWriter } from '../../common/fifo.js';
 import type { Socket } from 'node:net';
-import { existsSync } from 'node:fs';
 import type { ResourceSpec } from './types.js';
 import { linuxResources } from './oci-spec.js';
 import type { UsernsMounts } from '../userns/userns-mounts.js';
@@ -259,15 +258,13 @@ export class ContainerController {
       try {
         await this.nri.startContainer(pod, rec);
         const rootfs = await this.taskRootfs(rec, pod);
-        const stdio = rec.logPath
-          ? loggerUri({ logPath: rec.logPath, pidFile: join(rec.dir, 'logger.pid'), ackFile: join(rec.dir, 'logger.ack'), tty: rec.spec.tty })
-          : '';
-        const stdin = rec.spec.stdin ? await this.openStdin(rec) : '';
-        await this.opts.runtime.createTask(rec.id, { stdin, stdout: stdio, stderr: stdio, terminal: rec.spec.tty }, rootfs);
+        const io = await this.taskIO(rec);
+        await this.opts.runtime.createTask(rec.id, io, rootfs);
         // The shim starts the container even if the logger died before it was ready: check it is there.
-        if (stdio) await readLoggerAck(join(rec.dir, 'logger.ack')).catch((err: unknown) => {
+        if (io.stdout.startsWith('binary://')) await readLoggerAck(this.loggerFiles(rec).ackFile).catch((err: unknown) => {
           throw failedPrecondition(`the log writer for ${rec.logPath} did not start: ${errorMessage(err)}`);
         });
+        if (rec.spec.stdin) await this.openStdinWriter(rec);
         rec.pid = await this.opts.runtime.startTask(rec.id);
         rec.state = 'running';
         rec.startedAt = nowNanos();
@@ -282,6 +279,7 @@ export class ContainerController {
         await this.nri.postStartContainer(pod, rec).catch((err: unknown) => this.opts.log.warn({ err: errorMessage(err) }, 'NRI PostStartContainer failed'));
       } catch (err) {
         await this.opts.runtime.deleteTask(rec.id).catch(() => undefined);
+        await stopLogger(this.loggerFiles(rec).pidFile).catch(() => undefined);
         await this.releaseUsernsMounts(rec);
         rec.state = 'exited';
         rec.exitCode = 128;
@@ -324,6 +322,8 @@ export class ContainerController {
     await this.withLock(rec.id, async () => {
       if (!this.store.get(rec.id)) return;
       await this.opts.runtime.deleteTask(rec.id);
+      // A FIFO-mode logger ends at the task's EOF; one whose task never came up is ended here.
+      await stopLogger(this.loggerFiles(rec).pidFile);
       // Not best-effort here: a mount left behind must fail the removal, so that it is retried.
       await this.opts.userns?.releaseContainer(rec.id);
       await this.opts.runtime.deleteContainer(rec.id);
@@ -360,16 +360,50 @@ export class ContainerController {
     });
   }
 
-  private stdinPath(rec: ContainerRecord): string {
-    return join(rec.dir, 'stdin');
+  private loggerFiles(rec: ContainerRecord): { pidFile: string; ackFile: string } {
+    return { pidFile: join(rec.dir, 'logger.pid'), ackFile: join(rec.dir, 'logger.ack') };
   }
 
-  /** The container's stdin FIFO, made once and held open by crispd (re-opened after a restart). */
-  private async openStdin(rec: ContainerRecord): Promise<string> {
-    const path = this.stdinPath(rec);
-    if (!existsSync(path)) await makeFifos(path);
-    if (!this.stdins.has(rec.id)) this.stdins.set(rec.id, await openFifoWriter(path));
+  /**
+   * The task's stdio. Without stdin (or with a tty) the shim starts crisp-logger itself (binary://).
+   * containerd's shim gives a non-terminal task no stdin with binary:// output, so such a task gets
+   * plain FIFOs, and crispd starts the logger on them, detached, before Tasks.Create.
+   */
+  private async taskIO(rec: ContainerRecord): Promise<{ stdin: string; stdout: string; stderr: string; terminal: boolean }> {
+    const files = this.loggerFiles(rec);
+    const terminal = rec.spec.tty;
+    const stdin = rec.spec.stdin ? await this.freshFifo(join(rec.dir, 'stdin')) : '';
+    if (!stdin || terminal) {
+      const out = rec.logPath ? loggerUri({ logPath: rec.logPath, ...files, tty: terminal }) : '';
+      return { stdin, stdout: out, stderr: out, terminal };
+    }
+    if (!rec.logPath) return { stdin, stdout: '/dev/null', stderr: '/dev/null', terminal };
+    // A logger left by an earlier attempt (crispd died before Tasks.Create) would hold the FIFOs.
+    await stopLogger(files.pidFile);
+    const [stdout, stderr] = [await this.freshFifo(join(rec.dir, 'stdout')), await this.freshFifo(join(rec.dir, 'stderr'))];
+    await startFifoLogger({
+      logPath: rec.logPath,
+      ...files,
+      stdoutFifo: stdout,
+      stderrFifo: stderr,
+      containerId: rec.id,
+      diagnostics: join(rec.dir, 'logger.err'),
+    });
+    return { stdin, stdout, stderr, terminal };
+  }
+
+  /** A new, empty FIFO at path (an old one may still hold bytes of an earlier attempt). */
+  private async freshFifo(path: string): Promise<string> {
+    await rm(path, { force: true });
+    await makeFifos(path);
     return path;
+  }
+
+  /** Where attach writes: the stdin FIFO's write end, opened once the shim reads it (again after a restart). */
+  private async openStdinWriter(rec: ContainerRecord): Promise<void> {
+    if (this.stdins.has(rec.id)) return;
+    const writer = await openFifoWriter(join(rec.dir, 'stdin'));
+    if (writer) this.stdins.set(rec.id, writer);
   }
 
   /** Where attach writes the user's input (undefined: the container has no stdin). */
@@ -390,7 +424,7 @@ export class ContainerController {
     const rec = this.get(id);
     if (rec.state !== 'running') throw failedPrecondition(`container ${rec.id} is not running`);
     if (!rec.logPath) throw failedPrecondition(`container ${rec.id} has no log path`);
-    await reopenLog({ pidFile: join(rec.dir, 'logger.pid'), ackFile: join(rec.dir, 'logger.ack'), timeoutMs: 5000 });
+    await reopenLog({ ...this.loggerFiles(rec), timeoutMs: 5000 });
   }
 
   private async notifyStopped(rec: ContainerRecord): Promise<void> {
@@ -464,7 +498,7 @@ export class ContainerController {
     for (const rec of recs) {
       try {
         await this.reconcile(rec);
-        if (rec.state === 'running' && rec.spec.stdin) await this.openStdin(rec);
+        if (rec.state === 'running' && rec.spec.stdin) await this.openStdinWriter(rec);
       } catch (err) {
         this.opts.log.warn({ container: rec.id.slice(0, 12), err: errorMessage(err) }, 'reconciling container failed');
       }

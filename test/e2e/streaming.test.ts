@@ -6,13 +6,13 @@
 import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, renameSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { get as httpGet, request as httpRequest } from 'node:http';
 import { WebSocket, type RawData } from 'ws';
 import * as grpc from '@grpc/grpc-js';
 import { startStack, type Stack } from './lib/stack.js';
-import { CLI } from './lib/crispd.js';
+import { CLI, pidsWhere } from './lib/crispd.js';
 import { startFakeApiServer, findKubectl, type FakeApiServer } from './fixtures/fake-apiserver.js';
 import { isGrpcError } from '../../common/errors.js';
 import { sleep } from '../../common/time.js';
@@ -41,8 +41,6 @@ interface WsOptions {
   timeoutMs?: number;
   /** Extra messages (already framed) sent after open. */
   raw?: (Buffer | string)[];
-  /** Send `stdin` again at this interval until the session ends. */
-  repeatStdinMs?: number;
 }
 
 /** A WebSocket client of the Kubernetes channel protocols, written against the protocol, not the server. */
@@ -69,13 +67,6 @@ function wsSession(url: string, opts: WsOptions = {}): Promise<WsResult> {
       r.protocol = ws.protocol;
       if (opts.resize) send(4, Buffer.from(JSON.stringify(opts.resize)));
       for (const s of opts.stdin ?? []) send(0, Buffer.from(s));
-      if (opts.repeatStdinMs) {
-        const again = setInterval(() => {
-          if (ws.readyState !== ws.OPEN) return clearInterval(again);
-          for (const s of opts.stdin ?? []) send(0, Buffer.from(s));
-        }, opts.repeatStdinMs);
-        ws.once('close', () => clearInterval(again));
-      }
       if (opts.closeStdin) ws.send(Buffer.from([255, 0]));
       for (const m of opts.raw ?? []) ws.send(m);
     });
@@ -360,15 +351,12 @@ describe('streaming server', () => {
     assert.doesNotMatch(r.stdout, /tock/);
     assert.match(r.stderr, /tock-\d+\n/);
 
-    // Input goes through the container's terminal (the shim connects stdin only for tty containers
-    // when its output goes to the log writer). It is sent again until it shows: the controller's
-    // O_RDWR stdin socket also reads the FIFO and can take a write away from the shim.
+    // Input goes through the container's terminal; sent once, it is echoed and copied once.
     const cat = await s.runContainer(pod, 'cat', ['cat'], { stdin: true, tty: true });
     const [a, b] = await Promise.all(
       ['first', 'second'].map(async (who) =>
         wsSession((await s.d.client.runtime.unary('Attach', { containerId: cat, stdin: true, stdout: true, tty: true })).url, {
           stdin: [`hello from ${who}\r`],
-          repeatStdinMs: 500,
           until: (res) => (res.stdout.match(/hello from first/g) ?? []).length >= 2 && (res.stdout.match(/hello from second/g) ?? []).length >= 2,
         }),
       ),
@@ -385,7 +373,7 @@ describe('streaming server', () => {
   test('attach ends with a Success status when the container exits', async () => {
     const once = await s.runContainer(pod, 'once', ['sh', '-c', 'read line; echo got-$line; exit 0'], { stdin: true, stdinOnce: true, tty: true });
     const url = (await s.d.client.runtime.unary('Attach', { containerId: once, stdin: true, stdout: true, tty: true })).url;
-    const r = await wsSession(url, { stdin: ['abc\r'], repeatStdinMs: 500, timeoutMs: 15_000 });
+    const r = await wsSession(url, { stdin: ['abc\r'], timeoutMs: 15_000 });
     assert.match(r.stdout, /got-abc\r\n/);
     // stdin_once: the attach that ended closed the container's stdin; a new one cannot have it.
     await assert.rejects(s.d.client.runtime.unary('Attach', { containerId: once, stdin: true, stdout: true, tty: true }), /FAILED_PRECONDITION/);
@@ -601,5 +589,51 @@ describe('streaming server', () => {
     const sync = await cli(['exec', shell, '--', 'sh', '-c', 'echo sync; exit 3']);
     assert.equal(sync.stdout, 'sync\n');
     assert.equal(sync.code, 3);
+  });
+
+  // Last: it restarts crispd. Non-tty stdin goes through plain FIFOs and a logger crispd starts
+  // detached (the shim connects no stdin with binary:// output), so it must survive crispd too.
+  test('attach to a container with stdin and no tty: input arrives once, stdout and stderr apart, across kill -9 and log rotation', async () => {
+    const rt = () => s.d.client.runtime;
+    const id = await s.runContainer(pod, 'reader', ['sh', '-c', 'while read l; do echo out-$l; echo err-$l >&2; done; echo stdin-closed'], { stdin: true });
+    const logPath = (await rt().unary('ContainerStatus', { containerId: id })).status!.logPath;
+    const attach = async (line: string) =>
+      wsSession((await rt().unary('Attach', { containerId: id, stdin: true, stdout: true, stderr: true })).url, {
+        stdin: [`${line}\n`],
+        until: (r) => r.stdout.includes(`out-${line}\n`) && r.stderr.includes(`err-${line}\n`),
+      });
+    const first = await attach('one');
+    assert.equal(first.stdout, 'out-one\n', 'sent once, read once, on stdout only');
+    assert.equal(first.stderr, 'err-one\n');
+    const records = () => readFileSync(logPath, 'utf8').split('\n').filter(Boolean).map((l) => l.split(' ').slice(1).join(' '));
+    // Two pipes: the order between them is the shim's, not the container's.
+    assert.deepEqual(records().sort(), ['stderr F err-one', 'stdout F out-one']);
+
+    const loggers = () => pidsWhere((argv) => argv[0]?.endsWith('crisp-logger') === true && argv.some((a) => a.includes(id)));
+    const [logger] = loggers();
+    assert.ok(logger, 'a logger runs for the container');
+    await s.d.kill9();
+    assert.deepEqual(loggers(), [logger], 'the logger outlives crispd');
+    await s.d.start();
+    await attach('two');
+    renameSync(logPath, `${logPath}.1`);
+    await rt().unary('ReopenContainerLog', { containerId: id });
+    await attach('three');
+    assert.deepEqual(records().sort(), ['stderr F err-three', 'stdout F out-three'], 'the reopened file has what came after the rotation');
+    const rotated = readFileSync(`${logPath}.1`, 'utf8');
+    for (const rec of ['stdout F out-two', 'stderr F err-two']) assert.ok(rotated.includes(rec), `${rec} is in the rotated file`);
+
+    await rt().unary('RemoveContainer', { containerId: id });
+    for (let i = 0; i < 50 && loggers().length > 0; i++) await sleep(100);
+    assert.deepEqual(loggers(), [], 'no logger left after removal');
+  });
+
+  test('stdin_once without a tty: the first attach that ends closes stdin, and the container sees EOF', async () => {
+    const rt = s.d.client.runtime;
+    const id = await s.runContainer(pod, 'once-plain', ['sh', '-c', 'while read l; do echo got-$l; done; echo eof-seen'], { stdin: true, stdinOnce: true });
+    const r = await wsSession((await rt.unary('Attach', { containerId: id, stdin: true, stdout: true })).url, { stdin: ['abc\n'], closeStdin: true, timeoutMs: 15_000 });
+    assert.equal(r.stdout, 'got-abc\neof-seen\n');
+    assert.deepEqual(await s.waitExited(id), { exitCode: 0, reason: 'Completed' });
+    await rt.unary('RemoveContainer', { containerId: id });
   });
 });

@@ -20,7 +20,12 @@ const STATE_NAMES: Record<number, string> = {
 
 function readContainerConfig(path: string): Input<ContainerConfig> {
   const text = readFileSync(path, 'utf8');
-  return camelize(path.endsWith('.json') ? JSON.parse(text) : parseYaml(text)) as Input<ContainerConfig>;
+  const raw = camelize(path.endsWith('.json') ? JSON.parse(text) : parseYaml(text)) as { envs?: unknown };
+  // Env values are bytes on the wire; a config file writes them as text, as crictl's does.
+  if (Array.isArray(raw.envs)) {
+    raw.envs = raw.envs.map((e: { key?: unknown; value?: unknown }) => ({ key: String(e.key ?? ''), value: Buffer.from(String(e.value ?? '')) }));
+  }
+  return raw as Input<ContainerConfig>;
 }
 
 /** CRI log lines → the message bytes, as `kubectl logs` shows them (P records joined). */

@@ -12,7 +12,7 @@ export function registerPlayCommand(program: Command): void {
     .command('play <manifest>')
     .description('run a Kubernetes Pod manifest over CRI (hostPath and emptyDir volumes)')
     .option('--down', 'stop and remove the pod the manifest describes')
-    .option('--log-root <dir>', 'pod log root (must match crispd pod_log_root)', '/var/log/pods')
+    .option('--log-root <dir>', 'directory for the pod log directories', '/var/log/pods')
     .option('--state <dir>', 'where emptyDir volumes live', '/var/lib/crisp')
     .action(async (manifest: string, o: { down?: boolean; logRoot: string; state: string }) => {
       const plan = planPod(parsePodManifest(readFileSync(manifest, 'utf8')), { logRoot: o.logRoot, stateDir: o.state });

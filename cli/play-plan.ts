@@ -117,7 +117,7 @@ export function planPod(pod: V1Pod, opts: { logRoot: string; stateDir: string })
       command: c.command ?? [],
       args: c.args ?? [],
       workingDir: c.workingDir ?? '',
-      envs: (c.env ?? []).filter((e) => e.value !== undefined).map((e) => ({ key: e.name, value: e.value! })),
+      envs: (c.env ?? []).filter((e) => e.value !== undefined).map((e) => ({ key: e.name, value: Buffer.from(e.value!) })),
       mounts: (c.volumeMounts ?? []).map((m) => {
         const v = volumes.get(m.name);
         if (!v) throw new Error(`container "${c.name}": volumeMount "${m.name}" names no volume`);

@@ -64,7 +64,7 @@ export function runtimeHandlers(deps: CriDeps): Handlers<RuntimeServiceMethods> 
     RunPodSandbox: (req) => runPodSandbox(deps.pods, deps.podMapping, req),
     StopPodSandbox: (req) => stopPodSandbox(deps.pods, req),
     RemovePodSandbox: (req) => removePodSandbox(deps.pods, req),
-    PodSandboxStatus: (req) => podSandboxStatus(deps.pods, req),
+    PodSandboxStatus: (req) => podSandboxStatus(deps.pods, deps.containers, req),
     ListPodSandbox: (req) => listPodSandbox(deps.pods, req),
     UpdatePodSandboxResources: (req) => updatePodSandboxResources(deps.pods, req),
     CreateContainer: (req) => createContainer(deps.containers, req),

@@ -87,17 +87,14 @@ export class ImageService {
   }
 
   /**
-   * Remove by id or digest: the whole image. By tag: only that tag while others remain, else the whole
-   * image. Content and snapshots are released to containerd's GC. Absent images are fine (idempotent).
+   * Remove the image `spec` names (id, tag or digest) with all its tags and digests, as the CRI contract
+   * says since cri-api v0.36. Content and snapshots are released to containerd's GC. Absent images are
+   * fine (idempotent).
    */
   async remove(spec: string): Promise<void> {
     const hit = await this.records.find(spec);
     if (!hit) return;
     const { image } = hit;
-    if (hit.by === 'tag' && image.repoTags.length > 1 && hit.name) {
-      await this.records.deleteRecord(hit.name, false);
-      return;
-    }
     const names = image.recordNames;
     for (let i = 0; i < names.length; i++) await this.records.deleteRecord(names[i]!, i === names.length - 1);
     this.usageCache = undefined;

@@ -3,7 +3,7 @@ import type { Input } from '../../common/proto-registry.js';
 import type { ImageService } from '../../backend/images/service.js';
 import { requireString } from '../validate.js';
 
-/** RemoveImage: idempotent; one tag of several leaves the image in place. */
+/** RemoveImage: idempotent; by any one reference it removes the image with all its tags. */
 export async function removeImage(images: ImageService, req: RemoveImageRequest): Promise<Input<RemoveImageResponse>> {
   await images.remove(requireString(req.image?.image, 'image.image'));
   return {};

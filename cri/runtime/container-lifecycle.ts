@@ -19,7 +19,7 @@ export async function startContainer(c: ContainerController, req: StartContainer
   return {};
 }
 
-/** StopContainer: idempotent for stopped containers; NOT_FOUND for unknown ones. */
+/** StopContainer: idempotent; stopped and unknown containers are not an error (CRI). */
 export async function stopContainer(c: ContainerController, req: StopContainerRequest): Promise<Input<StopContainerResponse>> {
   if (req.timeout < 0) throw invalidArgument('timeout must not be negative');
   await c.stop(requireString(req.containerId, 'container_id'), req.timeout);

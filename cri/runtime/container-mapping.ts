@@ -66,8 +66,12 @@ export function toContainerSpec(config: ContainerConfig | null): ContainerSpec {
   const field = 'config.linux.security_context';
   if (sc?.runAsUser && sc.runAsUsername) throw invalidArgument(`${field}: run_as_user and run_as_username are mutually exclusive`);
   if (sc?.runAsGroup && !sc.runAsUser && !sc.runAsUsername) throw invalidArgument(`${field}.run_as_group needs run_as_user or run_as_username`);
-  config.envs.forEach((e, i) => {
-    if (!e.key || e.key.includes('=')) throw invalidArgument(`config.envs[${i}].key: "${e.key}" is not a valid variable name`);
+  // Values are bytes on the wire (cri-api v0.35.7+: Secrets may hold any bytes); execve(2) takes
+  // NUL-terminated strings, so a NUL is the one thing an environment cannot carry.
+  const envs = config.envs.map((e, i) => {
+    if (!e.key || e.key.includes('=') || e.key.includes('\0')) throw invalidArgument(`config.envs[${i}].key: ${JSON.stringify(e.key)} is not a valid variable name`);
+    if (e.value.includes(0)) throw invalidArgument(`config.envs[${i}].value: contains a NUL byte, which no process environment can hold`);
+    return { key: e.key, value: e.value.toString('utf8') };
   });
   const pidMode = sc?.namespaceOptions?.pid ?? NamespaceMode.CONTAINER;
   return {
@@ -76,7 +80,7 @@ export function toContainerSpec(config: ContainerConfig | null): ContainerSpec {
     command: config.command,
     args: config.args,
     workingDir: config.workingDir,
-    envs: config.envs.map((e) => ({ key: e.key, value: e.value })),
+    envs,
     mounts: config.mounts.map((m, i) => {
       if (m.image) throw invalidArgument(`config.mounts[${i}].image: image volumes are not supported yet`);
       const propagation = PROPAGATION[m.propagation];
@@ -185,7 +189,7 @@ export function toCriContainerStatus(c: ContainerRecord): Input<ContainerStatus>
     })),
     logPath: c.logPath,
     resources: { linux: { ...r } },
-    user: { linux: { uid: c.user.uid, gid: c.user.gid, supplementalGroups: c.user.additionalGids } },
+    user: { linux: { uid: c.user.uid, gid: c.user.gid, supplementalGroups: [...new Set([c.user.gid, ...c.user.additionalGids])] } },
     stopSignal: sig ?? Signal.SIGTERM,
   };
 }

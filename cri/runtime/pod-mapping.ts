@@ -1,6 +1,7 @@
 // CRI pod sandbox messages ⇄ the sandbox domain: validation that names the offending field, and the
 // status/list views built from a pod record.
 import { isIP } from 'node:net';
+import { hostname as nodeHostname } from 'node:os';
 import { isAbsolute, normalize, relative } from 'node:path';
 import {
   NamespaceMode,
@@ -30,8 +31,12 @@ export interface PodMappingContext {
   podLogRoot: string;
 }
 
-const HOSTNAME_RE = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/i;
-const DNS_OPTION_RE = /^[a-z][a-z0-9-]*(:\d{1,4})?$/i;
+/** The kernel's limit for sethostname(2) (__NEW_UTS_LEN). */
+const HOSTNAME_MAX_BYTES = 64;
+// Whitespace or control characters would split a line of /etc/hosts or /etc/resolv.conf into two.
+const LINE_BREAKING = {
+  test: (value: string): boolean => [...value].some((ch) => /\s/.test(ch) || ch.charCodeAt(0) < 0x20 || ch.charCodeAt(0) === 0x7f),
+};
 
 function mode(value: NamespaceMode, field: string, allowed: NamespaceMode[]): NamespaceMode {
   if (!allowed.includes(value)) {
@@ -40,28 +45,56 @@ function mode(value: NamespaceMode, field: string, allowed: NamespaceMode[]): Na
   return value;
 }
 
-/** Kubernetes user-namespace rules: one mapping each, container id 0, ≥ 65536 ids, host ids above 65535. */
+/** The kernel's limit on extents in one uid_map or gid_map (since Linux 4.15). */
+const MAX_ID_EXTENTS = 340;
+const ID_SPACE = 2 ** 32;
+
+/**
+ * The mappings of a user-namespace pod, checked only against what the kernel (extent count, 32-bit
+ * ranges, no overlap on either side) and runc (container id 0 mapped) accept: the ranges themselves
+ * are kubelet's choice, not crisp's.
+ */
 function userNamespace(opts: NamespaceOption['usernsOptions'] | undefined, field: string): PodNamespaces['userns'] {
   if (!opts || opts.mode === NamespaceMode.NODE) return undefined;
   if (opts.mode !== NamespaceMode.POD) throw invalidArgument(`${field}.mode: ${NamespaceMode[opts.mode] ?? opts.mode} is not supported (POD or NODE)`);
   const check = (maps: { hostId: number; containerId: number; length: number }[], which: 'uids' | 'gids') => {
-    if (maps.length !== 1) throw invalidArgument(`${field}.${which}: exactly one mapping is required, got ${maps.length}`);
-    const m = maps[0]!;
-    if (m.containerId !== 0) throw invalidArgument(`${field}.${which}[0].container_id: must be 0`);
-    if (m.length < 65536) throw invalidArgument(`${field}.${which}[0].length: must be at least 65536, got ${m.length}`);
-    if (m.hostId < 65536) throw invalidArgument(`${field}.${which}[0].host_id: ${m.hostId} overlaps the host's own ids 0-65535`);
-    if (m.hostId + m.length > 2 ** 32 - 1) throw invalidArgument(`${field}.${which}[0]: host_id + length exceeds the id space`);
-    return [{ containerId: m.containerId, hostId: m.hostId, length: m.length }];
+    if (maps.length === 0 || maps.length > MAX_ID_EXTENTS) {
+      throw invalidArgument(`${field}.${which}: between 1 and ${MAX_ID_EXTENTS} mappings are required, got ${maps.length}`);
+    }
+    maps.forEach((m, i) => {
+      const f = `${field}.${which}[${i}]`;
+      if (m.length < 1) throw invalidArgument(`${f}.length: must be at least 1`);
+      if (m.containerId + m.length > ID_SPACE) throw invalidArgument(`${f}: container_id + length exceeds the 32-bit id space`);
+      if (m.hostId + m.length > ID_SPACE) throw invalidArgument(`${f}: host_id + length exceeds the 32-bit id space`);
+    });
+    const overlap = (side: 'containerId' | 'hostId') => {
+      const sorted = [...maps].sort((a, b) => a[side] - b[side]);
+      for (let i = 1; i < sorted.length; i++) {
+        const prev = sorted[i - 1]!;
+        if (sorted[i]![side] < prev[side] + prev.length) {
+          throw invalidArgument(`${field}.${which}: the ${side === 'hostId' ? 'host_id' : 'container_id'} ranges of two mappings overlap`);
+        }
+      }
+    };
+    overlap('containerId');
+    overlap('hostId');
+    if (!maps.some((m) => m.containerId === 0)) throw invalidArgument(`${field}.${which}: container id 0 must be mapped (runc needs a root user)`);
+    return maps.map((m) => ({ containerId: m.containerId, hostId: m.hostId, length: m.length }));
   };
   return { uids: check(opts.uids, 'uids'), gids: check(opts.gids, 'gids') };
 }
 
-/** A path under `root` (no traversal out of it). */
-export function underRoot(path: string, root: string, field: string): string {
+/**
+ * A pod log directory: any absolute path, as containerd and CRI-O accept; with an operator-set
+ * `root` (config `pod_log_root`), only paths below it.
+ */
+export function podLogDirectory(path: string, root: string, field: string): string {
   if (!isAbsolute(path)) throw invalidArgument(`${field}: "${path}" must be an absolute path`);
+  if (path.includes('\0')) throw invalidArgument(`${field}: the path contains a NUL byte`);
   const n = normalize(path);
+  if (!root) return n;
   const rel = relative(normalize(root), n);
-  if (rel.startsWith('..') || isAbsolute(rel)) throw invalidArgument(`${field}: "${path}" is outside the pod log root ${root}`);
+  if (rel === '..' || rel.startsWith('../') || isAbsolute(rel)) throw invalidArgument(`${field}: "${path}" is outside the pod log root ${root} (config pod_log_root)`);
   return n;
 }
 
@@ -129,11 +162,16 @@ export function toPodSpec(config: PodSandboxConfig | null, runtimeHandler: strin
     namespaces.userns = userns;
   }
 
-  const hostname = config.hostname || md.name;
-  if (hostname.length > 63 || !HOSTNAME_RE.test(hostname)) throw invalidArgument(`config.hostname: "${hostname}" is not a valid hostname`);
+  // Empty means the node's hostname, as for containerd and CRI-O; an explicit one is checked only
+  // against what the kernel and the pod's /etc files can hold.
+  const hostname = config.hostname || nodeHostname();
+  if (Buffer.byteLength(hostname) > HOSTNAME_MAX_BYTES) {
+    throw invalidArgument(`config.hostname: "${hostname}" is ${Buffer.byteLength(hostname)} bytes; the kernel allows at most ${HOSTNAME_MAX_BYTES}`);
+  }
+  if (LINE_BREAKING.test(hostname)) throw invalidArgument(`config.hostname: ${JSON.stringify(hostname)} contains whitespace or control characters`);
 
   let logDirectory = '';
-  if (config.logDirectory) logDirectory = underRoot(config.logDirectory, ctx.podLogRoot, 'config.log_directory');
+  if (config.logDirectory) logDirectory = podLogDirectory(config.logDirectory, ctx.podLogRoot, 'config.log_directory');
 
   let dns: PodSpec['dns'];
   if (config.dnsConfig) {
@@ -142,10 +180,10 @@ export function toPodSpec(config: PodSandboxConfig | null, runtimeHandler: strin
       if (!isIP(s)) throw invalidArgument(`config.dns_config.servers[${i}]: "${s}" is not an IP address`);
     });
     d.searches.forEach((s, i) => {
-      if (s.length > 253 || !HOSTNAME_RE.test(s.replace(/\.$/, ''))) throw invalidArgument(`config.dns_config.searches[${i}]: "${s}" is not a domain name`);
+      if (!s || LINE_BREAKING.test(s)) throw invalidArgument(`config.dns_config.searches[${i}]: ${JSON.stringify(s)} is empty or contains whitespace or control characters`);
     });
     d.options.forEach((o, i) => {
-      if (!DNS_OPTION_RE.test(o)) throw invalidArgument(`config.dns_config.options[${i}]: "${o}" is not a resolv.conf option`);
+      if (!o || LINE_BREAKING.test(o)) throw invalidArgument(`config.dns_config.options[${i}]: ${JSON.stringify(o)} is empty or contains whitespace or control characters`);
     });
     dns = { servers: d.servers, searches: d.searches, options: d.options };
   }

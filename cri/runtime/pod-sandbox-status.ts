@@ -1,12 +1,17 @@
 import type { PodSandboxStatusRequest, PodSandboxStatusResponse } from '../../gen/runtime.v1.js';
 import type { Input } from '../../common/proto-registry.js';
 import type { PodController } from '../../sandbox/pods/controller.js';
+import type { ContainerController } from '../../sandbox/containers/controller.js';
 import { nowNanos } from '../../common/time.js';
 import { requireString } from '../validate.js';
 import { toCriPodStatus } from './pod-mapping.js';
+import { toCriContainerStatus } from './container-mapping.js';
 
-/** PodSandboxStatus; verbose info says how the pod is built (pins, cgroup, no pause container). */
-export async function podSandboxStatus(pods: PodController, req: PodSandboxStatusRequest): Promise<Input<PodSandboxStatusResponse>> {
+/**
+ * PodSandboxStatus with the statuses of the pod's containers and the time they were taken (kubelet's
+ * Evented PLEG trusts both); verbose info says how the pod is built (pins, cgroup, no pause container).
+ */
+export async function podSandboxStatus(pods: PodController, containers: ContainerController, req: PodSandboxStatusRequest): Promise<Input<PodSandboxStatusResponse>> {
   const pod = pods.get(requireString(req.podSandboxId, 'pod_sandbox_id'));
   const info: Record<string, string> = {};
   if (req.verbose) {
@@ -27,5 +32,6 @@ export async function podSandboxStatus(pods: PodController, req: PodSandboxStatu
       runtimeHandler: pod.spec.runtimeHandler,
     });
   }
-  return { status: toCriPodStatus(pod), info, containersStatuses: [], timestamp: nowNanos() };
+  const timestamp = nowNanos();
+  return { status: toCriPodStatus(pod), info, containersStatuses: containers.byPod(pod.id).map(toCriContainerStatus), timestamp };
 }

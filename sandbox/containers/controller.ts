@@ -5,6 +5,7 @@ import { randomBytes } from 'node:crypto';
 import { readFile, mkdir, rm, stat } from 'node:fs/promises';
 import { dirname, join, normalize, relative, isAbsolute } from 'node:path';
 import type { Logger } from '../../common/logger.js';
+import { Listeners } from '../../common/listeners.js';
 import { KeyedLock } from '../../common/keyed-lock.js';
 import { alreadyExists, failedPrecondition, invalidArgument, errorMessage, withContext, isENOENT, isCrispError } from '../../common/errors.js';
 import { nowNanos, sleep } from '../../common/time.js';
@@ -69,9 +70,11 @@ export class ContainerController {
   readonly store: RecordStore<ContainerRecord>;
   private readonly oom = new Set<string>();
   private readonly earlyExits = new Map<string, ExitEvent>();
+  /** Exits being recorded (state, task delete, NRI StopContainer), by container id. */
+  private readonly exiting = new Map<string, Promise<void>>();
   /** Write ends of the stdin FIFOs of containers created with stdin, held so stdin never sees EOF early. */
   private readonly stdins = new Map<string, Socket>();
-  private readonly listeners = new Set<(e: ContainerEvent) => void>();
+  private readonly listeners: Listeners<ContainerEvent>;
   private readonly locks = new KeyedLock();
   private readonly events = new AbortController();
   readonly cpuRate = new CpuRate();
@@ -84,21 +87,15 @@ export class ContainerController {
 
   constructor(private readonly opts: ContainerControllerOptions) {
     this.store = new RecordStore<ContainerRecord>(opts.dir, 'container', 'container.json', (c) => nameKey(c.podId, c.spec), opts.log);
+    this.listeners = new Listeners((err) => opts.log.warn({ err: errorMessage(err) }, 'container event listener failed'));
   }
 
   onEvent(listener: (e: ContainerEvent) => void): () => void {
-    this.listeners.add(listener);
-    return () => this.listeners.delete(listener);
+    return this.listeners.add(listener);
   }
 
   private emit(kind: ContainerEventKind, container: ContainerRecord): void {
-    for (const l of this.listeners) {
-      try {
-        l({ kind, container, at: nowNanos() });
-      } catch (err) {
-        this.opts.log.warn({ err: errorMessage(err) }, 'container event listener failed');
-      }
-    }
+    this.listeners.emit({ kind, container, at: nowNanos() });
   }
 
   private withLock<T>(id: string, fn: () => Promise<T>): Promise<T> {
@@ -293,10 +290,10 @@ export class ContainerController {
     });
   }
 
-  /** StopContainer: the stop signal, then SIGKILL after `timeoutSeconds`. Idempotent. */
+  /** StopContainer: the stop signal, then SIGKILL after `timeoutSeconds`. Idempotent; unknown ids are fine (CRI). */
   async stop(id: string, timeoutSeconds: number): Promise<void> {
-    const rec = this.get(id);
-    if (rec.state !== 'running') return;
+    const rec = this.store.find(id);
+    if (!rec || rec.state !== 'running') return;
     const signal = signalNumberOf(rec.imageStopSignal || 'SIGTERM');
     if (timeoutSeconds > 0) {
       await this.opts.runtime.kill(rec.id, signal);
@@ -310,8 +307,10 @@ export class ContainerController {
 
   /** Wait until the exit event handler has recorded the exit (it runs concurrently). */
   private async settle(rec: ContainerRecord): Promise<void> {
-    for (let i = 0; i < 100 && rec.state === 'running'; i++) await sleep(10);
-    if (rec.state === 'running') await this.reconcile(rec);
+    for (let i = 0; i < 100 && rec.state === 'running' && !this.exiting.has(rec.id); i++) await sleep(10);
+    if (rec.state === 'running' && !this.exiting.has(rec.id)) await this.reconcile(rec);
+    // NRI plugins see StopContainer before anything that follows this stop (RemoveContainer).
+    await this.exitHandled(rec.id);
   }
 
   /** RemoveContainer: force-stops a running container; idempotent. The log file stays (kubelet's). */
@@ -319,6 +318,8 @@ export class ContainerController {
     const rec = this.store.find(id);
     if (!rec) return;
     if (rec.state === 'running') await this.stop(rec.id, 0);
+    // An exit being recorded finishes first: its StopContainer reaches NRI before RemoveContainer.
+    await this.exitHandled(rec.id);
     await this.withLock(rec.id, async () => {
       if (!this.store.get(rec.id)) return;
       await this.opts.runtime.deleteTask(rec.id);
@@ -432,8 +433,25 @@ export class ContainerController {
     if (pod) await this.nri.stopContainer(pod, rec).catch((err: unknown) => this.opts.log.warn({ err: errorMessage(err) }, 'NRI StopContainer failed'));
   }
 
-  private async recordExit(rec: ContainerRecord, exitStatus: number, exitedAt: number): Promise<void> {
-    if (rec.state === 'exited') return;
+  /**
+   * Record an exit once: concurrent callers (the event stream, a reconcile, StopContainer's settle) share
+   * one run, and whoever needs the exit fully handled (task deleted, NRI StopContainer sent) awaits it.
+   */
+  private recordExit(rec: ContainerRecord, exitStatus: number, exitedAt: number): Promise<void> {
+    const pending = this.exiting.get(rec.id);
+    if (pending) return pending;
+    if (rec.state === 'exited') return Promise.resolve();
+    const run = this.finishExit(rec, exitStatus, exitedAt).finally(() => this.exiting.delete(rec.id));
+    this.exiting.set(rec.id, run);
+    return run;
+  }
+
+  /** Until an exit is fully handled; the handling's own failure is logged where it runs. */
+  private async exitHandled(id: string): Promise<void> {
+    await this.exiting.get(id)?.catch(() => undefined);
+  }
+
+  private async finishExit(rec: ContainerRecord, exitStatus: number, exitedAt: number): Promise<void> {
     // An OOM event can trail the exit by a moment; give it a beat before naming the reason.
     if (!this.oom.has(rec.id)) await sleep(20);
     if ((rec.state as ContainerRecord['state']) === 'exited') return;

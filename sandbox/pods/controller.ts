@@ -7,6 +7,7 @@ import { existsSync } from 'node:fs';
 import { mkdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Logger } from '../../common/logger.js';
+import { Listeners } from '../../common/listeners.js';
 import { KeyedLock } from '../../common/keyed-lock.js';
 import { processAlive } from '../../common/process.js';
 import { alreadyExists, errorMessage, failedPrecondition, notFound, withContext } from '../../common/errors.js';
@@ -68,8 +69,17 @@ function setPodResources(spec: PodSpec, r: PodResources): void {
   else delete spec.resources;
 }
 
+/** Pod lifecycle as GetContainerEvents reports it for sandboxes (containerd does the same). */
+export type PodEventKind = 'created' | 'started' | 'stopped' | 'deleted';
+export interface PodEvent {
+  kind: PodEventKind;
+  pod: PodRecord;
+  at: number;
+}
+
 export class PodController {
   readonly store: PodStore;
+  private readonly listeners: Listeners<PodEvent>;
   private readonly inFlight = new Map<string, Promise<string>>();
   /** Serialises stop/remove per pod so concurrent calls cannot interleave. */
   private readonly locks = new KeyedLock();
@@ -77,6 +87,15 @@ export class PodController {
 
   constructor(private readonly opts: PodControllerOptions) {
     this.store = new PodStore(opts.podsDir, opts.log);
+    this.listeners = new Listeners((err) => opts.log.warn({ err: errorMessage(err) }, 'pod event listener failed'));
+  }
+
+  onEvent(listener: (e: PodEvent) => void): () => void {
+    return this.listeners.add(listener);
+  }
+
+  private emit(kind: PodEventKind, pod: PodRecord): void {
+    this.listeners.emit({ kind, pod, at: nowNanos() });
   }
 
   private nri: NriHooks = NO_NRI;
@@ -151,7 +170,7 @@ export class PodController {
 
       const ns = spec.namespaces;
       const podNet = ns.network === 'pod';
-      const hostname = podNet ? spec.hostname : osHostname();
+      const hostname = podNet && spec.hostname ? spec.hostname : osHostname();
       const pinned = await step('pinning namespaces', () =>
         pinNamespaces({
           dir: nsDir,
@@ -229,6 +248,8 @@ export class PodController {
       await step('NRI RunPodSandbox', () => this.nri.runPodSandbox(rec));
       await step('saving pod record', () => this.store.save(rec));
       log.info({ ms: Date.now() - started, ips: rec.ips.map((i) => i.ip) }, 'pod sandbox ready');
+      this.emit('created', rec);
+      this.emit('started', rec);
       return id;
     } catch (err) {
       await undo.unwind(log, id);
@@ -256,6 +277,7 @@ export class PodController {
         pod.state = 'notready';
         await this.nri.stopPodSandbox(pod).catch((err: unknown) => this.opts.log.warn({ pod: pod.id.slice(0, 12), err: errorMessage(err) }, 'NRI StopPodSandbox failed'));
         this.opts.log.info({ pod: pod.id.slice(0, 12) }, 'pod sandbox stopped');
+        this.emit('stopped', pod);
       }
       await this.store.save(pod);
     });
@@ -278,6 +300,7 @@ export class PodController {
       await this.nri.removePodSandbox(pod).catch((err: unknown) => this.opts.log.warn({ pod: pod.id.slice(0, 12), err: errorMessage(err) }, 'NRI RemovePodSandbox failed'));
       await this.store.delete(pod);
       this.opts.log.info({ pod: pod.id.slice(0, 12) }, 'pod sandbox removed');
+      this.emit('deleted', pod);
     });
   }
 

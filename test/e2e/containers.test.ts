@@ -108,7 +108,7 @@ describe('containers', () => {
 
   test('env, args, workdir, user and groups as seen from inside', async () => {
     const id = await s.runContainer(pod, 'ident', ['sleep', '30'], {
-      envs: [{ key: 'OVERRIDE', value: 'cri' }, { key: 'EXTRA', value: 'x y' }],
+      envs: [{ key: 'OVERRIDE', value: Buffer.from('cri') }, { key: 'EXTRA', value: Buffer.from('x y') }, { key: 'BINARY', value: Buffer.from([0x61, 0xff, 0x62]) }],
       workingDir: '/tmp',
       linux: { securityContext: { runAsUser: { value: 1000 }, runAsGroup: { value: 1000 }, supplementalGroups: [3000] } },
     });
@@ -116,6 +116,7 @@ describe('containers', () => {
     assert.match(env, /^FROM_IMAGE=yes$/m);
     assert.match(env, /^OVERRIDE=cri$/m);
     assert.match(env, /^EXTRA=x y$/m);
+    assert.match(env, /^BINARY=a\uFFFDb$/m, 'a value that is not UTF-8 survives (as in containerd, invalid bytes become U+FFFD)');
     assert.match(env, /^HOSTNAME=main$/m);
     assert.equal((await exec(id, ['pwd'])).out.trim(), '/tmp');
     const idOut = (await exec(id, ['id'])).out;
@@ -124,6 +125,8 @@ describe('containers', () => {
     assert.match(idOut, /3000/, 'supplemental group');
     const st = await status(id);
     assert.equal(st.user?.linux?.uid, 1000);
+    // The primary group is a supplementary group too, as /proc/<pid>/status and critest see it.
+    assert.deepEqual([...(st.user?.linux?.supplementalGroups ?? [])].map(Number).sort((a, b) => a - b), [1000, 2000, 3000]);
     await remove(id);
   });
 

@@ -212,12 +212,13 @@ describe('user-namespace pods', () => {
     assert.ok(baseB >= baseA + RANGE || baseB + RANGE <= baseA);
   });
 
-  test('bad userns_options are refused with INVALID_ARGUMENT naming the field', async () => {
+  test('bad userns_options are refused with INVALID_ARGUMENT naming the field: only what the kernel and runc refuse', async () => {
     const cases: [Input<PodSandboxConfig>, RegExp][] = [
-      [usernsPod(baseA, baseA, { uids: [mapping(baseA, { containerId: 1 })] }), /userns_options\.uids\[0\]\.container_id/],
-      [usernsPod(baseA, baseA, { gids: [mapping(baseA, { length: 1000 })] }), /userns_options\.gids\[0\]\.length/],
-      [usernsPod(baseA, baseA, { uids: [mapping(1000)] }), /userns_options\.uids\[0\]\.host_id/],
-      [usernsPod(baseA, baseA, { uids: [mapping(baseA), mapping(baseB)] }), /userns_options\.uids: exactly one mapping/],
+      [usernsPod(baseA, baseA, { uids: [mapping(baseA, { containerId: 1 })] }), /userns_options\.uids: container id 0 must be mapped/],
+      [usernsPod(baseA, baseA, { gids: [mapping(baseA, { length: 0 })] }), /userns_options\.gids\[0\]\.length/],
+      [usernsPod(baseA, baseA, { uids: [mapping(2 ** 32 - 10)] }), /userns_options\.uids\[0\]: host_id \+ length exceeds/],
+      [usernsPod(baseA, baseA, { uids: [mapping(baseA), mapping(baseA + 10, { containerId: RANGE })] }), /userns_options\.uids: the host_id ranges of two mappings overlap/],
+      [usernsPod(baseA, baseA, { uids: [] }), /userns_options\.uids: between 1 and 340/],
     ];
     for (const [i, [extra, field]] of cases.entries()) {
       await assert.rejects(
@@ -225,6 +226,20 @@ describe('user-namespace pods', () => {
         (err: unknown) => isGrpcError(err, grpc.status.INVALID_ARGUMENT) && field.test(err.details),
       );
     }
+  });
+
+  test('mappings kubelet or critest choose are accepted: host id 1000 (critest), two extents', async () => {
+    // critest's NamespaceMode_POD spec maps container 0 to host 1000 with length 100000.
+    const pod = await s.runPod('userns-critest', usernsPod(1000, 1000, { uids: [mapping(1000, { length: 100000 })], gids: [mapping(1000, { length: 100000 })] }));
+    const ctr = await s.runContainer(pod, 'main', ['sleep', '3600']);
+    assert.deepEqual((await exec(ctr, ['cat', '/proc/self/uid_map'])).out.split(/\s+/).map(Number), [0, 1000, 100000]);
+    await s.d.client.runtime.unary('StopPodSandbox', { podSandboxId: pod });
+    await s.d.client.runtime.unary('RemovePodSandbox', { podSandboxId: pod });
+    const split = await s.runPod('userns-split', usernsPod(baseB, baseB, { uids: [mapping(baseB, { length: 1000 }), mapping(baseB + 1000, { containerId: 1000, length: RANGE - 1000 })] }));
+    const ctr2 = await s.runContainer(split, 'main', ['sleep', '3600']);
+    assert.equal((await exec(ctr2, ['id', '-u'])).out, '0');
+    await s.d.client.runtime.unary('StopPodSandbox', { podSandboxId: split });
+    await s.d.client.runtime.unary('RemovePodSandbox', { podSandboxId: split });
   });
 
   test('after kill -9 of crispd the mounts are found again, and removal leaves nothing mounted', async () => {

@@ -62,7 +62,6 @@ export class TestCrispd {
       state: this.state,
       log_level: 'debug',
       cni_conf_dir: this.cniConfDir,
-      pod_log_root: this.podLogRoot,
       nri_enabled: false,
       ...extra,
     };

@@ -15,6 +15,7 @@
  *   pid PATH   our pid is written here (tmp + rename) before fd 5 is closed; removed on exit
  *   ack PATH   state as one JSON line (tmp + rename), written at start, after every SIGUSR1 and
  *              at exit: {"pid":N,"reopens":N,"error":"","droppedBytes":N,"writeErrors":N,"exited":B}
+ *   max BYTES  optional; the log file starts over (truncated) once it grows past BYTES
  *   tty 0|1    optional; 1 for a terminal task: the shim then sends the console on fd 3 and never
  *              closes the write end of fd 4, so fd 4 is closed unread and only fd 3's EOF ends us
  *   stdout FIFO, stderr FIFO
@@ -26,8 +27,10 @@
  *   that started from one that failed (the shim starts the container either way).
  *
  * Output: "<RFC3339Nano UTC> <stdout|stderr> <F|P> <message>\n" per record, message without its
- * newline; a line longer than 16 KiB becomes 16 KiB "P" records and a last "F" record; a partial line
- * at EOF or at SIGTERM is written as "F". Timestamps never go backwards.
+ * newline; a line longer than 16 KiB becomes 16 KiB "P" records and a last "F" record; an unfinished
+ * line followed by 100 ms without output is written as a "P" record (as CRI-O's conmon does), so
+ * attach and log readers see prompts; a partial line at EOF or at SIGTERM is written as "F".
+ * Timestamps never go backwards.
  *
  * Signals: SIGUSR1 reopens the log path (after a rename by kubelet's rotation) and then rewrites the
  * ack with reopens+1 (and "error" set if the open failed; the old file is then kept). SIGTERM/SIGINT
@@ -62,6 +65,7 @@
 #define READ_CHUNK 65536
 #define OUT_CAP (256 * 1024)
 #define DRAIN_MS 2000
+#define PARTIAL_FLUSH_MS 100 /* an unfinished line is written as a P record after this much quiet */
 #define FD_STDOUT 3
 #define FD_STDERR 4
 #define FD_READY 5
@@ -77,6 +81,8 @@ struct stream {
   char pend[MAX_RECORD]; /* an unfinished line, never more than one record */
 };
 
+static uint64_t g_max_bytes; /* 0: no bound */
+static uint64_t g_log_size;
 static struct stream g_streams[2] = {{.fd = -1, .name = "stdout"}, {.fd = -1, .name = "stderr"}};
 static const char *g_log_path, *g_pid_path, *g_ack_path;
 static const char *g_fifo_paths[2]; /* FIFO mode: stdout and stderr FIFOs instead of fds 3 and 4 */
@@ -143,6 +149,12 @@ static int parse_args(int argc, char **argv) {
       if (strcmp(v, "0") != 0 && strcmp(v, "1") != 0) return usage("tty must be 0 or 1, got \"%s\"", v);
       tty_seen = true;
       g_tty = v[0] == '1';
+    } else if (strcmp(k, "max") == 0) {
+      char *end = NULL;
+      errno = 0;
+      unsigned long long n = strtoull(v, &end, 10);
+      if (errno || !end || *end || v[0] < '1' || v[0] > '9') return usage("max must be a positive byte count, got \"%s\"", v);
+      g_max_bytes = (uint64_t)n;
     } else
       return usage("unknown key \"%s\"", k);
     if (rc) return rc;
@@ -257,8 +269,20 @@ static int open_fifos(void) {
   return 0;
 }
 
+/* O_NOFOLLOW: a symlink planted at the log path must not redirect a container's output elsewhere. */
 static int open_log(void) {
-  return open(g_log_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOCTTY, 0640);
+  int fd = open(g_log_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOCTTY | O_NOFOLLOW, 0640);
+  struct stat st;
+  if (fd >= 0) g_log_size = fstat(fd, &st) == 0 ? (uint64_t)st.st_size : 0;
+  return fd;
+}
+
+/* With "max": a file past that size starts over (attach-only output of a container without a log
+ * path must not grow without bound; readers notice the shrink and read from the start). */
+static void bound_log_size(size_t written) {
+  g_log_size += written;
+  if (!g_max_bytes || g_log_size <= g_max_bytes) return;
+  if (ftruncate(g_log_fd, 0) == 0) g_log_size = 0;
 }
 
 /* ---- records ---- */
@@ -305,6 +329,7 @@ static void out_flush(void) {
     report("write log", "works again after dropping %" PRIu64 " bytes", g_dropped_bytes);
     g_last_write_errno = 0;
   }
+  bound_log_size(off);
   g_out_len = 0;
 }
 
@@ -442,6 +467,17 @@ static void drain(void) {
   }
 }
 
+static void flush_partials(void) {
+  for (int i = 0; i < 2; i++) {
+    struct stream *s = &g_streams[i];
+    if (s->pend_len == 0) continue;
+    stamp_now();
+    emit(s, 'P', s->pend, s->pend_len);
+    s->pend_len = 0;
+  }
+  out_flush();
+}
+
 static void run(void) {
   struct pollfd pfds[2];
   struct stream *map[2];
@@ -457,12 +493,21 @@ static void run(void) {
     }
     int n = fill_pollfds(pfds, map);
     if (n == 0) return;
+    /* An unfinished line waits only briefly for the rest of it (a prompt, `echo -n`): then it is
+     * written as a "P" record, as CRI-O's conmon does, so log readers and attach see it. */
+    bool pending = g_streams[0].pend_len > 0 || g_streams[1].pend_len > 0;
+    const struct timespec partial_wait = {.tv_nsec = PARTIAL_FLUSH_MS * 1000 * 1000};
     /* signals stay blocked outside ppoll, so a flag set just before it is never slept over */
-    if (ppoll(pfds, (nfds_t)n, NULL, &g_wait_mask) < 0) {
+    int ready = ppoll(pfds, (nfds_t)n, pending ? &partial_wait : NULL, &g_wait_mask);
+    if (ready < 0) {
       if (errno != EINTR) {
         report("poll", "%s", strerror(errno));
         nanosleep(&(struct timespec){.tv_nsec = 10 * 1000 * 1000}, NULL);
       }
+      continue;
+    }
+    if (ready == 0) {
+      flush_partials();
       continue;
     }
     handle_ready(pfds, map, n);

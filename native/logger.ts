@@ -21,6 +21,8 @@ export interface LoggerFiles {
   /** FIFO mode (with stderrFifo; not with tty): read these instead of the shim's fds 3 and 4. */
   stdoutFifo?: string;
   stderrFifo?: string;
+  /** The file starts over once it grows past this many bytes (an internal, attach-only log). */
+  maxBytes?: number;
 }
 
 export interface LoggerUriOptions extends LoggerFiles {
@@ -96,6 +98,10 @@ export function loggerArgs(files: LoggerFiles): string[] {
   checkPath('ackFile', files.ackFile);
   const args = ['log', files.logPath, 'pid', files.pidFile, 'ack', files.ackFile];
   if (files.tty) args.push('tty', '1');
+  if (files.maxBytes !== undefined) {
+    if (!Number.isSafeInteger(files.maxBytes) || files.maxBytes < 1) throw invalidArgument(`crisp-logger: maxBytes must be a positive integer, got ${files.maxBytes}`);
+    args.push('max', String(files.maxBytes));
+  }
   if (files.stdoutFifo !== undefined || files.stderrFifo !== undefined) {
     if (files.stdoutFifo === undefined || files.stderrFifo === undefined) throw invalidArgument('crisp-logger: stdoutFifo and stderrFifo go together');
     if (files.tty) throw invalidArgument('crisp-logger: FIFO mode is not for terminal tasks');
@@ -137,7 +143,7 @@ export function parseLoggerArgs(argv: readonly string[]): LoggerFiles {
   const seen = new Map<string, string>();
   for (let i = 0; i < argv.length; i += 2) {
     const [key, value] = [argv[i], argv[i + 1]];
-    if (!['log', 'pid', 'ack', 'tty', 'stdout', 'stderr'].includes(key)) throw invalidArgument(`crisp-logger: unknown key "${key}"`);
+    if (!['log', 'pid', 'ack', 'tty', 'stdout', 'stderr', 'max'].includes(key)) throw invalidArgument(`crisp-logger: unknown key "${key}"`);
     if (seen.has(key)) throw invalidArgument(`crisp-logger: ${key} given twice`);
     seen.set(key, value);
   }
@@ -151,6 +157,11 @@ export function parseLoggerArgs(argv: readonly string[]): LoggerFiles {
   const tty = seen.get('tty');
   if (tty !== undefined && tty !== '0' && tty !== '1') throw invalidArgument(`crisp-logger: tty must be 0 or 1, got "${tty}"`);
   if (tty === '1') files.tty = true;
+  const max = seen.get('max');
+  if (max !== undefined) {
+    if (!/^[1-9][0-9]*$/.test(max)) throw invalidArgument(`crisp-logger: max must be a positive byte count, got "${max}"`);
+    files.maxBytes = Number(max);
+  }
   const [out, err] = [seen.get('stdout'), seen.get('stderr')];
   if ((out === undefined) !== (err === undefined)) throw invalidArgument('crisp-logger: stdout and stderr go together');
   if (out !== undefined && err !== undefined) {

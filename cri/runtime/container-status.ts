@@ -15,7 +15,8 @@ export async function containerStatus(c: ContainerController, req: ContainerStat
       runtimeSpec: await c.ociSpec(rec.id).catch(() => null),
       snapshotKey: rec.snapshotKey,
       cgroupsPath: rec.cgroupsPath,
-      logging: rec.logPath ? 'shim-side logger (crisp-logger)' : 'none',
+      logging: rec.logPath ? 'shim-side logger (crisp-logger)' : 'console log only (no log_path), bounded, for attach',
+      consoleLog: rec.logPath ? null : c.outputLog(rec).logPath,
     });
   }
   return { status: toCriContainerStatus(rec), info };

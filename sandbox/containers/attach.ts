@@ -108,6 +108,11 @@ export class CriLogTail {
     const fh = this.fh;
     if (!fh) return;
     const buf = Buffer.alloc(64 * 1024);
+    // A bounded console log starts over when full: read it again from the start.
+    if ((await fh.stat()).size < this.offset) {
+      this.offset = 0;
+      this.partial = Buffer.alloc(0);
+    }
     for (;;) {
       const { bytesRead } = await fh.read(buf, 0, buf.length, this.offset);
       if (bytesRead === 0) return;
@@ -190,14 +195,12 @@ export async function attachContainer(args: AttachArgs, io: StreamIO): Promise<v
     await controller.closeStdin(rec.id).catch((err: unknown) => log.warn({ container: rec.id.slice(0, 12), err: errorMessage(err) }, 'closing stdin (stdin_once) failed'));
   };
   try {
-    if (rec.logPath && (io.stdout || io.stderr)) {
-      tail = new CriLogTail(rec.logPath, async (r) => {
+    if (io.stdout || io.stderr) {
+      tail = new CriLogTail(controller.outputLog(rec).logPath, async (r) => {
         const out = r.stream === 'stderr' && !io.tty ? io.stderr : io.stdout;
         if (out) await writeWithBackpressure(out, r.data);
       });
       await tail.start();
-    } else if (io.stdout || io.stderr) {
-      log.warn({ container: rec.id.slice(0, 12) }, 'attach: the container has no log path, so no output can be shown');
     }
     if (io.tty && io.sizes) {
       const resize = (s: TerminalSize) =>

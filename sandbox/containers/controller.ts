@@ -54,6 +54,9 @@ export interface ContainerControllerOptions {
   log: Logger;
 }
 
+/** Bound of the console log kept for containers without a CRI log_path (attach reads it). */
+const CONSOLE_LOG_MAX_BYTES = 1024 * 1024;
+
 const nameKey = (podId: string, spec: ContainerSpec) => `${podId}/${spec.metadata.name}_${spec.metadata.attempt}`;
 
 
@@ -297,12 +300,27 @@ export class ContainerController {
     const signal = signalNumberOf(rec.imageStopSignal || 'SIGTERM');
     if (timeoutSeconds > 0) {
       await this.opts.runtime.kill(rec.id, signal);
-      if (await this.opts.runtime.wait(rec.id, '', timeoutSeconds * 1000)) return this.settle(rec);
+      if (await this.waitExit(rec, timeoutSeconds * 1000)) return this.settle(rec);
     }
     await this.opts.runtime.kill(rec.id, signalNumberOf('SIGKILL'), { all: true });
-    const exited = await this.opts.runtime.wait(rec.id, '', 30_000);
-    if (!exited) throw failedPrecondition(`container ${rec.id} did not exit after SIGKILL within 30 s`);
+    if (!(await this.waitExit(rec, 30_000))) throw failedPrecondition(`container ${rec.id} did not exit after SIGKILL within 30 s`);
     await this.settle(rec);
+  }
+
+  /**
+   * Whether the task exited within `ms`. The exit handler may delete the task (and its shim) while
+   * Wait is pending, which ends the call with "ttrpc: closed" or NOT_FOUND: the task's own state
+   * then decides.
+   */
+  private async waitExit(rec: ContainerRecord, ms: number): Promise<boolean> {
+    try {
+      if (await this.opts.runtime.wait(rec.id, '', ms)) return true;
+    } catch (err) {
+      this.opts.log.debug({ container: rec.id.slice(0, 12), err: errorMessage(err) }, 'waiting for the task ended early; checking its state');
+    }
+    if (rec.state !== 'running' || this.exiting.has(rec.id)) return true;
+    const task = await this.opts.runtime.getTask(rec.id);
+    return !task || task.status === 'stopped';
   }
 
   /** Wait until the exit event handler has recorded the exit (it runs concurrently). */
@@ -366,6 +384,14 @@ export class ContainerController {
   }
 
   /**
+   * Where the container's output is written: its CRI log, or for a container created without a
+   * log_path (critest, crictl) a bounded console log of crisp's own, so attach still shows output.
+   */
+  outputLog(rec: ContainerRecord): { logPath: string; maxBytes?: number } {
+    return rec.logPath ? { logPath: rec.logPath } : { logPath: join(rec.dir, 'console.log'), maxBytes: CONSOLE_LOG_MAX_BYTES };
+  }
+
+  /**
    * The task's stdio. Without stdin (or with a tty) the shim starts crisp-logger itself (binary://).
    * containerd's shim gives a non-terminal task no stdin with binary:// output, so such a task gets
    * plain FIFOs, and crispd starts the logger on them, detached, before Tasks.Create.
@@ -374,16 +400,16 @@ export class ContainerController {
     const files = this.loggerFiles(rec);
     const terminal = rec.spec.tty;
     const stdin = rec.spec.stdin ? await this.freshFifo(join(rec.dir, 'stdin')) : '';
+    const output = this.outputLog(rec);
     if (!stdin || terminal) {
-      const out = rec.logPath ? loggerUri({ logPath: rec.logPath, ...files, tty: terminal }) : '';
+      const out = loggerUri({ ...output, ...files, tty: terminal });
       return { stdin, stdout: out, stderr: out, terminal };
     }
-    if (!rec.logPath) return { stdin, stdout: '/dev/null', stderr: '/dev/null', terminal };
     // A logger left by an earlier attempt (crispd died before Tasks.Create) would hold the FIFOs.
     await stopLogger(files.pidFile);
     const [stdout, stderr] = [await this.freshFifo(join(rec.dir, 'stdout')), await this.freshFifo(join(rec.dir, 'stderr'))];
     await startFifoLogger({
-      logPath: rec.logPath,
+      ...output,
       ...files,
       stdoutFifo: stdout,
       stderrFifo: stderr,

@@ -6,7 +6,7 @@
 import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { mkdtempSync, readdirSync, readFileSync, renameSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { get as httpGet, request as httpRequest } from 'node:http';
 import { WebSocket, type RawData } from 'ws';
@@ -635,5 +635,25 @@ describe('streaming server', () => {
     assert.equal(r.stdout, 'got-abc\neof-seen\n');
     assert.deepEqual(await s.waitExited(id), { exitCode: 0, reason: 'Completed' });
     await rt.unary('RemoveContainer', { containerId: id });
+  });
+  test('attach to a container created without a log_path (critest, crictl): output through a bounded console log', async () => {
+    const rt = s.d.client.runtime;
+    // critest's shape: `sh` with stdin and stdin_once, no tty, no log_path.
+    const id = await s.runContainer(pod, 'no-log-path', ['sh'], { stdin: true, stdinOnce: true, logPath: '' });
+    const r = await wsSession((await rt.unary('Attach', { containerId: id, stdin: true, stdout: true, stderr: true })).url, {
+      // critest sends `echo -n hello`: output without a newline must reach attach too.
+      stdin: ['echo -n hello\n'],
+      until: (x) => x.stdout.includes('hello'),
+      timeoutMs: 15_000,
+    });
+    assert.equal(r.stdout, 'hello');
+    assert.equal((await rt.unary('ContainerStatus', { containerId: id })).status?.logPath, '', 'the CRI log path stays what was asked');
+    await rt.unary('RemoveContainer', { containerId: id });
+    // A chatty container without a log path never grows crisp's console log past its bound.
+    const chatty = await s.runContainer(pod, 'chatty', ['sh', '-c', 'while true; do echo 0123456789012345678901234567890123456789012345678901234567890123456789; done'], { logPath: '' });
+    await sleep(2500);
+    const info = JSON.parse((await rt.unary('ContainerStatus', { containerId: chatty, verbose: true })).info.info!) as { consoleLog: string };
+    assert.ok(statSync(info.consoleLog).size <= 1024 * 1024 + 256 * 1024, `console log bounded (${statSync(info.consoleLog).size} bytes)`);
+    await rt.unary('RemoveContainer', { containerId: chatty });
   });
 });

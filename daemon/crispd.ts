@@ -168,6 +168,7 @@ export class Crispd {
       cgroupDriver: c.cgroup_driver as 'systemd' | 'cgroupfs',
       host: probeHostFeatures(),
       execDir: join(c.state, 'exec'),
+      runDir: join(c.state, 'containers'),
       userns,
       log: this.log.child({ component: 'containers' }),
     });

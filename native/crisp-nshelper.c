@@ -23,6 +23,11 @@
  *       open_tree(CLONE) of src, mount_setattr(MOUNT_ATTR_IDMAP, userns), move_mount onto dst (which
  *       must exist). On-disk id N shows as the host id that N maps to in the user namespace.
  *       -> {"ok":true}
+ *   ro-mount --src PATH --dst PATH
+ *       Recursive read-only bind for runtimes without runc 1.2's "rro": open_tree(CLONE|RECURSIVE)
+ *       of src, mount_setattr(AT_RECURSIVE, RDONLY, private propagation) on the detached tree, then
+ *       move_mount onto dst (which must exist). Every submount below src is read-only too, and a
+ *       bind of dst (runc's) keeps that.   -> {"ok":true}
  *   probe-idmap --dir TMPDIR
  *       Tries an idmapped mount on TMPDIR's filesystem and an overlay whose lowerdir is that idmapped
  *       mount, in a scratch dir it removes again.
@@ -117,6 +122,9 @@
 #endif
 #ifndef MOUNT_ATTR_IDMAP
 #define MOUNT_ATTR_IDMAP 0x00100000
+#endif
+#ifndef MOUNT_ATTR_RDONLY
+#define MOUNT_ATTR_RDONLY 0x00000001
 #endif
 #ifndef STATX_ATTR_MOUNT_ROOT
 #define STATX_ATTR_MOUNT_ROOT 0x00002000
@@ -688,6 +696,42 @@ static int cmd_idmap_mount(int argc, char **argv) {
     int rc = idmap_mount(fd, src, dst, recursive);
     close(fd);
     if (rc < 0) return EXIT_FAILED;
+    printf("{\"ok\":true}\n");
+    return 0;
+}
+
+/* ---- recursive read-only binds ---- */
+
+static int cmd_ro_mount(int argc, char **argv) {
+    const char *src = NULL, *dst = NULL;
+    for (int i = 0; i < argc; i++) {
+        const char *a = argv[i];
+        bool has_value = i + 1 < argc;
+        if (!strcmp(a, "--src") && has_value) src = argv[++i];
+        else if (!strcmp(a, "--dst") && has_value) dst = argv[++i];
+        else return usage("ro-mount: unexpected argument \"%s\"", a);
+    }
+    if (!src || !dst || !*src || !*dst) return usage("ro-mount: --src and --dst are required");
+    int tree = nsh_open_tree(AT_FDCWD, src, OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_RECURSIVE);
+    if (tree < 0) {
+        fail(errno, "open_tree %s", src);
+        return EXIT_FAILED;
+    }
+    struct nsh_mount_attr attr;
+    memset(&attr, 0, sizeof attr);
+    attr.attr_set = MOUNT_ATTR_RDONLY;
+    attr.propagation = MS_PRIVATE;
+    if (nsh_mount_setattr(tree, "", AT_EMPTY_PATH | AT_RECURSIVE, &attr) < 0) {
+        fail(errno, "mount_setattr rdonly %s", src);
+        close(tree);
+        return EXIT_FAILED;
+    }
+    if (nsh_move_mount(tree, "", AT_FDCWD, dst, MOVE_MOUNT_F_EMPTY_PATH) < 0) {
+        fail(errno, "move_mount onto %s", dst);
+        close(tree);
+        return EXIT_FAILED;
+    }
+    close(tree);
     printf("{\"ok\":true}\n");
     return 0;
 }
@@ -1384,7 +1428,7 @@ int main(int argc, char **argv) {
         g_argv_area_len = strlen(argv[0]) + 1;
         for (int i = 1; i < argc && argv[i] == argv[0] + g_argv_area_len; i++) g_argv_area_len += strlen(argv[i]) + 1;
     }
-    if (argc < 2) return usage("crisp-nshelper pin|unpin|sysctl|idmap-mount|probe-idmap|pidns|pidns-stop|portfwd [options]");
+    if (argc < 2) return usage("crisp-nshelper pin|unpin|sysctl|idmap-mount|ro-mount|probe-idmap|pidns|pidns-stop|portfwd [options]");
     const char *cmd = argv[1];
     int rest = argc - 2;
     char **args = argv + 2;
@@ -1393,6 +1437,7 @@ int main(int argc, char **argv) {
     else if (!strcmp(cmd, "unpin")) rc = cmd_unpin(rest, args);
     else if (!strcmp(cmd, "sysctl")) rc = cmd_sysctl(rest, args);
     else if (!strcmp(cmd, "idmap-mount")) rc = cmd_idmap_mount(rest, args);
+    else if (!strcmp(cmd, "ro-mount")) rc = cmd_ro_mount(rest, args);
     else if (!strcmp(cmd, "probe-idmap")) rc = cmd_probe_idmap(rest, args);
     else if (!strcmp(cmd, "pidns")) rc = cmd_pidns(rest, args);
     else if (!strcmp(cmd, "pidns-stop")) rc = cmd_pidns_stop(rest, args);

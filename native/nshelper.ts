@@ -203,6 +203,14 @@ export function idmapMountArgs(opts: IdmapMountOptions): string[] {
   return args;
 }
 
+/** Recursive read-only bind of `src` onto `dst` (which must exist); see `roMount`. */
+export function roMountArgs(src: string, dst: string): string[] {
+  const ctx = `ro-mount ${src}`;
+  checkPath('src', src, ctx);
+  checkPath('dst', dst, ctx);
+  return ['ro-mount', '--src', src, '--dst', dst];
+}
+
 export function probeIdmapArgs(tmpDir: string): string[] {
   checkPath('tmpDir', tmpDir, `probe-idmap ${tmpDir}`);
   return ['probe-idmap', '--dir', tmpDir];
@@ -367,6 +375,15 @@ export async function applySysctls(ns: SysctlNamespaces, sysctls: Record<string,
 /** Bind-mounts `src` on `dst` with an idmap: on-disk id N appears as the host id N maps to in `userns`. */
 export async function idmapMount(opts: IdmapMountOptions): Promise<void> {
   parseOk('idmap-mount', await runHelper(idmapMountArgs(opts)));
+}
+
+/**
+ * Mounts `src` onto `dst` read-only all the way down (every submount too) with private propagation,
+ * so that a plain bind of `dst` gives a container a recursive read-only mount on runc 1.1, which has
+ * no "rro" option.
+ */
+export async function roMount(src: string, dst: string): Promise<void> {
+  parseOk('ro-mount', await runHelper(roMountArgs(src, dst)));
 }
 
 /** Whether idmapped mounts, and overlay over idmapped lower dirs, work on `tmpDir`'s filesystem. */

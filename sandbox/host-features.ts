@@ -28,7 +28,8 @@ export function probeHostFeatures(): OciHostFeatures {
     apparmor: read('/sys/module/apparmor/parameters/enabled') === 'Y',
     selinux: read('/sys/fs/selinux/enforce') !== '',
     cgroupV2,
-    // runc 1.1 has no "rro" mount option; recursive read-only is refused rather than faked.
+    // runc 1.1 has no "rro" mount option: crisp prepares recursive read-only sources itself
+    // (sandbox/containers/prepared-mounts.ts), so the spec never carries "rro".
     rroSupported: false,
     swapAccounting: cgroupV2 ? true : existsSync('/sys/fs/cgroup/memory/memory.memsw.limit_in_bytes'),
     daemonOomScoreAdj: Number.parseInt(read('/proc/self/oom_score_adj') || '0', 10),

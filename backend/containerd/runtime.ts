@@ -146,6 +146,20 @@ export class ContainerdRuntime {
     }
   }
 
+  /**
+   * A read-only view of an image's layers (image volumes). It is a GC root of its own, so containerd
+   * keeps it and the layers under it until crisp removes it (removeRootfs).
+   */
+  async viewSnapshot(key: string, parent: string): Promise<RootfsMount[]> {
+    try {
+      const labels = { 'containerd.io/gc.root': new Date().toISOString() };
+      return (await this.ctd.snapshots.unary('View', { snapshotter: this.opts.snapshotter, key, parent, labels })).mounts;
+    } catch (err) {
+      if (isAlreadyExists(err)) return this.rootfsMounts(key);
+      throw withContext(`viewing snapshot ${parent} as ${key}`, err);
+    }
+  }
+
   async rootfsMounts(key: string): Promise<RootfsMount[]> {
     try {
       return (await this.ctd.snapshots.unary('Mounts', { snapshotter: this.opts.snapshotter, key })).mounts;

@@ -11,11 +11,13 @@ import {
   type ContainerFilter,
   type ContainerStatus,
   type LinuxContainerResources,
+  type Mount,
   type SecurityProfile,
 } from '../../gen/runtime.v1.js';
+import { isAbsolute, normalize } from 'node:path';
 import type { Input } from '../../common/proto-registry.js';
 import { invalidArgument } from '../../common/errors.js';
-import type { ContainerRecord, ContainerSpec, MountSpec, ResourceSpec, SecurityProfileSpec } from '../../sandbox/containers/types.js';
+import type { ContainerRecord, ContainerSpec, ImageVolumeSpec, MountSpec, ResourceSpec, SecurityProfileSpec } from '../../sandbox/containers/types.js';
 
 const PROPAGATION: Record<number, MountSpec['propagation']> = {
   [MountPropagation.PROPAGATION_PRIVATE]: 'private',
@@ -57,6 +59,19 @@ export function toResourceSpec(r: LinuxContainerResources | null | undefined): R
   };
 }
 
+/** An image volume: read-only always (kubelet never asks otherwise), a sub path that stays inside. */
+function imageVolume(m: Mount, i: number): ImageVolumeSpec {
+  const field = `config.mounts[${i}]`;
+  if (!m.readonly) throw invalidArgument(`${field}.readonly: an image volume is always read-only; readonly must be true`);
+  const subPath = m.imageSubPath;
+  if (subPath) {
+    if (isAbsolute(subPath) || subPath.includes('\0') || normalize(subPath).split('/').includes('..')) {
+      throw invalidArgument(`${field}.image_sub_path: "${subPath}" must be a relative path inside the image`);
+    }
+  }
+  return { image: m.image!.image, subPath: subPath ? normalize(subPath) : '' };
+}
+
 export function toContainerSpec(config: ContainerConfig | null): ContainerSpec {
   if (!config) throw invalidArgument('config is required');
   if (!config.metadata?.name) throw invalidArgument('config.metadata.name is required');
@@ -82,7 +97,7 @@ export function toContainerSpec(config: ContainerConfig | null): ContainerSpec {
     workingDir: config.workingDir,
     envs,
     mounts: config.mounts.map((m, i) => {
-      if (m.image) throw invalidArgument(`config.mounts[${i}].image: image volumes are not supported yet`);
+      const image = m.image?.image ? imageVolume(m, i) : undefined;
       const propagation = PROPAGATION[m.propagation];
       if (!propagation) throw invalidArgument(`config.mounts[${i}].propagation: unknown ${m.propagation}`);
       if (m.recursiveReadOnly && (!m.readonly || propagation !== 'private')) {
@@ -97,6 +112,7 @@ export function toContainerSpec(config: ContainerConfig | null): ContainerSpec {
         selinuxRelabel: m.selinuxRelabel,
         uidMappings: m.uidMappings.map((x) => ({ containerId: x.containerId, hostId: x.hostId, length: x.length })),
         gidMappings: m.gidMappings.map((x) => ({ containerId: x.containerId, hostId: x.hostId, length: x.length })),
+        ...(image ? { image } : {}),
       };
     }),
     devices: config.devices.map((d) => ({ containerPath: d.containerPath, hostPath: d.hostPath, permissions: d.permissions })),
@@ -180,6 +196,7 @@ export function toCriContainerStatus(c: ContainerRecord): Input<ContainerStatus>
     labels: c.spec.labels,
     annotations: c.spec.annotations,
     mounts: c.spec.mounts.map((m) => ({
+      ...(m.image ? { image: { image: m.image.image, imageRef: m.image.imageRef ?? '' }, imageSubPath: m.image.subPath } : {}),
       containerPath: m.containerPath,
       hostPath: m.hostPath,
       readonly: m.readonly,

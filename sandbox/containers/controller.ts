@@ -29,6 +29,7 @@ import type { Socket } from 'node:net';
 import type { ResourceSpec } from './types.js';
 import { linuxResources } from './oci-spec.js';
 import type { UsernsMounts } from '../userns/userns-mounts.js';
+import { PreparedMounts } from './prepared-mounts.js';
 
 export type ContainerEventKind = 'created' | 'started' | 'stopped' | 'deleted';
 export interface ContainerEvent {
@@ -49,6 +50,8 @@ export interface ContainerControllerOptions {
   host: HostFeatures;
   /** Scratch space for exec output (<state>/exec). */
   execDir: string;
+  /** Per-container runtime state (<state>/containers): prepared mount sources. */
+  runDir: string;
   /** Idmapped rootfs and volumes for user-namespace pods; without it such pods' containers are refused. */
   userns?: UsernsMounts;
   log: Logger;
@@ -78,6 +81,7 @@ export class ContainerController {
   /** Write ends of the stdin FIFOs of containers created with stdin, held so stdin never sees EOF early. */
   private readonly stdins = new Map<string, Socket>();
   private readonly listeners: Listeners<ContainerEvent>;
+  private readonly prepared: PreparedMounts;
   private readonly locks = new KeyedLock();
   private readonly events = new AbortController();
   readonly cpuRate = new CpuRate();
@@ -91,6 +95,11 @@ export class ContainerController {
   constructor(private readonly opts: ContainerControllerOptions) {
     this.store = new RecordStore<ContainerRecord>(opts.dir, 'container', 'container.json', (c) => nameKey(c.podId, c.spec), opts.log);
     this.listeners = new Listeners((err) => opts.log.warn({ err: errorMessage(err) }, 'container event listener failed'));
+    this.prepared = new PreparedMounts(opts.runDir, {
+      image: (ref) => opts.images.require(ref),
+      viewSnapshot: (key, parent) => opts.runtime.viewSnapshot(key, parent),
+      removeSnapshot: (key) => opts.runtime.removeRootfs(key),
+    });
   }
 
   onEvent(listener: (e: ContainerEvent) => void): () => void {
@@ -133,6 +142,7 @@ export class ContainerController {
   private async checkMounts(spec: ContainerSpec): Promise<void> {
     for (const [i, m] of spec.mounts.entries()) {
       if (!isAbsolute(m.containerPath)) throw invalidArgument(`config.mounts[${i}].container_path: "${m.containerPath}" must be absolute`);
+      if (m.image) continue;
       try {
         await stat(m.hostPath);
       } catch (err) {
@@ -151,15 +161,15 @@ export class ContainerController {
     if (holder) throw alreadyExists(`container "${spec.metadata.name}" (attempt ${spec.metadata.attempt}) already exists in pod ${pod.id} as ${holder}`);
     const userns = this.usernsFor(pod);
     userns?.requireSupport(pod);
-    const image = await this.opts.images.require(spec.image);
-    const logPath = this.logPathFor(pod, spec);
-    await this.checkMounts(spec);
-
+    // The name is reserved before the first await, so two concurrent creates cannot both have it.
     const id = randomBytes(32).toString('hex');
     this.store.reserveName(key, id);
     const undo: { what: string; run: () => Promise<unknown> }[] = [{ what: 'name', run: async () => this.store.releaseName(key, id) }];
     const log = this.opts.log.child({ container: id.slice(0, 12), pod: pod.id.slice(0, 12), name: spec.metadata.name });
     try {
+      const image = await this.opts.images.require(spec.image);
+      const logPath = this.logPathFor(pod, spec);
+      await this.checkMounts(spec);
       const dir = this.store.recordDir(id);
       await mkdir(dir, { recursive: true, mode: 0o700 });
       undo.push({ what: 'dir', run: () => rm(dir, { recursive: true, force: true }) });
@@ -173,10 +183,10 @@ export class ContainerController {
         labels: { 'io.cri-containerd.kind': 'container', 'io.crisp.pod': pod.id, 'io.crisp.name': spec.metadata.name },
       });
       undo.push({ what: 'containerd container', run: () => this.opts.runtime.deleteContainer(id) });
-      const mounts = await this.opts.runtime.prepareRootfs(id, image.topChainId);
+      const rootfs = await this.opts.runtime.prepareRootfs(id, image.topChainId);
       undo.push({ what: 'rootfs', run: () => this.opts.runtime.removeRootfs(id) });
 
-      const layers = layerDirs(mounts);
+      const layers = layerDirs(rootfs);
       const readImageFile = async (p: string) => {
         const found = findInLayers(p, layers);
         return found ? readFile(found, 'utf8') : undefined;
@@ -188,11 +198,14 @@ export class ContainerController {
         group: await readImageFile('etc/group'),
       });
       const devices = spec.security.privileged ? await allHostDevices() : await resolveDevices(spec.devices);
+      // Recursive read-only binds and image volumes are built on the host; the spec binds those.
+      undo.push({ what: 'prepared mounts', run: () => this.prepared.release(id, spec.mounts) });
+      const mounts = await this.prepared.prepare(id, spec.mounts);
       // User-namespace pods bind idmapped views of their pod files and volumes instead of the originals.
       let mountSourceOverrides: Record<string, string> | undefined;
       if (userns) {
         undo.push({ what: 'userns mounts', run: () => userns.releaseContainer(id) });
-        mountSourceOverrides = await userns.prepareContainerMounts(id, pod, spec.mounts);
+        mountSourceOverrides = await userns.prepareContainerMounts(id, pod, mounts);
       }
       const seccompProfile =
         spec.security.seccomp?.kind === 'localhost' && !spec.security.privileged
@@ -200,7 +213,7 @@ export class ContainerController {
           : undefined;
       const built = buildOciSpec({
         id,
-        spec,
+        spec: { ...spec, mounts },
         pod,
         image: image.config,
         user,
@@ -345,6 +358,7 @@ export class ContainerController {
       await stopLogger(this.loggerFiles(rec).pidFile);
       // Not best-effort here: a mount left behind must fail the removal, so that it is retried.
       await this.opts.userns?.releaseContainer(rec.id);
+      await this.prepared.release(rec.id, rec.spec.mounts);
       await this.opts.runtime.deleteContainer(rec.id);
       await this.opts.runtime.removeRootfs(rec.snapshotKey);
       await this.store.delete(rec);

@@ -14,6 +14,17 @@ export interface MountSpec {
   selinuxRelabel: boolean;
   uidMappings: IdMapping[];
   gidMappings: IdMapping[];
+  /** An image volume (Kubernetes ImageVolume): the image's rootfs, read-only, instead of hostPath. */
+  image?: ImageVolumeSpec;
+}
+
+export interface ImageVolumeSpec {
+  /** The image as kubelet named it (a reference or an image id). */
+  image: string;
+  /** A directory inside the image to mount instead of its root ("" = the root). */
+  subPath: string;
+  /** The image id it resolved to at CreateContainer (what PullImage returned as image_ref). */
+  imageRef?: string;
 }
 
 export interface DeviceSpec {

@@ -2,10 +2,12 @@
 // config. Each test is the request shape the client sent, so CI keeps what they found fixed.
 import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
 import { hostname as nodeHostname } from 'node:os';
 import { join } from 'node:path';
 import { startStack, type Stack } from './lib/stack.js';
+import { mountsBelow } from './lib/crispd.js';
 import { sleep } from '../../common/time.js';
 import { ContainerEventType, ContainerState, type ContainerEventResponse } from '../../gen/runtime.v1.js';
 
@@ -105,5 +107,54 @@ describe('what real CRI clients send', () => {
       ],
     );
     assert.equal(mine[0]!.podSandboxStatus?.id, pod);
+  });
+  test('recursive read-only mounts work on runc 1.1: submounts are read-only too, and Status says so', async () => {
+    const handlers = (await s.d.client.runtime.unary('Status', {})).runtimeHandlers;
+    assert.ok(handlers.every((h) => h.features?.recursiveReadOnlyMounts), 'advertised for every handler');
+    const host = mkdtempSync(join(elsewhere, 'rro-'));
+    mkdirSync(join(host, 'tmpfs'));
+    execFileSync('mount', ['-t', 'tmpfs', 'none', join(host, 'tmpfs')]);
+    try {
+      const pod = await s.runPod('rro');
+      const mount = (recursiveReadOnly: boolean) => ({ hostPath: host, containerPath: '/mnt', readonly: true, recursiveReadOnly });
+      const rro = await s.runContainer(pod, 'rro', ['sleep', '3600'], { mounts: [mount(true)] });
+      const plain = await s.runContainer(pod, 'plain', ['sleep', '3600'], { mounts: [mount(false)] });
+      const touch = async (id: string) => s.d.client.runtime.unary('ExecSync', { containerId: id, cmd: ['touch', '/mnt/tmpfs/file'], timeout: 10 });
+      const denied = await touch(rro);
+      assert.notEqual(denied.exitCode, 0);
+      assert.match(denied.stderr.toString(), /Read-only file system/);
+      assert.equal((await touch(plain)).exitCode, 0, 'without rro the submount stays writable (plain ro is not recursive)');
+      await assert.rejects(
+        s.runContainer(pod, 'rro-rw', ['true'], { mounts: [{ ...mount(true), readonly: false }] }),
+        /recursive_read_only needs readonly/,
+      );
+      const prepared = join(s.d.state, 'containers', rro, 'mounts');
+      assert.ok(mountsBelow(prepared).length > 0);
+      await removePod(pod);
+      assert.deepEqual(mountsBelow(prepared), [], 'the prepared mount goes with the container');
+    } finally {
+      execFileSync('umount', ['-l', join(host, 'tmpfs')]);
+    }
+  });
+
+  test('image volumes: the image read-only at a path, a sub path, its id in the status; bad input refused', async () => {
+    const pod = await s.runPod('image-volume');
+    const volume = (extra: Record<string, unknown> = {}) => ({ containerPath: '/mnt/image', readonly: true, image: { image: s.image }, ...extra });
+    const ctr = await s.runContainer(pod, 'main', ['sleep', '3600'], { mounts: [volume(), { ...volume({ imageSubPath: 'bin' }), containerPath: '/mnt/bin' }] });
+    const run = (cmd: string[]) => s.d.client.runtime.unary('ExecSync', { containerId: ctr, cmd, timeout: 10 });
+    assert.equal((await run(['/mnt/image/bin/busybox', 'true'])).exitCode, 0, 'binaries in the volume run (not noexec)');
+    assert.notEqual((await run(['touch', '/mnt/image/x'])).exitCode, 0, 'read-only');
+    assert.equal((await run(['ls', '/mnt/bin/busybox'])).exitCode, 0, 'the sub path is the root of the second mount');
+    const st = (await s.d.client.runtime.unary('ContainerStatus', { containerId: ctr })).status!;
+    const m = st.mounts.find((x) => x.containerPath === '/mnt/image');
+    assert.equal(m?.image?.imageRef, s.imageId, 'ContainerStatus reports the image id PullImage returned');
+    assert.equal(st.mounts.find((x) => x.containerPath === '/mnt/bin')?.imageSubPath, 'bin');
+    await assert.rejects(s.runContainer(pod, 'rw', ['true'], { mounts: [volume({ readonly: false })] }), /mounts\[0\]\.readonly: an image volume is always read-only/);
+    await assert.rejects(s.runContainer(pod, 'missing', ['true'], { mounts: [volume({ imageSubPath: 'no/such/dir' })] }), /image_sub_path: "no\/such\/dir" does not exist/);
+    await assert.rejects(s.runContainer(pod, 'escape', ['true'], { mounts: [volume({ imageSubPath: '../..' })] }), /image_sub_path/);
+    const prepared = join(s.d.state, 'containers', ctr, 'mounts');
+    assert.ok(mountsBelow(prepared).length >= 1);
+    await removePod(pod);
+    assert.deepEqual(mountsBelow(join(s.d.state, 'containers')), [], 'no image volume left mounted');
   });
 });

@@ -273,6 +273,9 @@ export class ContainerController {
         const rootfs = await this.taskRootfs(rec, pod);
         const io = await this.taskIO(rec);
         await this.opts.runtime.createTask(rec.id, io, rootfs);
+        // runc has bound the prepared sources into the container's own mount namespace: the host's
+        // copies go now, so they never hold a host path busy (an rmdir of a submount point would fail).
+        await this.prepared.detachSources(rec.id);
         // The shim starts the container even if the logger died before it was ready: check it is there.
         if (io.stdout.startsWith('binary://')) await readLoggerAck(this.loggerFiles(rec).ackFile).catch((err: unknown) => {
           throw failedPrecondition(`the log writer for ${rec.logPath} did not start: ${errorMessage(err)}`);

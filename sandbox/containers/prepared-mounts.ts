@@ -2,7 +2,8 @@
 // recursive read-only binds (runc 1.1 has no "rro" option, so crisp hands runc a bind of a tree that
 // is already read-only all the way down) and image volumes (an image's layers as a read-only view,
 // optionally a sub path of it). The container's spec then binds these instead of the originals; they
-// are released with the container, and found again from the mount table after a crispd restart.
+// are detached from the host once runc has bound them into the container (a host path must not stay
+// busy), the image views are released with the container; both are found again after a restart.
 import { mkdir, realpath, stat, writeFile } from 'node:fs/promises';
 import { join, relative, isAbsolute } from 'node:path';
 import { execa } from 'execa';
@@ -95,6 +96,18 @@ export class PreparedMounts {
       source = real;
     }
     return { ...m, hostPath: source, readonly: true, recursiveReadOnly: false };
+  }
+
+  /**
+   * Once the container's mount namespace has its own binds (after Tasks.Create), the host's copies
+   * are detached; the image views stay (an overlay in the container still reads their layers).
+   */
+  async detachSources(containerId: string): Promise<void> {
+    try {
+      await detachAndRemove(this.mountsDir(containerId));
+    } catch (err) {
+      throw withContext(`container ${containerId.slice(0, 12)}: detaching prepared mounts`, err);
+    }
   }
 
   /** Unmounts and removes everything prepared for the container, and its image views. */

@@ -476,7 +476,7 @@ export class NriHost implements NriHooks {
       .map(([, done]) => done);
     if (pending.length === 0) return;
     let timer: NodeJS.Timeout | undefined;
-    await Promise.race([Promise.all(pending), new Promise<void>((r) => (timer = setTimeout(r, 2 * this.opts.requestTimeoutMs)))]);
+    await Promise.race([Promise.all(pending), new Promise<void>((r) => (timer = setTimeout(r, Math.max(this.opts.registrationTimeoutMs, this.opts.requestTimeoutMs))))]);
     clearTimeout(timer);
   }
 

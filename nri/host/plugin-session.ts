@@ -183,17 +183,20 @@ export class PluginSession {
   }
 
   /**
-   * Synchronize with the given state, split into parts when it is too large for one message. The
-   * whole exchange shares one request timeout. Returns the updates the plugin asked for.
+   * Synchronize with the given state, split into parts when it is too large for one message. It ends
+   * the plugin's registration, so the whole exchange shares the registration timeout (a plugin may
+   * take a while to reconcile what already runs; events meanwhile wait in its backlog). Returns the
+   * updates the plugin asked for.
    */
   async synchronize(pods: Input<PodSandbox>[], containers: Input<Container>[], partBytes: number): Promise<ContainerUpdate[]> {
     const parts = splitSyncState(pods, containers, partBytes);
     this.syncParts = parts.length;
-    const deadline = Date.now() + this.opts.requestTimeoutMs;
+    const budget = Math.max(this.opts.registrationTimeoutMs, this.opts.requestTimeoutMs);
+    const deadline = Date.now() + budget;
     for (let i = 0; i < parts.length; i++) {
       const more = i < parts.length - 1;
       const left = deadline - Date.now();
-      if (left <= 0) throw new Error(`Synchronize: no answer to all ${parts.length} parts within ${this.opts.requestTimeoutMs}ms`);
+      if (left <= 0) throw new Error(`Synchronize: no answer to all ${parts.length} parts within ${budget}ms`);
       const reply = await this.call('Synchronize', { ...parts[i]!, more }, left);
       if (!more) return reply.update;
       if (!reply.more || reply.update.length > 0) {

@@ -142,3 +142,43 @@ test('a plugin connecting while pods and containers come and go misses nothing a
   assert.equal((spec.annotations as Record<string, string>).late, 'adjusted');
   void stored;
 });
+
+test('a Synchronize held longer than the request timeout (critest holds it 2 s) keeps the plugin; containers created meanwhile reach it once', async (t) => {
+  const access = new FakeAccess();
+  const pod = access.addPod(fakePod('pod'));
+  const before = fakeContainer(pod, 'before');
+  access.addContainer(before, fakeSpec(before, pod));
+  const { host, connect, waitHealth } = await startHost(t, { requestTimeoutMs: 500, registrationTimeoutMs: 5000 }, { access });
+  const synced: string[] = [];
+  const created: string[] = [];
+  let releaseSync!: () => void;
+  const syncGate = new Promise<void>((r) => (releaseSync = r));
+  const plugin = await connect(
+    {
+      name: 'slow-sync',
+      index: '10',
+      onSynchronize: async (_pods, containers) => {
+        synced.push(...containers.map((c) => c.name));
+        await syncGate;
+      },
+      onCreateContainer: (_pod, c) => {
+        created.push(c.name);
+        return {};
+      },
+    },
+    { ready: false },
+  );
+  await waitHealth('10-slow-sync', 'synchronizing');
+  const during = [0, 1, 2].map((i) => fakeContainer(pod, `during-${i}`));
+  const creating = during.map((c) => host.createContainer(pod, c, fakeSpec(c, pod)));
+  // Held for more than the request timeout, less than the registration timeout.
+  await new Promise((r) => setTimeout(r, 1200));
+  releaseSync();
+  for (const [i, p] of creating.entries()) access.addContainer(during[i]!, await p);
+  await plugin.ready;
+  const after = fakeContainer(pod, 'after');
+  await host.createContainer(pod, after, fakeSpec(after, pod));
+  assert.deepEqual(synced, ['before']);
+  assert.deepEqual(created.sort(), ['after', 'during-0', 'during-1', 'during-2']);
+  assert.equal(host.plugins().find((p) => p.name === 'slow-sync')?.health, 'ready');
+});

@@ -18,6 +18,7 @@ import { containerStatus, listContainers } from './runtime/container-status.js';
 import { execSyncHandler } from './runtime/exec-sync.js';
 import { containerStats, listContainerStats, podSandboxStats, listPodSandboxStats } from './runtime/stats.js';
 import { getContainerEvents } from './runtime/container-events.js';
+import { listMetricDescriptors, listPodSandboxMetrics } from './runtime/metrics.js';
 import { exec, attach, portForward } from './runtime/streaming.js';
 import type { StreamingServer } from './streaming/server.js';
 import { updateContainerResources } from './runtime/update-container-resources.js';
@@ -80,6 +81,8 @@ export function runtimeHandlers(deps: CriDeps): Handlers<RuntimeServiceMethods> 
     ListContainerStats: (req) => listContainerStats(stats, req),
     PodSandboxStats: (req) => podSandboxStats(stats, req),
     ListPodSandboxStats: (req) => listPodSandboxStats(stats, req),
+    ListMetricDescriptors: () => listMetricDescriptors(),
+    ListPodSandboxMetrics: () => listPodSandboxMetrics(stats),
     GetContainerEvents: (req, stream, call) => getContainerEvents(deps.containers, deps.pods, req, stream, call),
     Exec: (req) => exec(deps, req),
     Attach: (req) => attach(deps, req),

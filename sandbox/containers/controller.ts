@@ -599,6 +599,11 @@ export class ContainerController {
     return { usage, writable: { ...writable, timestamp: nowNanos() } };
   }
 
+  /** Bytes and inodes of the container's writable layer. */
+  async writableLayerUsage(id: string): Promise<{ bytes: number; inodes: number }> {
+    return this.opts.runtime.rootfsUsage(this.get(id).snapshotKey);
+  }
+
   /** UpdateContainerResources: the running task's cgroup, then the stored spec and record. */
   async updateResources(id: string, resources: ResourceSpec): Promise<void> {
     const rec = this.get(id);

@@ -36,9 +36,13 @@ export async function cgroupUsage(rate: CpuRate, key: string, cgroupsPath: strin
 export interface InterfaceUsage {
   name: string;
   rxBytes: number;
+  rxPackets: number;
   rxErrors: number;
+  rxDropped: number;
   txBytes: number;
+  txPackets: number;
   txErrors: number;
+  txDropped: number;
 }
 
 /** /proc/net/dev as seen inside `netns` (lo excluded). */
@@ -53,7 +57,17 @@ export function parseProcNetDev(text: string): InterfaceUsage[] {
     const [name, rest] = line.split(':');
     if (!name || !rest) continue;
     const f = rest.trim().split(/\s+/).map(Number);
-    out.push({ name: name.trim(), rxBytes: f[0] ?? 0, rxErrors: f[2] ?? 0, txBytes: f[8] ?? 0, txErrors: f[10] ?? 0 });
+    out.push({
+      name: name.trim(),
+      rxBytes: f[0] ?? 0,
+      rxPackets: f[1] ?? 0,
+      rxErrors: f[2] ?? 0,
+      rxDropped: f[3] ?? 0,
+      txBytes: f[8] ?? 0,
+      txPackets: f[9] ?? 0,
+      txErrors: f[10] ?? 0,
+      txDropped: f[11] ?? 0,
+    });
   }
   return out;
 }

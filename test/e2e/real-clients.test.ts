@@ -157,4 +157,25 @@ describe('what real CRI clients send', () => {
     await removePod(pod);
     assert.deepEqual(mountsBelow(join(s.d.state, 'containers')), [], 'no image volume left mounted');
   });
+  test('CRI metrics: cadvisor descriptors, and values for a running container and its pod network', async () => {
+    const descs = (await s.d.client.runtime.unary('ListMetricDescriptors', {})).descriptors;
+    const byName = new Map(descs.map((d) => [d.name, d]));
+    for (const name of ['container_cpu_usage_seconds_total', 'container_memory_working_set_bytes', 'container_network_receive_bytes_total', 'container_fs_usage_bytes', 'container_threads']) {
+      assert.ok(byName.get(name)?.help, `${name} described`);
+    }
+    const pod = await s.runPod('metrics');
+    const ctr = await s.runContainer(pod, 'main', ['sh', '-c', 'while true; do echo x > /tmp/f; sleep 0.1; done']);
+    const all = (await s.d.client.runtime.unary('ListPodSandboxMetrics', {})).podMetrics;
+    const mine = all.find((m) => m.podSandboxId === pod);
+    assert.ok(mine, 'the pod is listed');
+    const metrics = [...mine.metrics, ...mine.containerMetrics.flatMap((c) => c.metrics)];
+    for (const m of metrics) assert.equal(m.labelValues.length, byName.get(m.name)?.labelKeys.length, `${m.name}: one value per label key`);
+    const value = (name: string) => metrics.find((m) => m.name === name)?.value?.value;
+    assert.ok(Number(value('container_memory_usage_bytes')) > 0, 'memory usage read from the cgroup');
+    assert.ok(Number(value('container_processes')) >= 1);
+    assert.ok(Number(value('container_threads')) >= 1);
+    assert.ok(metrics.some((m) => m.name === 'container_network_receive_bytes_total' && m.labelValues[2] === 'eth0'), 'pod network from the pinned netns');
+    assert.equal(mine.containerMetrics[0]?.containerId, ctr);
+    await removePod(pod);
+  });
 });

@@ -92,7 +92,7 @@ export function runtimeHandlers(deps: CriDeps): Handlers<RuntimeServiceMethods> 
 
 export function imageHandlers(deps: CriDeps): Handlers<ImageServiceMethods> {
   return withUnimplemented<Handlers<ImageServiceMethods>>(ImageServiceName, {
-    PullImage: (req) => pullImage(deps.images, req),
+    PullImage: (req) => pullImage(deps.images, deps.podMapping.handlers, req),
     ListImages: (req) => listImages(deps.images, req),
     ImageStatus: (req) => imageStatus(deps.images, req),
     RemoveImage: (req) => removeImage(deps.images, req),

@@ -18,6 +18,7 @@ import { createPodNetwork } from '../cni/index.js';
 import { PodController } from '../sandbox/pods/controller.js';
 import { ContainerController } from '../sandbox/containers/controller.js';
 import { ContainerdRuntime } from '../backend/containerd/runtime.js';
+import { ensureDefaultProfile } from '../sandbox/apparmor.js';
 import { probeHostFeatures } from '../sandbox/host-features.js';
 import { NriHost } from '../nri/host/index.js';
 import { crispVersion } from '../common/version.js';
@@ -160,13 +161,15 @@ export class Crispd {
       binaryName: handler.binary_name,
       snapshotter: c.snapshotter,
     });
+    const host = probeHostFeatures();
+    if (host.apparmor) host.apparmorDefaultLoaded = await ensureDefaultProfile(this.log.child({ component: 'apparmor' }));
     const containers = new ContainerController({
       dir: join(c.root, 'containers'),
       runtime,
       images,
       pods,
       cgroupDriver: c.cgroup_driver as 'systemd' | 'cgroupfs',
-      host: probeHostFeatures(),
+      host,
       execDir: join(c.state, 'exec'),
       runDir: join(c.state, 'containers'),
       userns,

@@ -30,6 +30,7 @@ import type { ResourceSpec } from './types.js';
 import { linuxResources } from './oci-spec.js';
 import type { UsernsMounts } from '../userns/userns-mounts.js';
 import { PreparedMounts } from './prepared-mounts.js';
+import { loadedProfiles } from '../apparmor.js';
 
 export type ContainerEventKind = 'created' | 'started' | 'stopped' | 'deleted';
 export interface ContainerEvent {
@@ -206,6 +207,13 @@ export class ContainerController {
       if (userns) {
         undo.push({ what: 'userns mounts', run: () => userns.releaseContainer(id) });
         mountSourceOverrides = await userns.prepareContainerMounts(id, pod, mounts);
+      }
+      const aa = spec.security.apparmor;
+      if (aa?.kind === 'localhost' && this.opts.host.apparmor) {
+        const name = aa.localhostRef.replace(/^localhost\//, '');
+        if (name && !(await loadedProfiles()).has(name)) {
+          throw invalidArgument(`config.linux.security_context.apparmor: profile "${name}" is not loaded (apparmor_parser it first)`);
+        }
       }
       const seccompProfile =
         spec.security.seccomp?.kind === 'localhost' && !spec.security.privileged

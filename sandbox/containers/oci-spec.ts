@@ -28,6 +28,8 @@ import type { ContainerSecurity, ContainerSpec, MountSpec, ResolvedUser, Resourc
 export interface OciHostFeatures {
   /** AppArmor enabled: profiles may be named (an unknown or disabled one makes the start fail). */
   apparmor: boolean;
+  /** crisp's default profile is loaded (RuntimeDefault names it only then). */
+  apparmorDefaultLoaded?: boolean;
   /** SELinux enforcing/permissive. ContainerSpec carries no SELinux labels, so nothing is emitted yet. */
   selinux: boolean;
   /** crispd's own /proc/self/oom_score_adj: lowering below it needs CAP_SYS_RESOURCE. */
@@ -217,8 +219,9 @@ function apparmorProfile(sec: ContainerSecurity, host: OciHostFeatures): string 
   // Without AppArmor nothing can be named (runc would fail the start), and nothing needs to be.
   if (!host.apparmor) return undefined;
   if (p?.kind === 'unconfined') return 'unconfined';
-  // Unset means RuntimeDefault, as in containerd (kubernetes#51746); privileged runs unconfined.
-  return sec.privileged ? undefined : APPARMOR_DEFAULT_PROFILE;
+  // Unset means RuntimeDefault, as in containerd (kubernetes#51746); privileged runs unconfined. A
+  // profile that could not be loaded is never named (the start would fail).
+  return sec.privileged || host.apparmorDefaultLoaded === false ? undefined : APPARMOR_DEFAULT_PROFILE;
 }
 
 function seccompFor(sec: ContainerSecurity, caps: LinuxCapabilities, input: OciSpecInput): LinuxSeccomp | undefined {

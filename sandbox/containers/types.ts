@@ -80,6 +80,8 @@ export interface ContainerSpec {
   metadata: { name: string; attempt: number };
   /** The image as the request named it (id, tag or digest). */
   image: string;
+  /** The image as the user wrote it in the pod spec (kubelet's ImageSpec.user_specified_image). */
+  userSpecifiedImage?: string;
   command: string[];
   args: string[];
   workingDir: string;

@@ -178,4 +178,14 @@ describe('what real CRI clients send', () => {
     assert.equal(mine.containerMetrics[0]?.containerId, ctr);
     await removePod(pod);
   });
+  test('PullImage honours a configured image.runtime_handler and refuses an unknown one; user_specified_image survives', async () => {
+    const ok = await s.d.client.image.unary('PullImage', { image: { image: s.image, runtimeHandler: 'runc' } });
+    assert.equal(ok.imageRef, s.imageId);
+    await assert.rejects(s.d.client.image.unary('PullImage', { image: { image: s.image, runtimeHandler: 'no-such-handler' } }), /image\.runtime_handler: "no-such-handler" is not configured/);
+    const pod = await s.runPod('user-image');
+    const ctr = await s.runContainer(pod, 'main', ['sleep', '3600'], { image: { image: s.imageId, userSpecifiedImage: 'busybox:as-typed' } });
+    const st = (await s.d.client.runtime.unary('ContainerStatus', { containerId: ctr })).status!;
+    assert.equal(st.image?.userSpecifiedImage, 'busybox:as-typed');
+    await removePod(pod);
+  });
 });

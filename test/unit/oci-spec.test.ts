@@ -235,6 +235,9 @@ test('apparmor only where the host has it', () => {
   assert.equal(aa({ privileged: true }, true), undefined);
   assert.equal(aa({ apparmor: { kind: 'unconfined', localhostRef: '' } }, true), 'unconfined');
   assert.equal(aa({ apparmor: { kind: 'localhost', localhostRef: 'localhost/my-prof' } }, true), 'my-prof');
+  // A default profile that could not be loaded is never named (runc would fail the start).
+  const notLoaded = build({ spec: fakeSpec({}, {}), host: { ...HOST, apparmor: true, apparmorDefaultLoaded: false } }).process?.apparmorProfile;
+  assert.equal(notLoaded, undefined);
   const s = build({ host: { ...HOST, selinux: false } });
   assert.equal(s.process?.selinuxLabel, undefined);
   assert.equal(s.linux?.mountLabel, undefined);

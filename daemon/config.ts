@@ -50,6 +50,7 @@ export interface CrispConfig {
   nri_registration_timeout: number;
   nri_request_timeout: number;
   userns_chown_fallback: boolean;
+  cdi_spec_dirs: string[];
   runtimes: Record<string, RuntimeHandlerConfig>;
 }
 
@@ -96,6 +97,7 @@ export const DEFAULT_CONFIG: CrispConfig = {
   nri_registration_timeout: 5,
   nri_request_timeout: 2,
   userns_chown_fallback: false,
+  cdi_spec_dirs: ['/etc/cdi', '/var/run/cdi'],
   runtimes: {
     runc: { runtime_type: 'io.containerd.runc.v2', binary_name: '', privileged_without_host_devices: false },
   },
@@ -136,6 +138,7 @@ const DOCS: Record<keyof CrispConfig, KeyDoc> = {
   nri_registration_timeout: { doc: 'seconds a connected NRI plugin has to register; then it is dropped', positive: true },
   nri_request_timeout: { doc: 'seconds an NRI plugin has to answer one call (Configure, Synchronize, an event); then it is dropped', positive: true },
   userns_chown_fallback: { doc: 'allow chown-based rootfs for user-namespace pods where idmapped mounts are unavailable' },
+  cdi_spec_dirs: { doc: 'Container Device Interface spec directories, later ones winning for a device named in several' },
   runtimes: { doc: 'runtime handlers: [runtimes.NAME] runtime_type, binary_name, privileged_without_host_devices' },
 };
 

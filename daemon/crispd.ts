@@ -172,6 +172,7 @@ export class Crispd {
       host,
       execDir: join(c.state, 'exec'),
       runDir: join(c.state, 'containers'),
+      cdiSpecDirs: c.cdi_spec_dirs,
       userns,
       log: this.log.child({ component: 'containers' }),
     });

@@ -31,6 +31,7 @@ import { linuxResources } from './oci-spec.js';
 import type { UsernsMounts } from '../userns/userns-mounts.js';
 import { PreparedMounts } from './prepared-mounts.js';
 import { loadedProfiles } from '../apparmor.js';
+import { applyCdiDevices, cdiDevicesFromAnnotations, loadCdiRegistry } from './cdi.js';
 
 export type ContainerEventKind = 'created' | 'started' | 'stopped' | 'deleted';
 export interface ContainerEvent {
@@ -53,6 +54,8 @@ export interface ContainerControllerOptions {
   execDir: string;
   /** Per-container runtime state (<state>/containers): prepared mount sources. */
   runDir: string;
+  /** Where CDI spec files are looked up (default /etc/cdi, /var/run/cdi). */
+  cdiSpecDirs?: string[];
   /** Idmapped rootfs and volumes for user-namespace pods; without it such pods' containers are refused. */
   userns?: UsernsMounts;
   log: Logger;
@@ -231,6 +234,12 @@ export class ContainerController {
         ...(seccompProfile ? { seccompProfile } : {}),
         ...(mountSourceOverrides ? { mountSourceOverrides } : {}),
       });
+      // CDI devices, named in the request or by kubelet's cdi.k8s.io/* annotations.
+      const cdiNames = [
+        ...spec.cdiDevices.map((name, i) => ({ name, field: `config.CDI_devices[${i}].name` })),
+        ...cdiDevicesFromAnnotations(spec.annotations).map((name) => ({ name, field: 'config.annotations[cdi.k8s.io/*]' })),
+      ];
+      if (cdiNames.length > 0) await applyCdiDevices(built, cdiNames, await loadCdiRegistry(this.opts.cdiSpecDirs));
       const rec: ContainerRecord = {
         id,
         podId: pod.id,

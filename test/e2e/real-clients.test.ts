@@ -2,7 +2,7 @@
 // config. Each test is the request shape the client sent, so CI keeps what they found fixed.
 import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { execFileSync } from 'node:child_process';
 import { hostname as nodeHostname } from 'node:os';
 import { join } from 'node:path';
@@ -23,10 +23,31 @@ describe('what real CRI clients send', () => {
     await s.d.client.runtime.unary('RemovePodSandbox', { podSandboxId: id });
   };
 
+  let cdiDir: string;
+
   before(async () => {
-    s = await startStack();
     // Not below any pod log root: critest and crictl put pod logs wherever they like.
     elsewhere = mkdtempSync('/tmp/crisp-e2e-podlogs-');
+    cdiDir = join(elsewhere, 'cdi');
+    mkdirSync(join(cdiDir, 'share'), { recursive: true });
+    writeFileSync(join(cdiDir, 'share', 'hello'), 'from-cdi\n');
+    writeFileSync(
+      join(cdiDir, 'crisp-test.yaml'),
+      [
+        'cdiVersion: 0.6.0',
+        'kind: crisp.test/dev',
+        'containerEdits:',
+        '  env: ["CDI_SPEC_LEVEL=1"]',
+        'devices:',
+        '  - name: null0',
+        '    containerEdits:',
+        '      env: ["CDI_INJECTED=yes"]',
+        '      deviceNodes: [{ path: /dev/crisp-null, hostPath: /dev/null }]',
+        `      mounts: [{ hostPath: ${join(cdiDir, 'share')}, containerPath: /cdi-share, options: [ro, rbind] }]`,
+        '',
+      ].join('\n'),
+    );
+    s = await startStack({ cdi_spec_dirs: [cdiDir] });
   });
   after(async () => {
     try {
@@ -186,6 +207,21 @@ describe('what real CRI clients send', () => {
     const ctr = await s.runContainer(pod, 'main', ['sleep', '3600'], { image: { image: s.imageId, userSpecifiedImage: 'busybox:as-typed' } });
     const st = (await s.d.client.runtime.unary('ContainerStatus', { containerId: ctr })).status!;
     assert.equal(st.image?.userSpecifiedImage, 'busybox:as-typed');
+    await removePod(pod);
+  });
+  test('CDI devices from CDI_devices and cdi.k8s.io annotations are applied; unknown names refused', async () => {
+    const pod = await s.runPod('cdi');
+    const check = async (id: string) => {
+      const out = await exec(id, ['sh', '-c', 'env; ls -l /dev/crisp-null; cat /cdi-share/hello']);
+      assert.match(out, /^CDI_INJECTED=yes$/m);
+      assert.match(out, /^CDI_SPEC_LEVEL=1$/m);
+      assert.match(out, /^c.* \/dev\/crisp-null$/m, 'the device node is there');
+      assert.match(out, /^from-cdi$/m, 'the mount is there');
+    };
+    await check(await s.runContainer(pod, 'by-field', ['sleep', '3600'], { CDIDevices: [{ name: 'crisp.test/dev=null0' }] }));
+    await check(await s.runContainer(pod, 'by-annotation', ['sleep', '3600'], { annotations: { 'cdi.k8s.io/test': 'crisp.test/dev=null0' } }));
+    await assert.rejects(s.runContainer(pod, 'unknown', ['true'], { CDIDevices: [{ name: 'crisp.test/dev=nope' }] }), /CDI_devices\[0\]\.name: CDI device "crisp\.test\/dev=nope" is not defined/);
+    await assert.rejects(s.runContainer(pod, 'unqualified', ['true'], { CDIDevices: [{ name: 'null0' }] }), /not a fully qualified CDI device name/);
     await removePod(pod);
   });
 });

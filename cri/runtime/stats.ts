@@ -1,4 +1,6 @@
-// ContainerStats, ListContainerStats, PodSandboxStats, ListPodSandboxStats.
+// ContainerStats, ListContainerStats, PodSandboxStats, ListPodSandboxStats: cgroup counters (v1 or v2;
+// a counter the host does not keep is absent, never zero), available memory against the limit, swap,
+// pressure stall information where the kernel has it, the writable layer, the pod's network.
 import type {
   ContainerStats,
   ContainerStatsRequest,
@@ -10,43 +12,78 @@ import type {
   PodSandboxStatsResponse,
   ListPodSandboxStatsRequest,
   ListPodSandboxStatsResponse,
+  PsiStats,
 } from '../../gen/runtime.v1.js';
 import type { Input } from '../../common/proto-registry.js';
 import type { ContainerController } from '../../sandbox/containers/controller.js';
 import type { PodController } from '../../sandbox/pods/controller.js';
-import type { UsageSample } from '../../sandbox/containers/stats.js';
-import { cgroupUsage, netnsInterfaces } from '../../sandbox/containers/stats.js';
+import { netnsInterfaces, type CpuRate } from '../../sandbox/containers/stats.js';
+import { sampleCgroup, type CgroupSample, type Psi, type PsiLine } from '../../sandbox/containers/metrics-sample.js';
+import { cgroupfsPathOf } from '../../sandbox/cgroup-stats.js';
 import { nowNanos } from '../../common/time.js';
 import { requireString } from '../validate.js';
 
 const u64 = (value: number) => ({ value });
+/** A counter the host keeps, or nothing (absent, never zero). */
+const opt = (value: number | undefined) => (value === undefined ? null : { value: Math.max(0, Math.floor(value)) });
 
-function cpuMem(u: UsageSample) {
+function psiStats(p: Psi | undefined): Input<PsiStats> | null {
+  if (!p) return null;
+  const data = (l: PsiLine | undefined) => (l ? { Total: l.total, Avg10: l.avg10, Avg60: l.avg60, Avg300: l.avg300 } : null);
+  return { Full: data(p.full), Some: data(p.some) };
+}
+
+/** CPU, memory, swap and io of one cgroup sample; `limit` is the memory limit kubelet set, if any. */
+function usageOf(s: CgroupSample, timestamp: number, nanoCores: number | undefined, limit: number | undefined) {
+  const available = limit !== undefined && s.memoryWorkingSet !== undefined ? Math.max(0, limit - s.memoryWorkingSet) : undefined;
   return {
-    cpu: {
-      timestamp: u.timestamp,
-      usageCoreNanoSeconds: u64(u.cpuUsageNanos),
-      ...(u.nanoCores !== undefined ? { usageNanoCores: u64(u.nanoCores) } : {}),
-    },
+    cpu: { timestamp, usageCoreNanoSeconds: opt(s.cpuUsageNanos), usageNanoCores: opt(nanoCores), psi: psiStats(s.psi?.cpu) },
     memory: {
-      timestamp: u.timestamp,
-      workingSetBytes: u64(u.memoryWorkingSetBytes),
-      usageBytes: u64(u.memoryUsageBytes),
-      rssBytes: u64(u.memoryRssBytes),
-      pageFaults: u64(u.pageFaults),
-      majorPageFaults: u64(u.majorPageFaults),
+      timestamp,
+      workingSetBytes: opt(s.memoryWorkingSet),
+      availableBytes: opt(available),
+      usageBytes: opt(s.memoryUsage),
+      rssBytes: opt(s.memoryRss),
+      pageFaults: opt(s.pgfault),
+      majorPageFaults: opt(s.pgmajfault),
+      psi: psiStats(s.psi?.memory),
     },
+    swap: {
+      timestamp,
+      swapUsageBytes: opt(s.memorySwap),
+      swapAvailableBytes: opt(s.swapLimit !== undefined && s.memorySwap !== undefined ? Math.max(0, s.swapLimit - s.memorySwap) : undefined),
+    },
+    io: { timestamp, psi: psiStats(s.psi?.io) },
   };
+}
+
+async function sample(rate: CpuRate, key: string, cgroupsPath: string) {
+  const s = await sampleCgroup(cgroupfsPathOf(cgroupsPath));
+  const timestamp = nowNanos();
+  const nanoCores = s.cpuUsageNanos === undefined ? undefined : rate.sample(key, timestamp, s.cpuUsageNanos);
+  return { s, timestamp, nanoCores };
 }
 
 async function oneContainer(c: ContainerController, id: string, mountpoint: string): Promise<Input<ContainerStats>> {
   const rec = c.get(id);
-  const { usage, writable } = await c.stats(id);
+  const attributes = { id: rec.id, metadata: rec.spec.metadata, labels: rec.spec.labels, annotations: rec.spec.annotations };
+  const { s, timestamp, nanoCores } = await sample(c.cpuRate, rec.id, rec.cgroupsPath);
+  const writable = await c.writableLayerUsage(rec.id).catch(() => undefined);
   return {
-    attributes: { id: rec.id, metadata: rec.spec.metadata, labels: rec.spec.labels, annotations: rec.spec.annotations },
-    ...cpuMem(usage),
-    writableLayer: { timestamp: writable.timestamp, fsId: { mountpoint }, usedBytes: u64(writable.bytes), inodesUsed: u64(writable.inodes) },
+    attributes,
+    ...usageOf(s, timestamp, nanoCores, rec.spec.resources.memoryLimitInBytes || s.memoryLimit),
+    writableLayer: { timestamp, fsId: { mountpoint }, usedBytes: opt(writable?.bytes), inodesUsed: opt(writable?.inodes) },
   };
+}
+
+/** A container whose counters could not be read is still listed, with its attributes only. */
+async function containerOrAttributes(c: ContainerController, id: string, mountpoint: string): Promise<Input<ContainerStats>> {
+  try {
+    return await oneContainer(c, id, mountpoint);
+  } catch {
+    const rec = c.get(id);
+    return { attributes: { id: rec.id, metadata: rec.spec.metadata, labels: rec.spec.labels, annotations: rec.spec.annotations } };
+  }
 }
 
 export interface StatsDeps {
@@ -67,15 +104,14 @@ export async function listContainerStats(d: StatsDeps, req: ListContainerStatsRe
     .list()
     .filter((r) => r.state === 'running')
     .filter((r) => !f || ((!f.id || r.id.startsWith(f.id)) && (!f.podSandboxId || r.podId.startsWith(f.podSandboxId)) && Object.entries(f.labelSelector).every(([k, v]) => r.spec.labels[k] === v)));
-  const stats = await Promise.all(recs.map((r) => oneContainer(d.containers, r.id, mount).catch(() => undefined)));
-  return { stats: stats.filter((s): s is Input<ContainerStats> => s !== undefined) };
+  return { stats: await Promise.all(recs.map((r) => containerOrAttributes(d.containers, r.id, mount))) };
 }
 
 async function onePod(d: StatsDeps, id: string, mount: string): Promise<Input<PodSandboxStats>> {
   const pod = d.pods.get(id);
-  const usage = await cgroupUsage(d.containers.cpuRate, `pod:${pod.id}`, pod.cgroup.path);
+  const { s, timestamp, nanoCores } = await sample(d.containers.cpuRate, `pod:${pod.id}`, pod.cgroup.path);
   const running = d.containers.byPod(pod.id).filter((c) => c.state === 'running');
-  const containers = await Promise.all(running.map((c) => oneContainer(d.containers, c.id, mount).catch(() => undefined)));
+  const containers = await Promise.all(running.map((c) => containerOrAttributes(d.containers, c.id, mount)));
   let network;
   if (pod.pins.net && pod.state === 'ready') {
     const ifaces = await netnsInterfaces(pod.pins.net).catch(() => []);
@@ -86,10 +122,10 @@ async function onePod(d: StatsDeps, id: string, mount: string): Promise<Input<Po
   return {
     attributes: { id: pod.id, metadata: pod.spec.metadata, labels: pod.spec.labels, annotations: pod.spec.annotations },
     linux: {
-      ...cpuMem(usage),
+      ...usageOf(s, timestamp, nanoCores, s.memoryLimit),
       ...(network ? { network } : {}),
-      process: { timestamp: usage.timestamp, processCount: u64(usage.processCount) },
-      containers: containers.filter((s): s is Input<ContainerStats> => s !== undefined),
+      process: { timestamp, processCount: opt(s.processes) },
+      containers,
     },
   };
 }

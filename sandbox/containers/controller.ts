@@ -23,7 +23,7 @@ import { loggerUri, reopenLog, readLoggerAck, startFifoLogger, stopLogger } from
 import type { ContainerRecord, ContainerSpec } from './types.js';
 import { NO_NRI, type NriHooks } from '../nri-hooks.js';
 import { execSync, type ExecSyncResult } from './exec-sync.js';
-import { CpuRate, cgroupUsage, type UsageSample } from './stats.js';
+import { CpuRate } from './stats.js';
 import { makeFifos, openFifoWriter } from '../../common/fifo.js';
 import type { Socket } from 'node:net';
 import type { ResourceSpec } from './types.js';
@@ -32,6 +32,8 @@ import type { UsernsMounts } from '../userns/userns-mounts.js';
 import { PreparedMounts } from './prepared-mounts.js';
 import { loadedProfiles } from '../apparmor.js';
 import { applyCdiDevices, cdiDevicesFromAnnotations, loadCdiRegistry } from './cdi.js';
+import { CDI_ANNOTATION } from './nri-adjust.js';
+import type { OciSpec } from './oci-types.js';
 
 export type ContainerEventKind = 'created' | 'started' | 'stopped' | 'deleted';
 export interface ContainerEvent {
@@ -263,6 +265,14 @@ export class ContainerController {
       };
       // NRI plugins adjust the spec between CRI and OCI; a plugin's refusal fails the create.
       const oci = await this.nri.createContainer(pod, rec, built as unknown as Record<string, unknown>);
+      // CDI devices NRI plugins asked for are resolved like the request's own.
+      const applied = new Set(cdiNames.map((n) => n.name));
+      const fromNri = ((oci.annotations as Record<string, string> | undefined)?.[CDI_ANNOTATION] ?? '')
+        .split(',')
+        .filter((n) => n && !applied.has(n));
+      if (fromNri.length > 0) {
+        await applyCdiDevices(oci as unknown as OciSpec, fromNri.map((name) => ({ name, field: 'NRI adjustment CDI_devices' })), await loadCdiRegistry(this.opts.cdiSpecDirs));
+      }
       await this.opts.runtime.updateContainerSpec(id, oci);
       if (logPath) await mkdir(dirname(logPath), { recursive: true, mode: 0o755 });
       await this.store.save(rec);
@@ -606,14 +616,6 @@ export class ContainerController {
 
   async removeAllInPod(podId: string): Promise<void> {
     await Promise.all(this.byPod(podId).map((c) => this.remove(c.id)));
-  }
-
-  /** CPU/memory from the container's cgroup and the size of its writable layer. */
-  async stats(id: string): Promise<{ usage: UsageSample; writable: { bytes: number; inodes: number; timestamp: number } }> {
-    const rec = this.get(id);
-    const usage = await cgroupUsage(this.cpuRate, rec.id, rec.cgroupsPath);
-    const writable = await this.opts.runtime.rootfsUsage(rec.snapshotKey).catch(() => ({ bytes: 0, inodes: 0 }));
-    return { usage, writable: { ...writable, timestamp: nowNanos() } };
   }
 
   /** Bytes and inodes of the container's writable layer. */

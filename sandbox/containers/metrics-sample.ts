@@ -26,7 +26,40 @@ export interface CgroupSample {
   oomEvents?: number;
   processes?: number;
   threadsMax?: number;
+  /** The memory limit (absent: unlimited). */
+  memoryLimit?: number;
+  /** Swap the cgroup may still use (absent: unlimited or not accounted). */
+  swapLimit?: number;
+  /** Pressure stall information (cgroup v2 with PSI only). */
+  psi?: { cpu?: Psi; memory?: Psi; io?: Psi };
 }
+
+export interface PsiLine {
+  total: number;
+  avg10: number;
+  avg60: number;
+  avg300: number;
+}
+export interface Psi {
+  some?: PsiLine;
+  full?: PsiLine;
+}
+
+/** A <resource>.pressure file: "some avg10=… avg60=… avg300=… total=…" and a "full" line. */
+export function parsePsi(text: string | undefined): Psi | undefined {
+  if (!text) return undefined;
+  const out: Psi = {};
+  for (const line of text.split('\n')) {
+    const [kind, ...fields] = line.trim().split(/\s+/);
+    if (kind !== 'some' && kind !== 'full') continue;
+    const f = Object.fromEntries(fields.map((x) => x.split('=') as [string, string]));
+    out[kind] = { total: Number(f.total ?? 0), avg10: Number(f.avg10 ?? 0), avg60: Number(f.avg60 ?? 0), avg300: Number(f.avg300 ?? 0) };
+  }
+  return out.some || out.full ? out : undefined;
+}
+
+/** v1 reports "no limit" as a page-rounded huge number. */
+const limitOrUndefined = (n: number | undefined) => (n === undefined || n >= 2 ** 62 ? undefined : n);
 
 export interface ProcessSample {
   fileDescriptors: number;
@@ -94,6 +127,13 @@ export async function sampleCgroup(cgroupPath: string, layout = cgroupLayout()):
       oomEvents: events.get('oom_kill'),
       processes: await num(join(dir, 'pids.current')),
       threadsMax: await num(join(dir, 'pids.max')),
+      memoryLimit: limitOrUndefined(await num(join(dir, 'memory.max'))),
+      swapLimit: limitOrUndefined(await num(join(dir, 'memory.swap.max'))),
+      psi: {
+        cpu: parsePsi(await text(join(dir, 'cpu.pressure'))),
+        memory: parsePsi(await text(join(dir, 'memory.pressure'))),
+        io: parsePsi(await text(join(dir, 'io.pressure'))),
+      },
     };
   }
   const at = (controller: string, file: string) => join(layout.v1.get(controller) ?? `/nonexistent/${controller}`, cgroupPath, file);
@@ -124,7 +164,16 @@ export async function sampleCgroup(cgroupPath: string, layout = cgroupLayout()):
     oomEvents: oom.get('oom_kill'),
     processes: await num(at('pids', 'pids.current')),
     threadsMax: await num(at('pids', 'pids.max')),
+    memoryLimit: limitOrUndefined(await num(at('memory', 'memory.limit_in_bytes'))),
+    swapLimit: await swapLimitV1(at('memory', 'memory.memsw.limit_in_bytes'), at('memory', 'memory.limit_in_bytes')),
   };
+}
+
+/** v1 limits memory+swap together: the swap part is their difference. */
+async function swapLimitV1(memswFile: string, memFile: string): Promise<number | undefined> {
+  const memsw = limitOrUndefined(await num(memswFile));
+  const mem = limitOrUndefined(await num(memFile));
+  return memsw === undefined || mem === undefined ? undefined : Math.max(0, memsw - mem);
 }
 
 /** Open files, sockets among them, and threads of the processes in `procsFile` (cgroup.procs). */

@@ -30,7 +30,7 @@ import type {
   PosixRlimit,
 } from './oci-types.js';
 
-/** CDI device names go here when the runtime resolves CDI itself (crisp has no CDI registry). */
+/** CDI device names NRI plugins ask for; the container controller resolves them after the plugins ran. */
 export const CDI_ANNOTATION = 'cdi.k8s.io/crisp-nri';
 /** crisp has no block I/O class configuration; a requested class is recorded here for tooling. */
 export const BLOCKIO_CLASS_ANNOTATION = 'io.crisp.nri/blockio-class';

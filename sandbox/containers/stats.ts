@@ -1,14 +1,6 @@
-// Container and pod resource usage: cgroup counters, the CPU rate between samples, the writable
-// layer's size, and the pod's network counters read inside its pinned network namespace.
+// Container and pod resource usage helpers: the CPU rate between samples, and the pod's network
+// counters read inside its pinned network namespace (cgroup counters: metrics-sample.ts).
 import { execa } from 'execa';
-import { nowNanos } from '../../common/time.js';
-import { readCgroupStats, cgroupfsPathOf, type CgroupStats } from '../cgroup-stats.js';
-
-export interface UsageSample extends CgroupStats {
-  timestamp: number;
-  /** CPU rate since the previous sample, in nanocores (undefined on the first sample). */
-  nanoCores?: number;
-}
 
 /** Remembers the previous CPU sample per key to turn cumulative time into a rate. */
 export class CpuRate {
@@ -24,13 +16,6 @@ export class CpuRate {
   forget(key: string): void {
     this.last.delete(key);
   }
-}
-
-export async function cgroupUsage(rate: CpuRate, key: string, cgroupsPath: string): Promise<UsageSample> {
-  const stats = await readCgroupStats(cgroupfsPathOf(cgroupsPath));
-  const timestamp = nowNanos();
-  const nanoCores = rate.sample(key, timestamp, stats.cpuUsageNanos);
-  return { ...stats, timestamp, ...(nanoCores !== undefined ? { nanoCores } : {}) };
 }
 
 export interface InterfaceUsage {

@@ -4,7 +4,7 @@
 // UpdatePodSandboxResources goes through UpdatePodSandbox / PostUpdatePodSandbox.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFileSync, existsSync, mkdirSync, rmSync } from 'node:fs';
+import { readFileSync, existsSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { startStack, type Stack } from './lib/stack.js';
@@ -40,8 +40,19 @@ before(async () => {
   const dir = `/tmp/crisp-e2e-nri-${process.pid}-${Date.now().toString(36)}`;
   nriDir = dir;
   mkdirSync(join(dir, 'plugins'), { recursive: true });
+  mkdirSync(join(dir, 'cdi'), { recursive: true });
+  writeFileSync(
+    join(dir, 'cdi', 'nri-test.json'),
+    JSON.stringify({ cdiVersion: '0.6.0', kind: 'crisp.test/nri', devices: [{ name: 'null1', containerEdits: { env: ['FROM_NRI_CDI=1'], deviceNodes: [{ path: '/dev/nri-null', hostPath: '/dev/null' }] } }] }),
+  );
   socket = join(dir, 'nri.sock');
-  s = await startStack({ nri_enabled: true, nri_socket: socket, nri_plugin_dir: join(dir, 'plugins'), nri_plugin_config_dir: join(dir, 'conf') });
+  s = await startStack({
+    nri_enabled: true,
+    nri_socket: socket,
+    nri_plugin_dir: join(dir, 'plugins'),
+    nri_plugin_config_dir: join(dir, 'conf'),
+    cdi_spec_dirs: [join(dir, 'cdi')],
+  });
 });
 after(async () => {
   for (const p of plugins) if (p.exitCode === null) p.kill('SIGKILL');
@@ -153,4 +164,23 @@ test('UpdatePodSandboxResources: plugins see UpdatePodSandbox and PostUpdatePodS
   await rt.unary('StopPodSandbox', { podSandboxId: pod });
   await assert.rejects(rt.unary('UpdatePodSandboxResources', { podSandboxId: pod, resources }), (err: unknown) => isGrpcError(err, status.FAILED_PRECONDITION) && /not ready/.test(err.details));
   await rt.unary('RemovePodSandbox', { podSandboxId: pod });
+});
+
+test('CDI devices an NRI plugin asks for are resolved from the CDI specs; an unknown one fails the create', async () => {
+  await startPlugin({ index: '70', adjust: { CDIDevices: [{ name: 'crisp.test/nri=null1' }] } }, 'cdi-injector');
+  const injector = plugins[plugins.length - 1]!;
+  const pod = await s.runPod('nri-cdi');
+  const id = await s.runContainer(pod, 'cdi', ['sleep', '30']);
+  const out = (await s.d.client.runtime.unary('ExecSync', { containerId: id, cmd: ['sh', '-c', 'env; ls -l /dev/nri-null'], timeout: 10 })).stdout.toString();
+  assert.match(out, /^FROM_NRI_CDI=1$/m);
+  assert.match(out, /^c.* \/dev\/nri-null$/m);
+  injector.kill('SIGKILL');
+  await sleep(300);
+  await startPlugin({ index: '71', adjust: { CDIDevices: [{ name: 'crisp.test/nri=absent' }] } }, 'cdi-bad');
+  const bad = plugins[plugins.length - 1]!;
+  await assert.rejects(s.runContainer(pod, 'cdi-bad', ['true']), (err: unknown) => isGrpcError(err, status.INVALID_ARGUMENT) && /NRI adjustment CDI_devices: CDI device "crisp\.test\/nri=absent"/.test(err.details));
+  bad.kill('SIGKILL');
+  await sleep(300);
+  await s.d.client.runtime.unary('StopPodSandbox', { podSandboxId: pod });
+  await s.d.client.runtime.unary('RemovePodSandbox', { podSandboxId: pod });
 });

@@ -1,6 +1,8 @@
 // `crisp play`: a Kubernetes Pod manifest → the CRI calls that run it. This module is the pure part:
 // manifest in, pod config and container configs out (unit-tested); play-command.ts executes the plan.
-import { loadAllYaml, type V1Pod, type V1Container, type V1Volume } from '@kubernetes/client-node';
+// Types only: the daemon shares this entry point and must not load client-node (~78 MiB resident).
+import type { V1Pod, V1Container, V1Volume } from '@kubernetes/client-node';
+import { parseAllDocuments } from 'yaml';
 import { createHash } from 'node:crypto';
 import { join } from 'node:path';
 import { NamespaceMode, Protocol, type ContainerConfig, type LinuxContainerResources, type PodSandboxConfig } from '../gen/runtime.v1.js';
@@ -19,7 +21,10 @@ export interface PlayPlan {
 
 /** The first Pod in a YAML stream (a Deployment or other kind is refused). */
 export function parsePodManifest(text: string): V1Pod {
-  const docs = loadAllYaml(text) as { kind?: string }[];
+  const docs = parseAllDocuments(text).map((d) => {
+    if (d.errors.length > 0) throw new Error(`bad YAML: ${d.errors[0]!.message}`);
+    return d.toJS() as { kind?: string } | null;
+  });
   const pod = docs.find((d) => d && d.kind === 'Pod');
   if (!pod) throw new Error(`no "kind: Pod" document found (kinds: ${docs.map((d) => d?.kind ?? '?').join(', ') || 'none'})`);
   return pod as V1Pod;

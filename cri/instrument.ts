@@ -24,10 +24,20 @@ export function toStatus(err: unknown): Partial<grpc.StatusObject> {
 }
 
 /** Requests are logged without secrets: auth configs are replaced by a marker. */
-function loggable(request: unknown): unknown {
+const REDACTED = '[redacted]';
+
+/**
+ * What of a request may reach the debug log: registry credentials, environment values (they carry
+ * Secrets) and the commands of exec calls (they may carry tokens on their command line) never do.
+ */
+export function loggable(request: unknown): unknown {
   if (typeof request !== 'object' || request === null) return request;
-  if ('auth' in request && (request as { auth: unknown }).auth) return { ...request, auth: '[redacted]' };
-  return request;
+  const r = { ...(request as Record<string, unknown>) };
+  if (r.auth) r.auth = REDACTED;
+  if (Array.isArray(r.cmd)) r.cmd = r.cmd.length > 0 ? [r.cmd[0], `${REDACTED} (${r.cmd.length - 1} args)`] : r.cmd;
+  const config = r.config as { envs?: { key: string }[] } | undefined;
+  if (config && Array.isArray(config.envs)) r.config = { ...config, envs: config.envs.map((e) => ({ key: e.key, value: REDACTED })) };
+  return r;
 }
 
 export function createInstrument(log: Logger, registry: Registry): Instrument {

@@ -224,4 +224,13 @@ describe('what real CRI clients send', () => {
     await assert.rejects(s.runContainer(pod, 'unqualified', ['true'], { CDIDevices: [{ name: 'null0' }] }), /not a fully qualified CDI device name/);
     await removePod(pod);
   });
+  test('at debug level the log never shows env values or exec arguments', async () => {
+    const pod = await s.runPod('secrets');
+    const ctr = await s.runContainer(pod, 'main', ['sleep', '3600'], { envs: [{ key: 'API_TOKEN', value: Buffer.from('tok-e2e-3f9a7c') }] });
+    assert.equal((await exec(ctr, ['sh', '-c', 'echo $API_TOKEN; true arg-e2e-81bd2e'])).trim(), 'tok-e2e-3f9a7c');
+    await removePod(pod);
+    assert.match(s.d.logs, /"method":"CreateContainer"/, 'requests are logged at debug');
+    assert.doesNotMatch(s.d.logs, /tok-e2e-3f9a7c/);
+    assert.doesNotMatch(s.d.logs, /arg-e2e-81bd2e/);
+  });
 });

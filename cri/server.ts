@@ -1,49 +1,20 @@
-// The CRI gRPC server on its unix socket: safe socket set-up (0700 parent, 0660 socket, stale socket
-// replaced, a live one refused) and the two CRI services bound through the instrument layer.
+// The CRI gRPC server on its unix socket: safe socket set-up (a parent crisp creates is 0700, the
+// socket 0660 root-owned, a stale socket replaced, a live one refused) and the two CRI services bound
+// through the instrument layer.
 import * as grpc from '@grpc/grpc-js';
-import { connect } from 'node:net';
-import { chmodSync, mkdirSync, unlinkSync, lstatSync } from 'node:fs';
-import { dirname } from 'node:path';
+import { chmodSync, unlinkSync } from 'node:fs';
 import { RuntimeServiceName, ImageServiceName, type RuntimeServiceMethods, type ImageServiceMethods } from '../gen/runtime.v1.js';
 import { bindService, type Handlers } from '../common/grpc-server.js';
-import { failedPrecondition, isENOENT, isErrno } from '../common/errors.js';
+import { claimSocketPath } from '../common/unix-socket.js';
 import type { Instrument } from './instrument.js';
 
 export function socketPath(endpoint: string): string {
   return endpoint.startsWith('unix://') ? endpoint.slice('unix://'.length) : endpoint;
 }
 
-/** Resolves true when something accepts connections on `path`. */
-function socketAnswers(path: string): Promise<boolean> {
-  return new Promise((resolve) => {
-    const s = connect(path);
-    s.once('connect', () => {
-      s.destroy();
-      resolve(true);
-    });
-    s.once('error', () => resolve(false));
-  });
-}
-
-/** Make the socket's directory private and remove a stale socket; refuse if a daemon is serving it. */
+/** Claim the CRI socket path: a stale socket is replaced, a live one or a non-socket refused. */
 export async function prepareSocket(path: string): Promise<void> {
-  mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
-  chmodSync(dirname(path), 0o700);
-  try {
-    const st = lstatSync(path);
-    if (!st.isSocket()) throw failedPrecondition(`${path} exists and is not a socket; remove it or choose another --socket`);
-  } catch (err) {
-    if (isENOENT(err)) return;
-    throw err;
-  }
-  if (await socketAnswers(path)) {
-    throw failedPrecondition(`another daemon is already serving ${path}; stop it first or choose another --socket`);
-  }
-  try {
-    unlinkSync(path);
-  } catch (err) {
-    if (!isErrno(err, 'ENOENT')) throw err;
-  }
+  await claimSocketPath(path, 'the CRI socket', '--socket (config socket)');
 }
 
 export interface CriServer {

@@ -5,11 +5,11 @@
 // Every call has a timeout; a plugin that times out or breaks the protocol is dropped (and its
 // process restarted, for pre-installed ones) while crisp carries on, unless it is required.
 import net from 'node:net';
-import { lstat, mkdir, unlink } from 'node:fs/promises';
-import { dirname } from 'node:path';
+import { chmod, unlink } from 'node:fs/promises';
+import { claimSocketPath } from '../../common/unix-socket.js';
 import type { ChildProcess } from 'node:child_process';
 import type { Logger } from '../../common/logger.js';
-import { CrispError, errorMessage, failedPrecondition, isENOENT } from '../../common/errors.js';
+import { CrispError, errorMessage, failedPrecondition } from '../../common/errors.js';
 import { codecFor, type Input } from '../../common/proto-registry.js';
 import {
   Event,
@@ -280,21 +280,16 @@ export class NriHost implements NriHooks {
 
   private async listen(): Promise<void> {
     const path = this.opts.socketPath;
-    await mkdir(dirname(path), { recursive: true, mode: 0o700 });
-    try {
-      const st = await lstat(path);
-      if (!st.isSocket()) throw new Error(`NRI socket ${path} exists and is not a socket; refusing to replace it`);
-      await unlink(path);
-    } catch (err) {
-      if (!isENOENT(err)) throw err;
-    }
+    // containerd 2.x serves NRI on the same default path: never take its socket (its plugins would be lost).
+    await claimSocketPath(path, 'the NRI socket', 'nri_socket');
     const server = net.createServer((sock) => this.adopt(sock, 'external'));
     await new Promise<void>((resolve, reject) => {
       const fail = (err: Error) => reject(new Error(`listening on NRI socket ${path}: ${err.message}`, { cause: err }));
       server.once('error', fail);
       server.listen(path, () => {
         server.off('error', fail);
-        resolve();
+        // Plugins run as root; nobody else may connect, whatever the umask was.
+        chmod(path, 0o600).then(resolve, fail);
       });
     });
     server.on('error', (err) => this.log.error({ err: err.message }, 'NRI socket error'));

@@ -76,7 +76,7 @@ describe('crispd with embedded containerd', () => {
   test('a second crispd on the same socket refuses to start with a clear message', () => {
     const res = d.runExpectingFailure();
     assert.notEqual(res.code, 0);
-    assert.match(res.output, /already serving/);
+    assert.match(res.output, /another process is serving the CRI socket/);
     assert.ok(existsSync(d.socket), 'the first daemon keeps its socket');
   });
 

@@ -344,4 +344,16 @@ test('a stale socket file is replaced and the socket directory is created 0700',
   const host3 = new NriHost({ access: new FakeAccess(), logger: testLogger().logger, runtimeVersion: 't', socketPath: join(dir, 'file.sock'), pluginDir: join(dir, 'none') });
   t.after(() => host3.stop());
   await assert.rejects(host3.start(), /exists and is not a socket/);
+  assert.equal(statSync(fresh).mode & 0o777, 0o600, 'the NRI socket is root-only whatever the umask');
+  // A socket another runtime serves (containerd 2.x uses the same default path) is never taken over.
+  const other = join(dir, 'other.sock');
+  const rival = net.createServer().listen(other);
+  await new Promise<void>((r) => rival.once('listening', () => r()));
+  t.after(() => rival.close());
+  const host4 = new NriHost({ access: new FakeAccess(), logger: testLogger().logger, runtimeVersion: 't', socketPath: other, pluginDir: join(dir, 'none') });
+  t.after(() => host4.stop());
+  await assert.rejects(host4.start(), /another process is serving the NRI socket .*set nri_socket/);
+  const still = net.connect(other);
+  await new Promise<void>((r, j) => still.once('connect', r).once('error', j));
+  still.destroy();
 });

@@ -42,6 +42,8 @@ export interface CrispConfig {
   streaming_idle_timeout: number;
   streaming_tls_cert: string;
   streaming_tls_key: string;
+  streaming_url_ttl: number;
+  streaming_allow_insecure_remote: boolean;
   nri_enabled: boolean;
   nri_socket: string;
   nri_plugin_dir: string;
@@ -60,6 +62,11 @@ interface KeyDoc {
   min?: number;
   /** The number must be above 0 (fractions allowed): a zero timeout would fail every call. */
   positive?: boolean;
+}
+
+/** Loopback only: 127.0.0.0/8, ::1, localhost. */
+function isLoopback(address: string): boolean {
+  return address === 'localhost' || address === '::1' || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(address);
 }
 
 export const DEFAULT_CONFIG: CrispConfig = {
@@ -89,6 +96,8 @@ export const DEFAULT_CONFIG: CrispConfig = {
   streaming_idle_timeout: 14400,
   streaming_tls_cert: '',
   streaming_tls_key: '',
+  streaming_url_ttl: 60,
+  streaming_allow_insecure_remote: false,
   nri_enabled: true,
   nri_socket: '/var/run/nri/nri.sock',
   nri_plugin_dir: '/opt/nri/plugins',
@@ -104,7 +113,7 @@ export const DEFAULT_CONFIG: CrispConfig = {
 };
 
 const DOCS: Record<keyof CrispConfig, KeyDoc> = {
-  socket: { doc: 'CRI gRPC socket (mode 0660, parent directory 0700)' },
+  socket: { doc: 'CRI gRPC socket (mode 0660; a parent directory crisp creates is 0700)' },
   root: { doc: 'persistent state: pod/container records, CNI cache, embedded containerd root' },
   state: { doc: 'runtime state: pinned namespaces, FIFOs, embedded containerd state' },
   log_level: { doc: 'trace, debug, info, warn, error or fatal', oneOf: ['trace', 'debug', 'info', 'warn', 'error', 'fatal'] },
@@ -130,6 +139,8 @@ const DOCS: Record<keyof CrispConfig, KeyDoc> = {
   streaming_idle_timeout: { doc: 'seconds an idle streaming session stays open', min: 1 },
   streaming_tls_cert: { doc: 'PEM certificate for the streaming server; with streaming_tls_key it serves https (empty = plain http)' },
   streaming_tls_key: { doc: 'PEM private key for streaming_tls_cert (both or neither)' },
+  streaming_url_ttl: { doc: 'seconds an exec/attach/port-forward URL stays usable (once)', positive: true },
+  streaming_allow_insecure_remote: { doc: 'allow plain http on a non-loopback streaming_address (otherwise TLS is required there, as for kubelet)' },
   nri_enabled: { doc: 'run the NRI host' },
   nri_socket: { doc: 'socket external NRI plugins connect to' },
   nri_plugin_dir: { doc: 'pre-installed NRI plugins (NN-name) launched by crisp' },
@@ -203,6 +214,11 @@ export function resolveConfig(...layers: Record<string, unknown>[]): CrispConfig
         (config as unknown as Record<string, unknown>)[k] = value;
       }
     }
+  }
+  if (!config.streaming_tls_cert && !config.streaming_allow_insecure_remote && !isLoopback(config.streaming_address)) {
+    throw invalidArgument(
+      `config key "streaming_address": ${config.streaming_address} is not a loopback address; set streaming_tls_cert and streaming_tls_key, or streaming_allow_insecure_remote = true`,
+    );
   }
   if ((config.streaming_tls_cert === '') !== (config.streaming_tls_key === '')) {
     throw invalidArgument('config keys "streaming_tls_cert" and "streaming_tls_key": set both or neither');

@@ -223,8 +223,7 @@ export class Crispd {
       port: c.streaming_port,
       ...(c.streaming_tls_cert ? { tls: { cert: readPem('streaming_tls_cert'), key: readPem('streaming_tls_key') } } : {}),
       idleTimeoutMs: c.streaming_idle_timeout * 1000,
-      // Test hook: a short token lifetime, so tests can see expired URLs refused.
-      ...(process.env.CRISP_STREAMING_TOKEN_TTL_MS ? { tokenTtlMs: Number(process.env.CRISP_STREAMING_TOKEN_TTL_MS) } : {}),
+      tokenTtlMs: c.streaming_url_ttl * 1000,
       runtime: new SandboxStreaming({ containers, pods, runtime, execDir: join(c.state, 'exec'), log: this.log.child({ component: 'streaming' }) }),
       log: this.log.child({ component: 'streaming' }),
     });

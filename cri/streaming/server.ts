@@ -101,18 +101,21 @@ export class StreamingServer {
     await closed;
   }
 
-  /** The target a path's token stands for, consuming the token; undefined: answer 404. */
-  private take(req: IncomingMessage): StreamingTarget | undefined {
+  /**
+   * The target a path's token stands for; undefined: answer 404. Only an upgrade (`consume`) uses the
+   * token up: a plain request (a probe, a client without upgrade headers) leaves it for the real one.
+   */
+  private take(req: IncomingMessage, consume: boolean): StreamingTarget | undefined {
     if (req.method !== 'GET' && req.method !== 'POST') return undefined;
     const path = (req.url ?? '').split('?')[0] ?? '';
     const m = ROUTE.exec(path);
     if (!m) return undefined;
-    const target = this.tokens.consume(m[2]!);
+    const target = consume ? this.tokens.consume(m[2]!) : this.tokens.peek(m[2]!);
     return target && target.kind === m[1] ? target : undefined;
   }
 
   private onRequest(req: IncomingMessage, res: ServerResponse): void {
-    const target = this.take(req);
+    const target = this.take(req, false);
     if (!target) {
       res.writeHead(404, { 'Content-Length': '0' }).end();
       return;
@@ -122,7 +125,7 @@ export class StreamingServer {
 
   private async onUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> {
     socket.on('error', () => undefined);
-    const target = this.take(req);
+    const target = this.take(req, true);
     if (!target) {
       socket.end('HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n');
       return;

@@ -45,6 +45,12 @@ export class TokenStore<T> {
     return e.expires > this.now() ? e.value : undefined;
   }
 
+  /** The value without using the token up (undefined: unknown or expired). */
+  peek(token: string): T | undefined {
+    const e = this.entries.get(token);
+    return e && e.expires > this.now() ? e.value : undefined;
+  }
+
   get size(): number {
     this.sweep();
     return this.entries.size;

@@ -36,3 +36,11 @@ test('the printed default config parses back to the defaults', () => {
   const parsed = parse(defaultConfigToml()) as Record<string, unknown>;
   assert.deepEqual(resolveConfig(parsed), DEFAULT_CONFIG);
 });
+
+test('streaming on a non-loopback address needs TLS or an explicit insecure opt-in', () => {
+  assert.throws(() => resolveConfig({ streaming_address: '0.0.0.0' }), /streaming_address.*not a loopback address.*streaming_allow_insecure_remote/);
+  assert.equal(resolveConfig({ streaming_address: '0.0.0.0', streaming_allow_insecure_remote: true }).streaming_address, '0.0.0.0');
+  assert.equal(resolveConfig({ streaming_address: '127.0.0.2' }).streaming_address, '127.0.0.2');
+  assert.equal(resolveConfig({ streaming_address: '::1' }).streaming_address, '::1');
+  assert.throws(() => resolveConfig({ streaming_url_ttl: 0 }), /streaming_url_ttl/);
+});

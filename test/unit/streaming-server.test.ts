@@ -86,6 +86,11 @@ test('URLs are /kind/token on the listening address; tokens are single use and e
   assert.match(url, /^http:\/\/127\.0\.0\.1:\d+\/exec\/[A-Za-z0-9_-]{43}$/);
   const first = await fetch(url, { method: 'POST' });
   assert.equal(first.status, 400);
+  // A plain request does not use the token up: only an upgrade does.
+  assert.equal((await fetch(url, { method: 'POST' })).status, 400);
+  const up = await rawUpgrade(url, spdyHeaders('v4.channel.k8s.io'));
+  assert.match(up.head, /^HTTP\/1\.1 101/);
+  up.socket.destroy();
   const again = await fetch(url, { method: 'POST' });
   assert.equal(again.status, 404);
   assert.equal(await again.text(), '');

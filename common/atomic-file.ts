@@ -4,13 +4,18 @@ import { open, rename, rm } from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
 import { basename, dirname, join } from 'node:path';
 
-export async function writeFileAtomic(path: string, data: string, mode = 0o600): Promise<void> {
+/**
+ * `durable: false` skips the fsyncs: the file survives a crash of the process (the page cache is the
+ * kernel's), not a power cut — enough for state that a power cut makes moot anyway.
+ */
+export async function writeFileAtomic(path: string, data: string, mode = 0o600, opts: { durable?: boolean } = {}): Promise<void> {
+  const durable = opts.durable ?? true;
   const dir = dirname(path);
   const tmp = join(dir, `.${basename(path)}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`);
   const fh = await open(tmp, 'wx', mode);
   try {
     await fh.writeFile(data);
-    await fh.sync();
+    if (durable) await fh.sync();
   } catch (err) {
     await fh.close();
     await rm(tmp, { force: true });
@@ -23,6 +28,7 @@ export async function writeFileAtomic(path: string, data: string, mode = 0o600):
     await rm(tmp, { force: true });
     throw err;
   }
+  if (!durable) return;
   // Persist the rename itself; without this a power cut can leave the directory entry unwritten.
   const d = await open(dir, 'r');
   try {

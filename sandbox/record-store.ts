@@ -4,7 +4,7 @@
 import { mkdir, readdir, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { writeFileAtomic } from '../common/atomic-file.js';
-import { notFound, errorMessage } from '../common/errors.js';
+import { notFound, errorMessage, isENOENT } from '../common/errors.js';
 import type { Logger } from '../common/logger.js';
 
 export interface StoredRecord {
@@ -38,6 +38,8 @@ export class RecordStore<T extends StoredRecord> {
         this.records.set(rec.id, rec);
         this.names.set(this.nameOf(rec), rec.id);
       } catch (err) {
+        // A directory without a record is one whose creation never finished; its owner cleans it up.
+        if (isENOENT(err)) continue;
         this.log.warn({ [this.kind]: id, err: errorMessage(err) }, `skipping unreadable ${this.kind} record`);
       }
     }

@@ -30,6 +30,7 @@ import type { ResourceSpec } from './types.js';
 import { linuxResources } from './oci-spec.js';
 import type { UsernsMounts } from '../userns/userns-mounts.js';
 import { PreparedMounts } from './prepared-mounts.js';
+import { sweepExecLeftovers } from './exec-leftovers.js';
 import { loadedProfiles } from '../apparmor.js';
 import { applyCdiDevices, cdiDevicesFromAnnotations, loadCdiRegistry } from './cdi.js';
 import { CDI_ANNOTATION } from './nri-adjust.js';
@@ -292,6 +293,8 @@ export class ContainerController {
   start(id: string): Promise<void> {
     const rec = this.get(id);
     return this.withLock(rec.id, async () => {
+      // A retry after crispd died inside StartContainer: the task it started was adopted at recovery.
+      if (rec.state === 'running') return;
       if (rec.state !== 'created') throw failedPrecondition(`container ${rec.id} is ${rec.state}, not created; it cannot be started`);
       const pod = this.opts.pods.get(rec.podId);
       if (pod.state !== 'ready') throw failedPrecondition(`pod sandbox ${pod.id} is not ready; cannot start containers in it`);
@@ -563,6 +566,7 @@ export class ContainerController {
 
   /** Bring one record in line with containerd (after a restart or a broken event stream). */
   private async reconcile(rec: ContainerRecord): Promise<void> {
+    if (rec.state === 'created') return this.adoptStartedTask(rec);
     if (rec.state !== 'running') return;
     const task = await this.opts.runtime.getTask(rec.id);
     if (task && task.status !== 'stopped') return;
@@ -580,8 +584,35 @@ export class ContainerController {
     }
   }
 
+  /**
+   * A record still "created" whose task exists: crispd died inside StartContainer. A running task is
+   * the container running (its status comes from the task); an exited one is recorded as an exit; a
+   * task created but never started is deleted, so a retried StartContainer starts afresh.
+   */
+  private async adoptStartedTask(rec: ContainerRecord): Promise<void> {
+    const task = await this.opts.runtime.getTask(rec.id);
+    if (!task) return;
+    if (task.status === 'running' || task.status === 'paused') {
+      rec.state = 'running';
+      rec.pid = task.pid;
+      rec.startedAt ||= nowNanos();
+      await this.store.save(rec);
+      this.opts.log.info({ container: rec.id.slice(0, 12), pid: task.pid }, 'container started before a crash of crispd: adopted as running');
+      this.emit('started', rec);
+      return;
+    }
+    if (task.status === 'stopped') {
+      rec.state = 'running';
+      await this.recordExit(rec, task.exitStatus, task.exitedAt);
+      return;
+    }
+    await this.opts.runtime.deleteTask(rec.id);
+    await stopLogger(this.loggerFiles(rec).pidFile);
+  }
+
   /** Load records, reconcile them with containerd, and follow its events. */
   async recover(): Promise<void> {
+    void sweepExecLeftovers(this.opts.execDir, this.opts.log).catch((err: unknown) => this.opts.log.warn({ err: errorMessage(err) }, 'sweeping leftover exec directories failed'));
     const recs = await this.store.load();
     for (const rec of recs) {
       try {

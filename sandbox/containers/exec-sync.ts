@@ -44,7 +44,8 @@ export async function execSync(args: {
       if (!exited) {
         await runtime.kill(c.id, 9, { execId });
         await runtime.wait(c.id, execId, 10_000);
-        throw new CrispError('DEADLINE_EXCEEDED', `command ${JSON.stringify(args.cmd)} timed out after ${args.timeoutSeconds} s`);
+        // The command's arguments stay out of the error: it is logged, and arguments may carry secrets.
+        throw new CrispError('DEADLINE_EXCEEDED', `command ${JSON.stringify(args.cmd[0])} timed out after ${args.timeoutSeconds} s`);
       }
       // Deleting the process waits for the shim to finish copying its output into the FIFOs.
       await runtime.deleteExec(c.id, execId);

@@ -14,8 +14,9 @@ import { alreadyExists, errorMessage, failedPrecondition, notFound, withContext 
 import { nowNanos } from '../../common/time.js';
 import type { PodNetwork } from '../../cni/index.js';
 import { pinNamespaces, unpinNamespaces, applySysctls } from '../../native/nshelper.js';
-import { createCgroup, removeCgroup, type CgroupDriver } from '../cgroups.js';
-import { PodStore } from './store.js';
+import { cgroupExists, createCgroup, removeCgroup, type CgroupDriver } from '../cgroups.js';
+import { removeJournal, unfinishedPods, writeJournal, type JournaledPod } from './creation-journal.js';
+import { PodStore, POD_RECORD_FILE } from './store.js';
 import { writePodFiles } from './pod-files.js';
 import { mountShm, unmountIfMounted } from './shm.js';
 import { podFullName, type PodRecord, type PodResources, type PodSpec } from './types.js';
@@ -139,7 +140,7 @@ export class PodController {
     const started = Date.now();
     this.store.reserveName(name, id);
     undo.push('name reservation', async () => this.store.releaseName(name, id));
-    const rec: PodRecord = {
+    const rec: JournaledPod = {
       id,
       spec,
       state: 'notready',
@@ -164,6 +165,8 @@ export class PodController {
       if (spec.logDirectory) await mkdir(spec.logDirectory, { recursive: true, mode: 0o755 });
       await mkdir(rec.dir, { recursive: true, mode: 0o700 });
       undo.push('pod directory', () => rm(rec.dir, { recursive: true, force: true }));
+      // From here on a crash leaves a journal the next start takes apart (recover()).
+      await writeJournal(rec);
       const nsDir = join(rec.runDir, 'ns');
       await mkdir(nsDir, { recursive: true, mode: 0o700 });
       undo.push('run directory', () => rm(rec.runDir, { recursive: true, force: true }));
@@ -183,6 +186,7 @@ export class PodController {
       );
       undo.push('pinned namespaces', () => unpinNamespaces(nsDir));
       rec.pins = { ...pinned };
+      await writeJournal(rec);
 
       if (Object.keys(spec.sysctls).length > 0) {
         await step('applying sysctls', () =>
@@ -192,15 +196,19 @@ export class PodController {
 
       if (ns.ipc === 'pod') {
         const shm = join(rec.runDir, 'shm');
+        rec.shmPath = shm;
+        await writeJournal(rec);
         await step('mounting /dev/shm', () => mountShm(shm, spec.shmSize));
         undo.push('shm', () => unmountIfMounted(shm));
-        rec.shmPath = shm;
         const userns = this.opts.userns;
         if (ns.userns && userns) await step('handing /dev/shm to the pod root', () => userns.preparePodShm(rec, shm));
       }
 
       const cgroupPath = spec.cgroupParent || (this.opts.cgroupDriver === 'systemd' ? `crisp-${id.slice(0, 12)}.slice` : `${this.opts.defaultCgroupParent}/crisp-${id}`);
       if (this.opts.cgroupDriver === 'cgroupfs') {
+        // Journaled as ours only if it does not exist yet (kubelet's own parent is never removed).
+        rec.cgroup = { path: cgroupPath, created: !(await cgroupExists(cgroupPath)) };
+        await writeJournal(rec);
         const created = await step(`creating cgroup ${cgroupPath}`, () => createCgroup(cgroupPath));
         if (created) undo.push('cgroup', () => removeCgroup(cgroupPath));
         rec.cgroup = { path: cgroupPath, created };
@@ -215,11 +223,14 @@ export class PodController {
         undo.push('pid namespace', () => stopPodPidNamespace(nsDir, holder.pid));
         rec.pins.pid = holder.path;
         rec.pidInit = holder.pid;
+        await writeJournal(rec);
       }
 
       if (podNet) {
         const netns = rec.pins.net!;
         await step('bringing up loopback', () => this.opts.network.loopbackUp(netns, id));
+        rec.networkAttempted = true;
+        await writeJournal(rec);
         const added = await step('CNI ADD', () =>
           this.opts.network.add({
             containerId: id,
@@ -246,7 +257,9 @@ export class PodController {
       rec.state = 'ready';
       // Plugins see the pod before anyone can list it or create containers in it.
       await step('NRI RunPodSandbox', () => this.nri.runPodSandbox(rec));
+      delete rec.networkAttempted;
       await step('saving pod record', () => this.store.save(rec));
+      await removeJournal(rec.dir);
       log.info({ ms: Date.now() - started, ips: rec.ips.map((i) => i.ip) }, 'pod sandbox ready');
       this.emit('created', rec);
       this.emit('started', rec);
@@ -281,6 +294,40 @@ export class PodController {
       }
       await this.store.save(pod);
     });
+  }
+
+  /**
+   * Undoes a RunPodSandbox that crispd did not live to finish, from its journal: every step is tried;
+   * the journal stays for the next start if one fails.
+   */
+  private async takeApart(pod: JournaledPod): Promise<void> {
+    const log = this.opts.log.child({ pod: pod.id.slice(0, 12) });
+    const steps: [string, () => Promise<unknown>][] = [];
+    if (pod.runDir) {
+      const nsDir = join(pod.runDir, 'ns');
+      const netns = join(nsDir, 'net');
+      if (pod.networkAttempted) steps.push(['CNI DEL', () => this.opts.network.del({ containerId: pod.id, ...(existsSync(netns) ? { netnsPath: netns } : {}) })]);
+      if (pod.pidInit !== undefined) steps.push(['pid namespace holder', () => stopPodPidNamespace(nsDir, pod.pidInit!)]);
+      steps.push(['/dev/shm', () => unmountIfMounted(join(pod.runDir, 'shm'))]);
+      const userns = this.opts.userns;
+      if (pod.spec?.namespaces?.userns && userns) steps.push(['idmapped pod files', () => userns.releasePod(pod)]);
+      steps.push(['pinned namespaces', () => unpinNamespaces(nsDir)]);
+    }
+    if (pod.cgroup?.created) steps.push(['cgroup', () => removeCgroup(pod.cgroup.path)]);
+    let failed = false;
+    for (const [what, run] of steps) {
+      try {
+        await run();
+      } catch (err) {
+        failed = true;
+        log.warn({ step: what, err: errorMessage(err) }, 'undoing a pod whose creation was interrupted: step failed; retried at the next start');
+      }
+    }
+    if (failed) return;
+    // Only once nothing is mounted below them: a recursive rm would otherwise walk into a mount.
+    if (pod.runDir) await rm(pod.runDir, { recursive: true, force: true });
+    await rm(pod.dir, { recursive: true, force: true });
+    log.info({ name: pod.spec ? podFullName(pod.spec.metadata) : undefined }, 'pod whose creation was interrupted by a crash: taken apart');
   }
 
   /** RemovePodSandbox: stop, remove containers, unpin everything, delete state. Idempotent. */
@@ -349,6 +396,7 @@ export class PodController {
    * rebooted and /run was cleared) is marked NOTREADY with the reason.
    */
   async recover(): Promise<PodRecord[]> {
+    for (const half of await unfinishedPods(this.store.dir, POD_RECORD_FILE)) await this.takeApart(half);
     const pods = await this.store.load();
     for (const pod of pods) {
       if (pod.state !== 'ready') continue;

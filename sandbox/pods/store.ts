@@ -3,9 +3,11 @@ import type { Logger } from '../../common/logger.js';
 import { RecordStore } from '../record-store.js';
 import { podFullName, type PodRecord } from './types.js';
 
+export const POD_RECORD_FILE = 'pod.json';
+
 export class PodStore extends RecordStore<PodRecord> {
   constructor(dir: string, log: Logger) {
-    super(dir, 'pod', 'pod.json', (p) => podFullName(p.spec.metadata), log);
+    super(dir, 'pod', POD_RECORD_FILE, (p) => podFullName(p.spec.metadata), log);
   }
 
   podDir(id: string): string {

@@ -19,6 +19,7 @@ import { PodController } from '../sandbox/pods/controller.js';
 import { ContainerController } from '../sandbox/containers/controller.js';
 import { ContainerdRuntime } from '../backend/containerd/runtime.js';
 import { ensureDefaultProfile } from '../sandbox/apparmor.js';
+import { CniStatusCache } from '../cni/status-cache.js';
 import { probeHostFeatures } from '../sandbox/host-features.js';
 import { NriHost } from '../nri/host/index.js';
 import { crispVersion } from '../common/version.js';
@@ -28,6 +29,9 @@ import { allowTraversal } from '../sandbox/userns/state-dirs.js';
 import { readFileSync } from 'node:fs';
 import { StreamingServer } from '../cri/streaming/server.js';
 import { SandboxStreaming } from '../sandbox/streaming.js';
+import { CriClient } from '../cri/client.js';
+import { MetricsServer, registerRuntimeMetrics, instrumentImagePulls } from './metrics-server.js';
+import { SdNotify } from './sd-notify.js';
 
 export type DaemonState = 'INITIALIZED' | 'STARTING' | 'RUNNING' | 'STOPPING' | 'STOPPED' | 'FAILED';
 
@@ -39,6 +43,11 @@ export class Crispd {
   private readonly undo: Undo[] = [];
   private cri: CriServer | undefined;
   private embedded: EmbeddedContainerd | undefined;
+  private notify: SdNotify | undefined;
+  /** A Version call over the CRI socket, as kubelet makes it (readiness, /healthz). */
+  private criAnswers: (() => Promise<unknown>) | undefined;
+  /** Arms /healthz once crispd runs. */
+  private healthChecks: (() => void) | undefined;
   readonly metrics = new Registry();
 
   constructor(
@@ -53,10 +62,17 @@ export class Crispd {
   async start(): Promise<void> {
     if (this.state !== 'INITIALIZED') throw new Error(`crispd cannot start from state ${this.state}`);
     this.state = 'STARTING';
+    // systemd (Type=notify): READY=1 once the CRI socket answers; children never see NOTIFY_SOCKET.
+    this.notify = SdNotify.fromEnvironment(this.log.child({ component: 'sd_notify' }));
     try {
       await this.startLayers();
       this.state = 'RUNNING';
       this.log.info({ socket: this.cri?.path }, 'crispd is serving CRI');
+      this.healthChecks?.();
+      if (this.notify.enabled) {
+        await this.criAnswers?.();
+        await this.notify.ready(`serving CRI on ${this.cri?.path}`);
+      }
     } catch (err) {
       this.state = 'FAILED';
       await this.runUndo();
@@ -72,6 +88,14 @@ export class Crispd {
     await prepareSocket(socketPath(c.socket));
     const lock = lockStateDir(c.state);
     this.undo.push({ what: 'state lock', run: () => lock.release() });
+    // Bound before anything else starts: an address that cannot be bound stops the start naming the key.
+    let metricsServer: MetricsServer | undefined;
+    if (c.metrics_address !== '') {
+      const server = new MetricsServer({ address: c.metrics_address, registry: this.metrics, log: this.log.child({ component: 'metrics' }) });
+      await server.start();
+      metricsServer = server;
+      this.undo.push({ what: 'metrics server', run: () => server.stop() });
+    }
 
     let address = c.containerd_address;
     if (address === '') {
@@ -114,12 +138,15 @@ export class Crispd {
     if (usernsSupport.userNamespaces) await allowTraversal([c.state, ...(this.embedded ? [join(c.state, 'containerd')] : [])]);
     const userns = new UsernsMounts({ stateDir: c.state, support: usernsSupport, log: this.log.child({ component: 'userns' }) });
     this.undo.push({ what: 'userns read-only layer views', run: () => userns.close() });
+    // Status is polled by kubelet every few seconds: plugins are asked again only after a change.
+    const networkStatus = new CniStatusCache(() => network.status(), c.cni_conf_dir);
+    this.undo.push({ what: 'CNI status watcher', run: async () => networkStatus.close() });
     const node = new NodeStatus({
       containerd,
       containerdAddress: address,
       embedded: this.embedded !== undefined,
       network: async () => {
-        const st = await network.status();
+        const st = await networkStatus.get();
         return { ready: st.ready, reason: st.reason ?? '', message: st.message ?? '' };
       },
       // The default handler is listed as "" (what kubelet asks for) and under its own name.
@@ -134,14 +161,14 @@ export class Crispd {
       logger: this.log.child({ component: 'registry' }),
     });
     this.undo.push({ what: 'registry client', run: () => registry.close() });
-    const images = new ImageService(containerd, registry, {
+    const images = instrumentImagePulls(new ImageService(containerd, registry, {
       snapshotter: c.snapshotter,
       maxConcurrentDownloads: c.image_max_concurrent_downloads,
       progressTimeoutMs: c.image_pull_progress_timeout * 1000,
       progressDir: join(c.state, 'pulls'),
       pinned: c.image_pinned,
       log: this.log.child({ component: 'images' }),
-    });
+    }), this.metrics);
     const pods = new PodController({
       podsDir: join(c.root, 'pods'),
       runDir: join(c.state, 'pods'),
@@ -178,6 +205,7 @@ export class Crispd {
     });
     pods.setContainerHooks({ stopAll: (id) => containers.stopAllInPod(id), removeAll: (id) => containers.removeAllInPod(id) });
     await containers.recover();
+    let nriHost: NriHost | undefined;
     if (c.nri_enabled) {
       const nri = new NriHost({
         access: {
@@ -199,6 +227,7 @@ export class Crispd {
         enableExternal: true,
       });
       await nri.start();
+      nriHost = nri;
       this.undo.push({ what: 'NRI host', run: () => nri.stop() });
       pods.setNri(nri);
       containers.setNri(nri);
@@ -229,6 +258,14 @@ export class Crispd {
     });
     await streaming.start();
     this.undo.push({ what: 'streaming server', run: () => streaming.stop() });
+    registerRuntimeMetrics(this.metrics, {
+      version: crispVersion(),
+      pods: () => pods.list(),
+      containers: () => containers.list(),
+      ...(nriHost ? { nriPlugins: () => nriHost.plugins() } : {}),
+      containerdPing: (ms) => containerd.ping(ms),
+      streamingSessions: () => streaming.activeSessions,
+    });
     const deps = { node, images, pods, podMapping, containers, streaming };
     this.cri = await startCriServer(socketPath(c.socket), instrument, runtimeHandlers(deps), imageHandlers(deps));
     const cri = this.cri;
@@ -245,6 +282,18 @@ export class Crispd {
         await Promise.race([done, new Promise((r) => setTimeout(r, 1000).unref())]);
       },
     });
+    const probe = new CriClient(`unix://${cri.path}`, 2000);
+    this.undo.push({ what: 'CRI probe client', run: () => probe.close() });
+    const criAnswers = () => probe.runtime.unary('Version', { version: 'v1' });
+    this.criAnswers = criAnswers;
+    if (metricsServer) {
+      const server = metricsServer;
+      this.healthChecks = () =>
+        server.setHealthChecks([
+          { name: 'cri', check: criAnswers },
+          { name: 'containerd', check: (ms) => containerd.ping(ms) },
+        ]);
+    }
   }
 
   private async runUndo(): Promise<void> {
@@ -262,6 +311,7 @@ export class Crispd {
     if (this.state === 'STOPPING' || this.state === 'STOPPED') return;
     this.state = 'STOPPING';
     this.log.info('crispd stopping');
+    if (this.notify?.enabled) await this.notify.stopping();
     await this.runUndo();
     this.state = 'STOPPED';
     this.log.info('crispd stopped');

@@ -183,8 +183,9 @@ describe('pod sandboxes without a pause container', () => {
       [podConfig('bad4'), 'no-such-handler', /runtime_handler: "no-such-handler" is not configured/],
       [podConfig('bad5', { dnsConfig: { servers: ['10.0.0.1'], options: ['ndots 5'] } }), '', /config\.dns_config\.options\[0\]/],
       [podConfig('bad6', { dnsConfig: { servers: ['not-an-ip'] } }), '', /config\.dns_config\.servers\[0\]/],
-      [podConfig('bad7', { logDirectory: '/etc/evil' }), '', /config\.log_directory: "\/etc\/evil" is outside the pod log root/],
-      [podConfig('bad8', { hostname: 'bad_host!' }), '', /config\.hostname/],
+      [podConfig('bad7', { logDirectory: 'relative/logs' }), '', /config\.log_directory: "relative\/logs" must be an absolute path/],
+      [podConfig('bad8', { hostname: 'h'.repeat(65) }), '', /config\.hostname: .* is 65 bytes; the kernel allows at most 64/],
+      [podConfig('bad9', { hostname: 'two words' }), '', /config\.hostname: .* contains whitespace or control characters/],
     ];
     for (const [config, handler, message] of cases) {
       await assert.rejects(d.client.runtime.unary('RunPodSandbox', { config, runtimeHandler: handler }), (err: unknown) => {

@@ -1,0 +1,46 @@
+// The CNI status cache: one read per age window, shared by concurrent callers, and a change in the
+// conf dir makes the next call read again.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync, writeFileSync, unlinkSync } from 'node:fs';
+import { join } from 'node:path';
+import { tmpdir } from 'node:os';
+import { CniStatusCache } from '../../cni/status-cache.js';
+import type { CniStatus } from '../../cni/network.js';
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+test('reads once per window, shares a read, and re-reads after a conf dir change', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'crisp-cni-cache-'));
+  let reads = 0;
+  let ready = true;
+  let clock = 0;
+  const cache = new CniStatusCache(
+    async () => {
+      reads++;
+      await sleep(20);
+      return { ready } as CniStatus;
+    },
+    dir,
+    5000,
+    () => clock,
+  );
+  try {
+    const [a, b] = await Promise.all([cache.get(), cache.get()]);
+    assert.equal(reads, 1, 'concurrent callers share one read');
+    assert.ok(a.ready && b.ready);
+    await cache.get();
+    assert.equal(reads, 1, 'fresh answers are served from the cache');
+    clock = 6000;
+    await cache.get();
+    assert.equal(reads, 2, 'an old answer is read again');
+    writeFileSync(join(dir, '10-net.conflist'), '{}');
+    ready = false;
+    for (let i = 0; i < 50 && (await cache.get()).ready; i++) await sleep(20);
+    assert.equal((await cache.get()).ready, false, 'a change in the conf dir is seen at once');
+    unlinkSync(join(dir, '10-net.conflist'));
+  } finally {
+    cache.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});

@@ -6,6 +6,7 @@ import { readFile, mkdir, rm, stat } from 'node:fs/promises';
 import { dirname, join, normalize, relative, isAbsolute } from 'node:path';
 import type { Logger } from '../../common/logger.js';
 import { Listeners } from '../../common/listeners.js';
+import { UndoStack } from '../../common/undo-stack.js';
 import { KeyedLock } from '../../common/keyed-lock.js';
 import { alreadyExists, failedPrecondition, invalidArgument, errorMessage, withContext, isENOENT, isCrispError } from '../../common/errors.js';
 import { nowNanos, sleep } from '../../common/time.js';
@@ -171,7 +172,8 @@ export class ContainerController {
     // The name is reserved before the first await, so two concurrent creates cannot both have it.
     const id = randomBytes(32).toString('hex');
     this.store.reserveName(key, id);
-    const undo: { what: string; run: () => Promise<unknown> }[] = [{ what: 'name', run: async () => this.store.releaseName(key, id) }];
+    const undo = new UndoStack();
+    undo.push('name', async () => this.store.releaseName(key, id));
     const log = this.opts.log.child({ container: id.slice(0, 12), pod: pod.id.slice(0, 12), name: spec.metadata.name });
     try {
       const image = await this.opts.images.require(spec.image);
@@ -179,7 +181,7 @@ export class ContainerController {
       await this.checkMounts(spec);
       const dir = this.store.recordDir(id);
       await mkdir(dir, { recursive: true, mode: 0o700 });
-      undo.push({ what: 'dir', run: () => rm(dir, { recursive: true, force: true }) });
+      undo.push('dir', () => rm(dir, { recursive: true, force: true }));
       const cgroupsPath = containerCgroupsPath(this.opts.cgroupDriver, pod.cgroup.path, id);
       const imageRef = image.repoDigests[0] ?? image.repoTags[0] ?? image.id;
 
@@ -189,9 +191,9 @@ export class ContainerController {
         image: imageRef,
         labels: { 'io.cri-containerd.kind': 'container', 'io.crisp.pod': pod.id, 'io.crisp.name': spec.metadata.name },
       });
-      undo.push({ what: 'containerd container', run: () => this.opts.runtime.deleteContainer(id) });
+      undo.push('containerd container', () => this.opts.runtime.deleteContainer(id));
       const rootfs = await this.opts.runtime.prepareRootfs(id, image.topChainId);
-      undo.push({ what: 'rootfs', run: () => this.opts.runtime.removeRootfs(id) });
+      undo.push('rootfs', () => this.opts.runtime.removeRootfs(id));
 
       const layers = layerDirs(rootfs);
       const readImageFile = async (p: string) => {
@@ -206,12 +208,12 @@ export class ContainerController {
       });
       const devices = spec.security.privileged ? await allHostDevices() : await resolveDevices(spec.devices);
       // Recursive read-only binds and image volumes are built on the host; the spec binds those.
-      undo.push({ what: 'prepared mounts', run: () => this.prepared.release(id, spec.mounts) });
+      undo.push('prepared mounts', () => this.prepared.release(id, spec.mounts));
       const mounts = await this.prepared.prepare(id, spec.mounts);
       // User-namespace pods bind idmapped views of their pod files and volumes instead of the originals.
       let mountSourceOverrides: Record<string, string> | undefined;
       if (userns) {
-        undo.push({ what: 'userns mounts', run: () => userns.releaseContainer(id) });
+        undo.push('userns mounts', () => userns.releaseContainer(id));
         mountSourceOverrides = await userns.prepareContainerMounts(id, pod, mounts);
       }
       const aa = spec.security.apparmor;
@@ -282,9 +284,7 @@ export class ContainerController {
       await this.nri.postCreateContainer(pod, rec).catch((err: unknown) => log.warn({ err: errorMessage(err) }, 'NRI PostCreateContainer failed'));
       return id;
     } catch (err) {
-      for (const u of undo.reverse()) {
-        await u.run().catch((e: unknown) => log.error({ step: u.what, err: errorMessage(e) }, 'cleanup after failed CreateContainer failed'));
-      }
+      await undo.unwind(log, `cleanup after failed CreateContainer ${spec.metadata.name}`);
       throw isCrispError(err) ? err : withContext(`creating container ${spec.metadata.name} in pod ${pod.id.slice(0, 12)}`, err);
     }
   }

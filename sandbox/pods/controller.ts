@@ -8,6 +8,7 @@ import { mkdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Logger } from '../../common/logger.js';
 import { Listeners } from '../../common/listeners.js';
+import { UndoStack } from '../../common/undo-stack.js';
 import { KeyedLock } from '../../common/keyed-lock.js';
 import { processAlive } from '../../common/process.js';
 import { alreadyExists, errorMessage, failedPrecondition, notFound, withContext } from '../../common/errors.js';
@@ -46,22 +47,6 @@ export interface PodControllerOptions {
 }
 
 /** Undo steps of a half-built pod, run in reverse when a later step fails. */
-class UndoStack {
-  private readonly steps: { what: string; run: () => Promise<void> }[] = [];
-  push(what: string, run: () => Promise<void>): void {
-    this.steps.push({ what, run });
-  }
-  async unwind(log: Logger, podId: string): Promise<void> {
-    for (const s of this.steps.reverse()) {
-      try {
-        await s.run();
-      } catch (err) {
-        log.error({ pod: podId, step: s.what, err: errorMessage(err) }, 'cleanup after failed RunPodSandbox failed');
-      }
-    }
-  }
-}
-
 /** Replaces both values (an absent one is cleared, as kubelet sends the whole state). */
 function setPodResources(spec: PodSpec, r: PodResources): void {
   if (r.overhead) spec.overhead = r.overhead;
@@ -265,7 +250,7 @@ export class PodController {
       this.emit('started', rec);
       return id;
     } catch (err) {
-      await undo.unwind(log, id);
+      await undo.unwind(log, `cleanup after failed RunPodSandbox of pod ${id.slice(0, 12)}`);
       throw err;
     }
   }

@@ -1,0 +1,27 @@
+// The cleanup of a multi-step create: each step that made something pushes how to undo it; on failure
+// the steps are undone newest first, every one tried, each failure logged with the step's name (a
+// failed undo must not hide the error that caused it, nor stop the undos after it).
+import type { Logger } from './logger.js';
+import { errorMessage } from './errors.js';
+
+export class UndoStack {
+  private readonly steps: { what: string; run: () => Promise<unknown> }[] = [];
+
+  push(what: string, run: () => Promise<unknown>): void {
+    this.steps.push({ what, run });
+  }
+
+  /** Runs every undo, newest first; returns the names of the steps whose undo failed. */
+  async unwind(log: Logger, context: string): Promise<string[]> {
+    const failed: string[] = [];
+    for (const s of this.steps.splice(0).reverse()) {
+      try {
+        await s.run();
+      } catch (err) {
+        failed.push(s.what);
+        log.error({ step: s.what, err: errorMessage(err) }, `${context}: undoing "${s.what}" failed`);
+      }
+    }
+    return failed;
+  }
+}

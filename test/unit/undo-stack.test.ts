@@ -1,0 +1,24 @@
+// The one undo helper: newest first, every step tried, failures named and logged.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { Writable } from 'node:stream';
+import { UndoStack } from '../../common/undo-stack.js';
+import { createLogger } from '../../common/logger.js';
+
+test('undoes newest first, keeps going past a failure, and names it', async () => {
+  const lines: string[] = [];
+  const log = createLogger('error', new Writable({ write: (c: Buffer, _e, done) => (lines.push(c.toString()), done()) }));
+  const ran: string[] = [];
+  const undo = new UndoStack();
+  undo.push('dir', async () => void ran.push('dir'));
+  undo.push('mount', async () => {
+    ran.push('mount');
+    throw new Error('busy');
+  });
+  undo.push('name', async () => void ran.push('name'));
+  assert.deepEqual(await undo.unwind(log, 'cleanup of x'), ['mount']);
+  assert.deepEqual(ran, ['name', 'mount', 'dir']);
+  assert.equal(lines.length, 1);
+  assert.match(lines[0]!, /cleanup of x: undoing \\"mount\\" failed/);
+  assert.deepEqual(await undo.unwind(log, 'again'), [], 'an unwound stack is empty');
+});

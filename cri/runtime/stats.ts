@@ -141,6 +141,11 @@ export async function listPodSandboxStats(d: StatsDeps, req: ListPodSandboxStats
     .list()
     .filter((p) => p.state === 'ready')
     .filter((p) => !f || ((!f.id || p.id.startsWith(f.id)) && Object.entries(f.labelSelector).every(([k, v]) => p.spec.labels[k] === v)));
-  const stats = await Promise.all(pods.map((p) => onePod(d, p.id, mount).catch(() => undefined)));
-  return { stats: stats.filter((s): s is Input<PodSandboxStats> => s !== undefined) };
+  // A pod whose counters cannot be read is still listed, with its attributes only.
+  const stats = await Promise.all(
+    pods.map((p) =>
+      onePod(d, p.id, mount).catch(() => ({ attributes: { id: p.id, metadata: p.spec.metadata, labels: p.spec.labels, annotations: p.spec.annotations } })),
+    ),
+  );
+  return { stats };
 }

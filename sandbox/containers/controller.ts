@@ -320,12 +320,16 @@ export class ContainerController {
         const early = this.earlyExits.get(rec.id);
         if (early) {
           this.earlyExits.delete(rec.id);
-          void this.recordExit(rec, early.exitStatus, early.exitedAt).catch(() => undefined);
+          void this.recordExit(rec, early.exitStatus, early.exitedAt).catch((err: unknown) =>
+            this.opts.log.error({ container: rec.id.slice(0, 12), err: errorMessage(err) }, 'recording an early exit failed'),
+          );
         }
         await this.nri.postStartContainer(pod, rec).catch((err: unknown) => this.opts.log.warn({ err: errorMessage(err) }, 'NRI PostStartContainer failed'));
       } catch (err) {
-        await this.opts.runtime.deleteTask(rec.id).catch(() => undefined);
-        await stopLogger(this.loggerFiles(rec).pidFile).catch(() => undefined);
+        const cleanupFailed = (what: string) => (e: unknown) =>
+          this.opts.log.warn({ container: rec.id.slice(0, 12), err: errorMessage(e) }, `after a failed start: ${what} failed`);
+        await this.opts.runtime.deleteTask(rec.id).catch(cleanupFailed('deleting the task'));
+        await stopLogger(this.loggerFiles(rec).pidFile).catch(cleanupFailed('stopping the logger'));
         await this.releaseUsernsMounts(rec);
         rec.state = 'exited';
         rec.exitCode = 128;
@@ -490,7 +494,9 @@ export class ContainerController {
     const rec = this.get(id);
     this.stdins.get(rec.id)?.destroy();
     this.stdins.delete(rec.id);
-    if (rec.state === 'running') await this.opts.runtime.closeStdin(rec.id, '').catch(() => undefined);
+    if (rec.state === 'running') {
+      await this.opts.runtime.closeStdin(rec.id, '').catch((err: unknown) => this.opts.log.debug({ container: rec.id.slice(0, 12), err: errorMessage(err) }, 'closing stdin: the task is gone'));
+    }
   }
 
   /** ReopenContainerLog: the logger reopens the (rotated-away) path; returns once it has. */
@@ -627,7 +633,11 @@ export class ContainerController {
         onExit: (e) => this.onExit(e),
         onOom: (id) => this.oom.add(id),
         onReconnect: () => {
-          for (const rec of this.store.list()) void this.reconcile(rec).catch(() => undefined);
+          for (const rec of this.store.list()) {
+            void this.reconcile(rec).catch((err: unknown) =>
+              this.opts.log.warn({ container: rec.id.slice(0, 12), err: errorMessage(err) }, 'reconciling after the event stream reconnected failed'),
+            );
+          }
         },
       },
       this.opts.log,

@@ -29,7 +29,8 @@
  * Output: "<RFC3339Nano UTC> <stdout|stderr> <F|P> <message>\n" per record, message without its
  * newline; a line longer than 16 KiB becomes 16 KiB "P" records and a last "F" record; an unfinished
  * line followed by 100 ms without output is written as a "P" record (as CRI-O's conmon does), so
- * attach and log readers see prompts; a partial line at EOF or at SIGTERM is written as "F".
+ * attach and log readers see prompts; a partial line at EOF or at SIGTERM is written as "F" (an
+ * empty "F" ends a line already written as "P"), so every line ends with an F record.
  * Timestamps never go backwards.
  *
  * Signals: SIGUSR1 reopens the log path (after a rename by kubelet's rotation) and then rewrites the
@@ -78,6 +79,7 @@ struct stream {
   int fd; /* -1 once at EOF */
   const char *name;
   size_t pend_len;
+  bool line_open; /* a P record went out for a line whose end has not come yet */
   char pend[MAX_RECORD]; /* an unfinished line, never more than one record */
 };
 
@@ -333,7 +335,8 @@ static void out_flush(void) {
   g_out_len = 0;
 }
 
-static void emit(const struct stream *s, char tag, const char *msg, size_t len) {
+static void emit(struct stream *s, char tag, const char *msg, size_t len) {
+  s->line_open = tag == 'P';
   size_t need = g_ts_len + 1 + 6 + 3 + len + 1;
   if (g_out_len + need > OUT_CAP) out_flush();
   char *o = g_out + g_out_len;
@@ -384,8 +387,9 @@ static void feed(struct stream *s, const char *p, size_t len) {
   }
 }
 
+/* At EOF: the unfinished line ends here (an empty F closes one whose start went out as P). */
 static void flush_partial(struct stream *s) {
-  if (s->pend_len == 0) return;
+  if (s->pend_len == 0 && !s->line_open) return;
   stamp_now();
   emit(s, 'F', s->pend, s->pend_len);
   s->pend_len = 0;

@@ -365,10 +365,13 @@ test('an unfinished line is written as a P record after 100 ms of quiet (prompts
   await waitFor(() => readLog(r.files.logPath).some((x) => x.tag === 'P' && x.msg.toString() === 'prompt> '), 'P record for the prompt');
   await write(r.out, 'answer\n');
   await waitFor(() => readLog(r.files.logPath).some((x) => x.tag === 'F' && x.msg.toString() === 'answer'), 'F record for the rest');
+  // A last line without its newline: written as P after the quiet period, ended by an empty F at EOF.
+  await write(r.out, 'no-end');
+  await waitFor(() => readLog(r.files.logPath).some((x) => x.tag === 'P' && x.msg.toString() === 'no-end'), 'P record for the last line');
   await end(r.out);
   await end(r.err);
   assert.deepEqual(await r.exit, { code: 0, signal: null });
-  assert.deepEqual(readLog(r.files.logPath).map((x) => `${x.tag} ${x.msg.toString()}`), ['P prompt> ', 'F answer']);
+  assert.deepEqual(readLog(r.files.logPath).map((x) => `${x.tag} ${x.msg.toString()}`), ['P prompt> ', 'F answer', 'P no-end', 'F ']);
 });
 
 test('SIGTERM: what the pipes hold is written, partial lines flushed, exit 0', T, async () => {

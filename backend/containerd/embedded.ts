@@ -42,14 +42,30 @@ export function embeddedPaths(root: string, state: string): EmbeddedPaths {
   };
 }
 
-/** containerd 1.6 config (version 2) for the embedded child. */
+/**
+ * Plugins the embedded child must not run: crisp is the CRI runtime and the NRI host. containerd 1.6
+ * has one CRI plugin (`io.containerd.grpc.v1.cri`); 2.x splits it (images, runtime, the pod sandbox
+ * controller and its gRPC service) and runs NRI by default, which would take over crisp's NRI socket
+ * (/var/run/nri/nri.sock) and launch its plugins. containerd ignores ids it does not know, so one list
+ * serves 1.6, 1.7 and 2.x.
+ */
+export const EMBEDDED_DISABLED_PLUGINS = [
+  'io.containerd.grpc.v1.cri',
+  'io.containerd.cri.v1.images',
+  'io.containerd.cri.v1.runtime',
+  'io.containerd.podsandbox.controller.v1.podsandbox',
+  'io.containerd.grpc.v1.sandbox-controllers',
+  'io.containerd.nri.v1.nri',
+];
+
+/** Config (version 2: containerd 1.6's, which 1.7 and 2.x migrate on load) for the embedded child. */
 export function embeddedConfigToml(paths: EmbeddedPaths, snapshotter: string): string {
   return [
     '# Written by crispd for its embedded containerd. Edits are overwritten at start.',
     'version = 2',
     `root = ${JSON.stringify(paths.root)}`,
     `state = ${JSON.stringify(paths.state)}`,
-    'disabled_plugins = ["io.containerd.grpc.v1.cri"]',
+    `disabled_plugins = [${EMBEDDED_DISABLED_PLUGINS.map((p) => JSON.stringify(p)).join(', ')}]`,
     '',
     '[grpc]',
     `  address = ${JSON.stringify(paths.socket)}`,

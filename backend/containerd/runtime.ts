@@ -55,6 +55,10 @@ export interface RuntimeOptions {
 
 const json = (v: unknown) => Buffer.from(JSON.stringify(v));
 
+/** A task create that met its pod's shim exiting (see createTask). */
+const SHIM_GONE = /failed to (?:create shim task|start shim)\b.*(?:ttrpc: closed|connect: (?:connection refused|no such file or directory)|connection reset by peer)/s;
+const SHIM_GONE_RETRIES = 2;
+
 function tsNanos(ts: { seconds: number; nanos: number } | null | undefined): number {
   return ts ? ts.seconds * 1e9 + ts.nanos : 0;
 }
@@ -183,11 +187,22 @@ export class ContainerdRuntime {
   }
 
   async createTask(id: string, io: { stdin: string; stdout: string; stderr: string; terminal: boolean }, rootfs: RootfsMount[]): Promise<number> {
-    try {
-      const res = await this.ctd.tasks.unary('Create', { containerId: id, rootfs, ...io });
-      return res.pid;
-    } catch (err) {
-      throw withContext(`creating task ${id}`, err);
+    for (let attempt = 0; ; attempt++) {
+      try {
+        const res = await this.ctd.tasks.unary('Create', { containerId: id, rootfs, ...io });
+        return res.pid;
+      } catch (err) {
+        // The runc shim groups a pod's containers (io.kubernetes.cri.sandbox-id) and exits once its
+        // last task is deleted. With no pause task holding it, a create that reached the shim as it
+        // was shutting down fails; containerd has cleaned that attempt up (bundle, shim), so a fresh
+        // create starts a new shim. Seen with containerd 1.6 and 2.1 alike (a few creates in a hundred
+        // when a pod's only other container has just exited).
+        if (attempt < SHIM_GONE_RETRIES && SHIM_GONE.test(errorMessage(err))) {
+          await sleep(50 * (attempt + 1));
+          continue;
+        }
+        throw withContext(`creating task ${id}`, err);
+      }
     }
   }
 

@@ -1,0 +1,241 @@
+// crisp on containerd 2.x as an external containerd (containerd_address), next to the embedded 1.6
+// default: a private containerd 2 (and its runc) from CRISP_CONTAINERD2_DIR (default /opt/ctrd2, the
+// layout `dpkg -x` of Debian's containerd 2.1 and runc 1.3 debs gives: usr/bin/containerd, shim and
+// runc first in its PATH) with its own root, state, socket and config (every CRI plugin and NRI off),
+// then the container paths that go through containerd: pull, create/start, logs, exit codes, OOM,
+// exec, resource updates, a pod's grouped shim exiting under a new create, kill -9 of crispd,
+// a containerd restart, image removal and GC. Skipped when that containerd is not installed.
+import { test, describe, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { existsSync, mkdtempSync, openSync, closeSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { startStack, type Stack } from './lib/stack.js';
+import { pidsWhere, unmountBelow } from './lib/crispd.js';
+import { ContainerdClient } from '../../backend/containerd/client.js';
+import { processAlive } from '../../common/process.js';
+import { sleep } from '../../common/time.js';
+
+const CTRD2_DIR = process.env.CRISP_CONTAINERD2_DIR ?? '/opt/ctrd2';
+const CTRD2_BIN = join(CTRD2_DIR, 'usr', 'bin', 'containerd');
+const skip = existsSync(CTRD2_BIN) ? false : `no containerd 2 at ${CTRD2_BIN} (set CRISP_CONTAINERD2_DIR)`;
+
+/** A private containerd 2 on its own socket, started and stopped by pid. */
+class Containerd2 {
+  readonly dir = mkdtempSync('/tmp/crisp-e2e-ctrd2-');
+  readonly socket = join(this.dir, 'containerd.sock');
+  readonly config = join(this.dir, 'config.toml');
+  readonly logFile = join(this.dir, 'containerd.log');
+  pid: number | undefined;
+
+  constructor() {
+    writeFileSync(
+      this.config,
+      [
+        'version = 3',
+        `root = ${JSON.stringify(join(this.dir, 'root'))}`,
+        `state = ${JSON.stringify(join(this.dir, 'state'))}`,
+        // crisp is the CRI runtime and the NRI host: containerd's own must not run.
+        'disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.cri.v1.images", "io.containerd.cri.v1.runtime",',
+        '  "io.containerd.podsandbox.controller.v1.podsandbox", "io.containerd.grpc.v1.sandbox-controllers", "io.containerd.nri.v1.nri"]',
+        '[grpc]',
+        `  address = ${JSON.stringify(this.socket)}`,
+        '[ttrpc]',
+        `  address = ${JSON.stringify(`${this.socket}.ttrpc`)}`,
+        "[plugins.'io.containerd.internal.v1.opt']",
+        `  path = ${JSON.stringify(join(this.dir, 'opt'))}`,
+        '',
+      ].join('\n'),
+    );
+  }
+
+  async start(): Promise<void> {
+    const fd = openSync(this.logFile, 'a');
+    const PATH = [join(CTRD2_DIR, 'usr', 'bin'), join(CTRD2_DIR, 'usr', 'sbin'), process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin'].join(':');
+    const child = spawn(CTRD2_BIN, ['--config', this.config], { detached: true, stdio: ['ignore', fd, fd], env: { ...process.env, PATH } });
+    closeSync(fd);
+    child.unref();
+    await new Promise<void>((res, rej) => {
+      child.once('spawn', res);
+      child.once('error', rej);
+    });
+    this.pid = child.pid!;
+    const client = new ContainerdClient({ address: this.socket, namespace: 'k8s.io', timeoutMs: 1000 });
+    try {
+      for (let i = 0; i < 200; i++) {
+        if (!processAlive(this.pid)) throw new Error(`containerd 2 exited at start:\n${readFileSync(this.logFile, 'utf8').slice(-3000)}`);
+        if (existsSync(this.socket) && (await client.ping(1000).then(() => true, () => false))) return;
+        await sleep(50);
+      }
+      throw new Error('containerd 2 did not answer within 10 s');
+    } finally {
+      client.close();
+    }
+  }
+
+  async stop(): Promise<void> {
+    const pid = this.pid;
+    if (!pid || !processAlive(pid)) return;
+    process.kill(pid, 'SIGTERM');
+    for (let i = 0; i < 200 && processAlive(pid); i++) await sleep(50);
+    if (processAlive(pid)) process.kill(pid, 'SIGKILL');
+    for (let i = 0; i < 100 && processAlive(pid); i++) await sleep(50);
+  }
+
+  /** Stop containerd, kill the shims it started (their argv names its socket), remove its dir. */
+  async cleanup(): Promise<void> {
+    await this.stop();
+    for (const pid of pidsWhere((argv) => argv.includes(this.socket))) {
+      try {
+        process.kill(pid, 'SIGKILL');
+      } catch {
+        // gone
+      }
+    }
+    await sleep(100);
+    unmountBelow(this.dir);
+    rmSync(this.dir, { recursive: true, force: true });
+  }
+}
+
+describe('containerd 2 as external containerd', { skip }, () => {
+  let ctd: Containerd2;
+  let s: Stack;
+  let pod: string;
+
+  before(async () => {
+    ctd = new Containerd2();
+    await ctd.start();
+    s = await startStack({ containerd_address: ctd.socket });
+    pod = await s.runPod('c2');
+  });
+  after(async () => {
+    const rules = await s?.teardown().catch((e: unknown) => [`teardown: ${String(e)}`]);
+    await ctd?.cleanup();
+    assert.deepEqual(rules ?? [], []);
+  });
+
+  const exec = async (id: string, cmd: string[], timeout = 10) => {
+    const r = await s.d.client.runtime.unary('ExecSync', { containerId: id, cmd, timeout });
+    return { out: r.stdout.toString(), code: r.exitCode };
+  };
+  const status = async (id: string) => (await s.d.client.runtime.unary('ContainerStatus', { containerId: id })).status!;
+  const remove = (id: string) => s.d.client.runtime.unary('RemoveContainer', { containerId: id });
+  const runtimeReady = async () => {
+    const st = await s.d.client.runtime.unary('Status', {});
+    return st.status!.conditions.find((c) => c.type === 'RuntimeReady')!.status;
+  };
+
+  test('Status names containerd 2 (not embedded) and RuntimeReady', async () => {
+    const st = await s.d.client.runtime.unary('Status', { verbose: true });
+    const info = JSON.parse(st.info.config!) as { containerd: { embedded: boolean; version: string; address: string } };
+    assert.equal(info.containerd.embedded, false);
+    assert.equal(info.containerd.address, ctd.socket);
+    assert.match(info.containerd.version, /^2\./);
+    assert.equal(await runtimeReady(), true);
+  });
+
+  test('containers: logs, exit codes, OOMKilled, ExecSync and its timeout, resource update, stats', async () => {
+    const id = await s.runContainer(pod, 'main', ['sh', '-c', 'echo hello-ctrd2; echo to-stderr >&2; sleep 3600']);
+    await sleep(300);
+    const log = readFileSync((await status(id)).logPath, 'utf8');
+    assert.match(log, /stdout F hello-ctrd2/);
+    assert.match(log, /stderr F to-stderr/);
+    assert.deepEqual(await exec(id, ['sh', '-c', 'echo in-exec; exit 7']), { out: 'in-exec\n', code: 7 });
+    await assert.rejects(exec(id, ['sleep', '30'], 1), /DEADLINE_EXCEEDED|timed out/);
+    await s.d.client.runtime.unary('UpdateContainerResources', { containerId: id, linux: { cpuPeriod: 100_000, cpuQuota: 50_000, memoryLimitInBytes: 64 * 1024 * 1024 } });
+    const limit = await exec(id, ['sh', '-c', 'cat /sys/fs/cgroup/memory.max 2>/dev/null || cat /sys/fs/cgroup/memory/memory.limit_in_bytes']);
+    assert.equal(limit.out.trim(), String(64 * 1024 * 1024));
+    const stats = await s.d.client.runtime.unary('ContainerStats', { containerId: id });
+    assert.ok((stats.stats?.memory?.workingSetBytes?.value ?? 0) > 0, 'memory stats');
+
+    const bad = await s.runContainer(pod, 'exit3', ['sh', '-c', 'exit 3']);
+    assert.deepEqual(await s.waitExited(bad), { exitCode: 3, reason: 'Error' });
+    const ok = await s.runContainer(pod, 'exit0', ['true']);
+    assert.deepEqual(await s.waitExited(ok), { exitCode: 0, reason: 'Completed' });
+    const oom = await s.runContainer(pod, 'oom', ['sh', '-c', 'x=a; while true; do x="$x$x"; done'], {
+      linux: { resources: { memoryLimitInBytes: 16 * 1024 * 1024, memorySwapLimitInBytes: 16 * 1024 * 1024 } },
+    });
+    assert.deepEqual(await s.waitExited(oom, 60_000), { exitCode: 137, reason: 'OOMKilled' });
+
+    await s.d.client.runtime.unary('StopContainer', { containerId: id, timeout: 1 });
+    assert.equal((await status(id)).state, 2);
+    for (const c of [id, bad, ok, oom]) await remove(c);
+  });
+
+  test("a container starts while its pod's only other container exits (the grouped shim going away)", async () => {
+    const p = await s.runPod('churn');
+    for (let i = 0; i < 12; i++) {
+      const a = await s.runContainer(p, `a${i}`, ['sh', '-c', `sleep 0.${i % 4}`]);
+      const { containerId: b } = await s.d.client.runtime.unary('CreateContainer', { podSandboxId: p, config: s.containerConfig(`b${i}`, ['true']) });
+      await sleep((i % 4) * 100 + (i % 3) * 15);
+      await s.d.client.runtime.unary('StartContainer', { containerId: b });
+      assert.deepEqual(await s.waitExited(b), { exitCode: 0, reason: 'Completed' });
+      await s.waitExited(a);
+      await remove(a);
+      await remove(b);
+    }
+    await s.d.client.runtime.unary('StopPodSandbox', { podSandboxId: p });
+    await s.d.client.runtime.unary('RemovePodSandbox', { podSandboxId: p });
+  });
+
+  test('kill -9 of crispd: running containers keep running; exits meanwhile are reported', async () => {
+    const chatty = await s.runContainer(pod, 'chatty', ['sh', '-c', 'i=0; while true; do echo tick-$i; i=$((i+1)); sleep 0.05; done']);
+    const shortLived = await s.runContainer(pod, 'short', ['sh', '-c', 'sleep 1.5; exit 5']);
+    const logPath = (await status(chatty)).logPath;
+    await s.d.kill9();
+    const before = readFileSync(logPath, 'utf8').length;
+    await sleep(2500);
+    assert.ok(readFileSync(logPath, 'utf8').length > before, 'logs kept flowing while crispd was down');
+    await s.d.start();
+    assert.equal((await status(chatty)).state, 1, 'still running');
+    assert.deepEqual(await s.waitExited(shortLived, 5000), { exitCode: 5, reason: 'Error' });
+    await s.d.client.runtime.unary('StopContainer', { containerId: chatty, timeout: 1 });
+    await remove(chatty);
+    await remove(shortLived);
+  });
+
+  test('containerd restart: RuntimeReady drops and returns, containers survive, later exits are reported', async () => {
+    const long = await s.runContainer(pod, 'survivor', ['sleep', '3600']);
+    const later = await s.runContainer(pod, 'later', ['sh', '-c', 'sleep 4; exit 9']);
+    await ctd.stop();
+    let ready = true;
+    for (let i = 0; i < 50 && ready; i++) {
+      ready = await runtimeReady();
+      if (ready) await sleep(100);
+    }
+    assert.equal(ready, false, 'RuntimeReady=false while containerd is down');
+    await ctd.start();
+    for (let i = 0; i < 100 && !ready; i++) {
+      ready = await runtimeReady();
+      if (!ready) await sleep(100);
+    }
+    assert.equal(ready, true, 'RuntimeReady again');
+    assert.equal((await status(long)).state, 1);
+    assert.deepEqual(await exec(long, ['echo', 'after-restart']), { out: 'after-restart\n', code: 0 });
+    assert.deepEqual(await s.waitExited(later, 15_000), { exitCode: 9, reason: 'Error' });
+    await s.d.client.runtime.unary('StopContainer', { containerId: long, timeout: 1 });
+    await remove(long);
+    await remove(later);
+  });
+
+  test('RemoveImage: containerd 2 collects the content', async () => {
+    const client = new ContainerdClient({ address: ctd.socket, namespace: 'k8s.io', timeoutMs: 10_000 });
+    try {
+      const ids = (await s.d.client.runtime.unary('ListContainers', {})).containers.map((c) => c.id);
+      for (const id of ids) await remove(id);
+      const has = () => client.content.unary('Info', { digest: s.imageId }).then(() => true, () => false);
+      assert.equal(await has(), true, 'config blob present after the pull');
+      await s.d.client.image.unary('RemoveImage', { image: { image: s.image } });
+      let gone = false;
+      for (let i = 0; i < 50 && !gone; i++) {
+        gone = !(await has());
+        if (!gone) await sleep(100);
+      }
+      assert.ok(gone, 'config blob collected by containerd GC');
+      assert.deepEqual((await s.d.client.image.unary('ListImages', {})).images, []);
+    } finally {
+      client.close();
+    }
+  });
+});

@@ -1,7 +1,14 @@
-// The one wrapper every CRI call passes through: readiness gate, debug log of the request, a latency
-// histogram, in-flight tracking for graceful shutdown, and error → gRPC status mapping.
+// The one wrapper every CRI call passes through: readiness gate, debug log of the request, metrics,
+// in-flight tracking for graceful shutdown, one warn (or error) line per failed call, and error → gRPC
+// status mapping.
+//
+// Metrics: containerd's names for the same thing (go-grpc-prometheus, which containerd puts on the gRPC
+// server its CRI plugin serves on): grpc_server_started_total, grpc_server_handled_total (by code) and
+// grpc_server_handling_seconds (containerd's `grpc_histogram`), labelled grpc_service, grpc_method,
+// grpc_type (+ grpc_code); and crisp_cri_request_duration_seconds, latency by method *and* code, which
+// neither containerd nor CRI-O has.
 import * as grpc from '@grpc/grpc-js';
-import { Histogram, type Registry } from 'prom-client';
+import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
 import type { Logger } from 'pino';
 import type { CallInfo, Interceptor } from '../common/grpc-server.js';
 import { CrispError, isGrpcError, errorMessage } from '../common/errors.js';
@@ -40,6 +47,12 @@ export function loggable(request: unknown): unknown {
   return r;
 }
 
+/** The CRI's only server-streaming method; every other one is unary. */
+const SERVER_STREAMS = new Set(['GetContainerEvents']);
+
+/** go-grpc-prometheus' default buckets, as containerd exposes them. */
+const GRPC_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
+
 export function createInstrument(log: Logger, registry: Registry): Instrument {
   const histogram = new Histogram({
     name: 'crisp_cri_request_duration_seconds',
@@ -48,6 +61,34 @@ export function createInstrument(log: Logger, registry: Registry): Instrument {
     buckets: [0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 30],
     registers: [registry],
   });
+  const grpcLabels = ['grpc_service', 'grpc_method', 'grpc_type'] as const;
+  const started = new Counter({
+    name: 'grpc_server_started_total',
+    help: 'Total number of RPCs started on the server.',
+    labelNames: grpcLabels,
+    registers: [registry],
+  });
+  const handled = new Counter({
+    name: 'grpc_server_handled_total',
+    help: 'Total number of RPCs completed on the server, regardless of success or failure.',
+    labelNames: [...grpcLabels, 'grpc_code'],
+    registers: [registry],
+  });
+  const handling = new Histogram({
+    name: 'grpc_server_handling_seconds',
+    help: 'Histogram of response latency (seconds) of gRPC that had been application-level handled by the server.',
+    labelNames: grpcLabels,
+    buckets: GRPC_BUCKETS,
+    registers: [registry],
+  });
+  new Gauge({
+    name: 'crisp_cri_requests_in_flight',
+    help: 'CRI requests being handled now (GetContainerEvents streams included)',
+    registers: [registry],
+    collect() {
+      this.set(running);
+    },
+  });
   let running = 0;
   let closed = false;
   const idle: (() => void)[] = [];
@@ -55,7 +96,9 @@ export function createInstrument(log: Logger, registry: Registry): Instrument {
   const intercept: Interceptor = async <T>(call: CallInfo, request: unknown, run: () => Promise<T>): Promise<T> => {
     if (closed) throw new CrispError('UNAVAILABLE', 'crispd is shutting down');
     running++;
-    const started = process.hrtime.bigint();
+    const startedAt = process.hrtime.bigint();
+    const labels = { grpc_service: call.path.split('/')[1] ?? '', grpc_method: call.method, grpc_type: SERVER_STREAMS.has(call.method) ? 'server_stream' : 'unary' };
+    started.inc(labels);
     let code = grpc.status.OK;
     if (log.isLevelEnabled('debug')) log.debug({ method: call.method, request: loggable(request) }, 'cri request');
     try {
@@ -63,12 +106,16 @@ export function createInstrument(log: Logger, registry: Registry): Instrument {
     } catch (err) {
       const status = toStatus(err);
       code = status.code ?? grpc.status.UNKNOWN;
-      const level = code === grpc.status.INTERNAL || code === grpc.status.UNKNOWN ? 'error' : 'debug';
+      // One line per failed call, with the error: warn, or error for what is crisp's own fault.
+      const level = code === grpc.status.INTERNAL || code === grpc.status.UNKNOWN ? 'error' : 'warn';
       log[level]({ method: call.method, code: grpc.status[code], err: status.details }, 'cri request failed');
       throw err;
     } finally {
-      const seconds = Number(process.hrtime.bigint() - started) / 1e9;
-      histogram.observe({ method: call.method, code: grpc.status[code] }, seconds);
+      const seconds = Number(process.hrtime.bigint() - startedAt) / 1e9;
+      const codeName = grpc.status[code] ?? String(code);
+      histogram.observe({ method: call.method, code: codeName }, seconds);
+      handled.inc({ ...labels, grpc_code: codeName });
+      handling.observe(labels, seconds);
       running--;
       if (running === 0) for (const wake of idle.splice(0)) wake();
     }

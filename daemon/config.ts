@@ -3,6 +3,7 @@
 import { readFileSync } from 'node:fs';
 import { parse as parseToml } from 'smol-toml';
 import { invalidArgument, isENOENT } from '../common/errors.js';
+import { parseListenAddress } from './listen-address.js';
 
 type Scalar = string | number | boolean;
 type Value = Scalar | string[] | Record<string, RuntimeHandlerConfig>;
@@ -53,6 +54,7 @@ export interface CrispConfig {
   nri_request_timeout: number;
   userns_chown_fallback: boolean;
   cdi_spec_dirs: string[];
+  metrics_address: string;
   runtimes: Record<string, RuntimeHandlerConfig>;
 }
 
@@ -107,6 +109,7 @@ export const DEFAULT_CONFIG: CrispConfig = {
   nri_request_timeout: 2,
   userns_chown_fallback: false,
   cdi_spec_dirs: ['/etc/cdi', '/var/run/cdi'],
+  metrics_address: '',
   runtimes: {
     runc: { runtime_type: 'io.containerd.runc.v2', binary_name: '', privileged_without_host_devices: false },
   },
@@ -150,6 +153,7 @@ const DOCS: Record<keyof CrispConfig, KeyDoc> = {
   nri_request_timeout: { doc: 'seconds an NRI plugin has to answer one call (Configure, Synchronize, an event); then it is dropped', positive: true },
   userns_chown_fallback: { doc: 'allow chown-based rootfs for user-namespace pods where idmapped mounts are unavailable' },
   cdi_spec_dirs: { doc: 'Container Device Interface spec directories, later ones winning for a device named in several' },
+  metrics_address: { doc: 'HOST:PORT serving Prometheus /metrics and /healthz (e.g. "127.0.0.1:9099"; empty = off; a port that cannot be bound stops the daemon)' },
   runtimes: { doc: 'runtime handlers: [runtimes.NAME] runtime_type, binary_name, privileged_without_host_devices' },
 };
 
@@ -223,6 +227,7 @@ export function resolveConfig(...layers: Record<string, unknown>[]): CrispConfig
   if ((config.streaming_tls_cert === '') !== (config.streaming_tls_key === '')) {
     throw invalidArgument('config keys "streaming_tls_cert" and "streaming_tls_key": set both or neither');
   }
+  if (config.metrics_address !== '') parseListenAddress('metrics_address', config.metrics_address);
   if (!config.runtimes[config.default_runtime_handler]) {
     throw invalidArgument(`config key "default_runtime_handler": no [runtimes.${config.default_runtime_handler}] table`);
   }

@@ -20,6 +20,11 @@ export interface PullProgress {
   done: number;
   total: number;
   layers: LayerProgress[];
+  /**
+   * Bytes this pull received from the registry (data an earlier attempt left and layers already in the
+   * store excluded); absent in files written by older versions.
+   */
+  received?: number;
   /** Recent transfer rate (a few seconds' window), not the average since the start. */
   bytesPerSecond: number;
   /** Milliseconds since the epoch. */

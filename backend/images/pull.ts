@@ -84,6 +84,8 @@ class PullMeter {
   done = 0;
   /** Part of `done` that an earlier attempt downloaded: not counted in the rate. */
   resumed = 0;
+  /** Bytes received from the registry by this pull. */
+  received = 0;
   total = 0;
   layers: LayerProgress[] = [];
   /** Downloads in flight: a stall only counts while something should be arriving. */
@@ -102,6 +104,7 @@ class PullMeter {
   bytes(i: number, n: number): void {
     this.layers[i]!.done += n;
     this.done += n;
+    this.received += n;
     this.lastProgress = Date.now();
   }
 
@@ -116,6 +119,7 @@ class PullMeter {
       reference: this.reference,
       done: this.done,
       total: this.total,
+      received: this.received,
       layers: this.layers.map((l) => ({ ...l })),
       bytesPerSecond: this.rate.rate(),
       startedAt: this.startedAt,

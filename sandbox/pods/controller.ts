@@ -159,7 +159,9 @@ export class PodController {
       const ns = spec.namespaces;
       const podNet = ns.network === 'pod';
       const hostname = podNet && spec.hostname ? spec.hostname : osHostname();
-      const pinned = await step('pinning namespaces', () =>
+      // hostNetwork + hostIPC without a user namespace: nothing of the pod's own to pin.
+      const pinAny = podNet || ns.ipc === 'pod' || ns.userns !== undefined;
+      const pinned = !pinAny ? {} : await step('pinning namespaces', () =>
         pinNamespaces({
           dir: nsDir,
           net: podNet,

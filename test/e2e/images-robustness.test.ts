@@ -201,7 +201,8 @@ describe('image pull robustness', () => {
     const { stdout, stderr } = await promisify(execFile)(process.execPath, [CLI, 'pull', '--state', d.state, ref], {
       env: { ...process.env, CRISP_ENDPOINT: d.endpoint },
     });
-    assert.equal(stdout, `Image is up to date for ${img.manifest.config.digest}\n`);
+    // A fresh pull says what it downloaded; "up to date" is only for a pull that fetched nothing.
+    assert.equal(stdout, `Downloaded ${ref}: ${img.manifest.config.digest}\n`);
     assert.equal(stderr, '');
   });
 

@@ -233,4 +233,10 @@ describe('what real CRI clients send', () => {
     assert.doesNotMatch(s.d.logs, /tok-e2e-3f9a7c/);
     assert.doesNotMatch(s.d.logs, /arg-e2e-81bd2e/);
   });
+  test('a pod with host network and host IPC (nothing of its own to pin) runs', async () => {
+    const pod = await s.runPod('host-ns', { linux: { securityContext: { namespaceOptions: { network: 2, ipc: 2 } } } });
+    const ctr = await s.runContainer(pod, 'main', ['sleep', '3600']);
+    assert.equal((await exec(ctr, ['cat', '/proc/sys/kernel/hostname'])).trim(), nodeHostname());
+    await removePod(pod);
+  });
 });

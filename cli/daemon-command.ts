@@ -1,8 +1,8 @@
 // `crisp daemon`: resolve the configuration (defaults < file < flags), start crispd, stop on signals.
+// The daemon's modules load only when `crisp daemon` runs: a client command then starts in a
+// fraction of the time (importing crispd costs ~0.5 s).
 import type { Command } from 'commander';
-import { resolveConfig, loadConfigFile, type CrispConfig } from '../daemon/config.js';
-import { Crispd } from '../daemon/crispd.js';
-import { createLogger } from '../common/logger.js';
+import type { CrispConfig } from '../daemon/config.js';
 import { errorMessage } from '../common/errors.js';
 
 export const DEFAULT_CONFIG_FILE = '/etc/crisp/config.toml';
@@ -43,6 +43,11 @@ export function registerDaemonCommand(program: Command): void {
     .option('--cni-conf-dir <dir>', 'CNI configuration directory')
     .option('--cgroup-driver <driver>', 'cgroupfs|systemd')
     .action(async (flags: DaemonFlags) => {
+      const [{ resolveConfig, loadConfigFile }, { Crispd }, { createLogger }] = await Promise.all([
+        import('../daemon/config.js'),
+        import('../daemon/crispd.js'),
+        import('../common/logger.js'),
+      ]);
       let config: CrispConfig;
       try {
         const file = loadConfigFile(flags.config ?? DEFAULT_CONFIG_FILE, flags.config !== undefined);

@@ -1,8 +1,10 @@
 // crictl-like image commands: pull (with a progress bar), images, rmi, inspecti.
 import { join } from 'node:path';
 import type { Command } from 'commander';
-import { withClient } from './client-context.js';
-import { printTable, shortId, humanBytes } from './table.js';
+import { notFound } from '../common/errors.js';
+import { forEachId, withClient } from './client-context.js';
+import { printTable, printKeyValues, shortId, humanBytes } from './table.js';
+import { parseInfo, parseOutputFormat, protoJson, renderDocument } from './output.js';
 import { parseImageReference, referenceString } from '../backend/registry/reference.js';
 import { pullProgressPath, readPullProgress, type PullProgress } from '../backend/images/progress.js';
 
@@ -32,6 +34,28 @@ export function renderPullProgress(image: string, progress: PullProgress | undef
   return line.length > columns - 1 ? line.slice(0, Math.max(0, columns - 2)) + '…' : line;
 }
 
+/**
+ * The line `crisp pull` ends with: "Image is up to date" only when nothing was downloaded — the node
+ * already held the image under that reference with the same id, and no layer bytes were seen arriving
+ * (`received`, from crispd's progress file while the pull ran) — otherwise what was downloaded. The
+ * image id is the last word either way, as crictl prints it.
+ */
+export function pullResultLine(image: string, idBefore: string | undefined, imageRef: string, received = 0): string {
+  if (idBefore !== undefined && idBefore === imageRef && received === 0) return `Image is up to date for ${imageRef}`;
+  if (idBefore === imageRef) return `Downloaded missing layers of ${image}: ${imageRef}`;
+  if (idBefore !== undefined) return `Downloaded newer image for ${image}: ${imageRef}`;
+  return `Downloaded ${image}: ${imageRef}`;
+}
+
+/** `crisp images REF`: REF names a repository (any tag) or repository:tag, or an id prefix. */
+export function imageMatches(img: { id: string; repoTags: string[]; repoDigests: string[] }, ref: string | undefined): boolean {
+  if (!ref) return true;
+  const id = img.id.replace(/^sha256:/, '');
+  if (ref.replace(/^sha256:/, '').length >= 4 && id.startsWith(ref.replace(/^sha256:/, ''))) return true;
+  const hasTag = splitRepoTag(ref)[1] !== '<none>';
+  return img.repoTags.some((t) => (hasTag ? t === ref : splitRepoTag(t)[0] === ref)) || img.repoDigests.some((d) => d === ref);
+}
+
 function splitRepoTag(ref: string): [string, string] {
   const at = ref.lastIndexOf(':');
   return at > ref.lastIndexOf('/') ? [ref.slice(0, at), ref.slice(at + 1)] : [ref, '<none>'];
@@ -47,58 +71,89 @@ export function registerImageCommands(program: Command): void {
       await withClient(program, async (cri) => {
         const [username, ...rest] = (o.creds ?? '').split(':');
         const auth = o.creds ? { username, password: rest.join(':') } : null;
-        // The CRI call has no progress stream: while it runs, draw crispd's progress file (TTY only).
-        const stop = process.stderr.isTTY ? showPullProgress(image, o.state) : undefined;
+        // What the node held before: an image that was there with the same id needed no download.
+        const before = await cri.image.unary('ImageStatus', { image: { image } }).then(
+          (r) => r.image?.id,
+          () => undefined, // a bad reference: PullImage says why
+        );
+        // The CRI call has no progress stream: while it runs, follow crispd's progress file (a bar on
+        // a terminal; either way, whether bytes arrived from the registry).
+        const progress = watchPullProgress(image, o.state, Boolean(process.stderr.isTTY));
         try {
           const res = await cri.image.unary('PullImage', { image: { image }, auth });
-          await stop?.();
-          console.log(`Image is up to date for ${res.imageRef}`);
+          await progress.stop();
+          console.log(pullResultLine(image, before, res.imageRef, progress.received()));
         } finally {
-          await stop?.();
+          await progress.stop();
         }
       });
     });
 
   program
-    .command('images')
-    .description('list images')
+    .command('images [ref]')
+    .description('list images (only those of one repository, or repository:tag, with REF)')
     .option('-q, --quiet', 'ids only')
-    .action(async (o: { quiet?: boolean }) => {
+    .option('--digests', 'show digests')
+    .option('-o, --output <format>', 'json, yaml or table', 'table')
+    .action(async (ref: string | undefined, o: { quiet?: boolean; digests?: boolean; output: string }) => {
+      const format = parseOutputFormat(o.output, 'table');
       await withClient(program, async (cri) => {
         const res = await cri.image.unary('ListImages', {});
-        if (o.quiet) return res.images.forEach((i) => console.log(i.id));
+        const images = res.images.filter((i) => imageMatches(i, ref));
+        if (o.quiet) return images.forEach((i) => console.log(i.id));
+        if (format !== 'table') {
+          process.stdout.write(renderDocument(format, { images: images.map((i) => protoJson('runtime.v1.Image', i)) }));
+          return;
+        }
         const rows: string[][] = [];
-        for (const img of res.images) {
+        for (const img of images) {
           const tags = img.repoTags.length ? img.repoTags : ['<none>:<none>'];
+          const digest = img.repoDigests[0]?.split('@')[1] ?? '<none>';
           for (const t of tags) {
             const [repo, tag] = splitRepoTag(t);
-            rows.push([repo, tag, shortId(img.id), humanBytes(img.size), img.pinned ? 'pinned' : '']);
+            rows.push([repo, tag, ...(o.digests ? [shortId(digest)] : []), shortId(img.id), humanBytes(img.size), img.pinned ? 'pinned' : '']);
           }
         }
-        printTable(['IMAGE', 'TAG', 'IMAGE ID', 'SIZE', ''], rows);
+        printTable(['IMAGE', 'TAG', ...(o.digests ? ['DIGEST'] : []), 'IMAGE ID', 'SIZE', ''], rows);
       });
     });
 
   program
     .command('rmi <images...>')
-    .description('remove images (by id, tag or digest)')
+    .description('remove images (by id, tag or digest; every tag of the image goes)')
     .action(async (images: string[]) => {
       await withClient(program, async (cri) => {
-        for (const image of images) {
+        await forEachId(program, images, 'image', async (image) => {
+          const st = (await cri.image.unary('ImageStatus', { image: { image } })).image;
+          if (!st) throw notFound(`image "${image}" not found`);
           await cri.image.unary('RemoveImage', { image: { image } });
-          console.log(`Deleted: ${image}`);
-        }
+          const names = st.repoTags.length ? st.repoTags : st.repoDigests.length ? st.repoDigests : [st.id];
+          for (const n of names) console.log(`Deleted: ${n}`);
+        });
       });
     });
 
   program
-    .command('inspecti <image>')
-    .description('image status (verbose) as JSON')
-    .action(async (image: string) => {
+    .command('inspecti <images...>')
+    .description('image status with verbose info (JSON by default)')
+    .option('-o, --output <format>', 'json, yaml or table', 'json')
+    .action(async (images: string[], o: { output: string }) => {
+      const format = parseOutputFormat(o.output, 'json');
       await withClient(program, async (cri) => {
-        const res = await cri.image.unary('ImageStatus', { image: { image }, verbose: true });
-        if (!res.image) throw new Error(`image "${image}" not found`);
-        console.log(JSON.stringify({ status: res.image, info: res.info.info ? JSON.parse(res.info.info) : {} }, null, 2));
+        await forEachId(program, images, 'image', async (image) => {
+          const res = await cri.image.unary('ImageStatus', { image: { image }, verbose: format !== 'table' });
+          if (!res.image) throw notFound(`image "${image}" not found`);
+          if (format === 'table') {
+            return printKeyValues([
+              ['ID', res.image.id],
+              ['Tags', res.image.repoTags.join(', ')],
+              ['Digests', res.image.repoDigests.join(', ')],
+              ['Size', humanBytes(res.image.size)],
+              ['Pinned', String(res.image.pinned)],
+            ]);
+          }
+          process.stdout.write(renderDocument(format, { status: protoJson('runtime.v1.Image', res.image), info: parseInfo(res.info) }));
+        });
       });
     });
 
@@ -112,9 +167,13 @@ export function registerImageCommands(program: Command): void {
     });
 }
 
-/** Redraw the progress line on stderr until the returned function is called (which clears it). */
-function showPullProgress(image: string, stateDir: string): () => Promise<void> {
+/**
+ * Follows the pull's progress file until stop(): the most bytes it reported received from the registry
+ * and, when `draw`, a progress line on stderr (cleared at the end).
+ */
+function watchPullProgress(image: string, stateDir: string, drawBar: boolean): { stop: () => Promise<void>; received: () => number } {
   const started = Date.now();
+  let received = 0;
   let path: string | undefined;
   try {
     path = pullProgressPath(join(stateDir, 'pulls'), referenceString(parseImageReference(image)));
@@ -125,17 +184,21 @@ function showPullProgress(image: string, stateDir: string): () => Promise<void> 
   let stopped = false;
   const draw = async () => {
     const p = path ? await readPullProgress(path) : undefined;
-    const fresh = p && Date.now() - p.updatedAt < STALE_PROGRESS_MS ? p : undefined;
-    if (!stopped) process.stderr.write(`\r${renderPullProgress(image, fresh, Date.now() - started, process.stderr.columns || 80)}\x1b[K`);
+    const fresh = p && Date.now() - p.updatedAt < STALE_PROGRESS_MS && p.updatedAt >= started - 1000 ? p : undefined;
+    if (fresh?.received !== undefined) received = Math.max(received, fresh.received);
+    if (!stopped && drawBar) process.stderr.write(`\r${renderPullProgress(image, fresh, Date.now() - started, process.stderr.columns || 80)}\x1b[K`);
   };
   const timer = setInterval(() => {
     busy ??= draw().finally(() => (busy = undefined));
   }, 250);
-  return async () => {
-    if (stopped) return;
-    stopped = true;
-    clearInterval(timer);
-    await busy;
-    process.stderr.write('\r\x1b[K');
+  return {
+    received: () => received,
+    stop: async () => {
+      if (stopped) return;
+      stopped = true;
+      clearInterval(timer);
+      await busy;
+      if (drawBar) process.stderr.write('\r\x1b[K');
+    },
   };
 }

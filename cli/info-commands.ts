@@ -1,7 +1,6 @@
 // `crisp version`, `crisp info`, `crisp config default`: read-only views over CRI and configuration.
 import type { Command } from 'commander';
 import { CriClient } from '../cri/client.js';
-import { defaultConfigToml } from '../daemon/config.js';
 import { crispVersion } from '../common/version.js';
 import { withClient } from './client-context.js';
 import { printTable } from './table.js';
@@ -73,7 +72,8 @@ export function registerInfoCommands(program: Command): void {
   config
     .command('default')
     .description('print the default configuration file, every key documented')
-    .action(() => {
+    .action(async () => {
+      const { defaultConfigToml } = await import('../daemon/config.js');
       process.stdout.write(defaultConfigToml());
     });
 }

@@ -3,18 +3,40 @@
 // Types only: the daemon shares this entry point and must not load client-node (~78 MiB resident).
 import type { V1Pod, V1Container, V1Volume } from '@kubernetes/client-node';
 import { parseAllDocuments } from 'yaml';
-import { createHash } from 'node:crypto';
+import { randomUUID } from 'node:crypto';
 import { join } from 'node:path';
 import { NamespaceMode, Protocol, type ContainerConfig, type LinuxContainerResources, type PodSandboxConfig } from '../gen/runtime.v1.js';
 import type { Input } from '../common/proto-registry.js';
 
 export const PLAY_LABEL = 'io.crisp.play';
+/** Pod annotation: the log directory `play` made, which `play --down` removes. */
+export const PLAY_LOG_DIR_ANNOTATION = 'io.crisp.play.log-directory';
+
+export type RestartPolicy = 'Always' | 'OnFailure' | 'Never';
+
+export interface PlannedContainer {
+  name: string;
+  image: string;
+  config: Input<ContainerConfig>;
+  pullPolicy: string;
+  /** An init container with `restartPolicy: Always` (a native sidecar): started, not waited for. */
+  sidecar?: boolean;
+}
 
 export interface PlayPlan {
   name: string;
   namespace: string;
+  /** A fresh uid per `play` run: a replayed manifest gets its own log directory. */
+  uid: string;
   pod: Input<PodSandboxConfig>;
-  containers: { image: string; config: Input<ContainerConfig>; pullPolicy: string }[];
+  /** Run one after the other, each to completion (sidecars: started), before the app containers. */
+  initContainers: PlannedContainer[];
+  containers: PlannedContainer[];
+  restartPolicy: RestartPolicy;
+  logDirectory: string;
+  /** This run's state directory (emptyDir volumes below it); `--down` removes `podStateDir`. */
+  runDir: string;
+  podStateDir: string;
   /** Host directories to create first (emptyDir volumes). */
   emptyDirs: string[];
 }
@@ -22,12 +44,23 @@ export interface PlayPlan {
 /** The first Pod in a YAML stream (a Deployment or other kind is refused). */
 export function parsePodManifest(text: string): V1Pod {
   const docs = parseAllDocuments(text).map((d) => {
-    if (d.errors.length > 0) throw new Error(`bad YAML: ${d.errors[0]!.message}`);
-    return d.toJS() as { kind?: string } | null;
+    if (d.errors.length > 0) throw new Error(`bad YAML: ${d.errors[0]!.message.split('\n')[0]!.replace(/:$/, '')}`);
+    return d.toJS() as unknown;
   });
-  const pod = docs.find((d) => d && d.kind === 'Pod');
-  if (!pod) throw new Error(`no "kind: Pod" document found (kinds: ${docs.map((d) => d?.kind ?? '?').join(', ') || 'none'})`);
+  const kindOf = (d: unknown) => (d !== null && typeof d === 'object' && !Array.isArray(d) ? (d as { kind?: unknown }).kind : undefined);
+  const pod = docs.find((d) => kindOf(d) === 'Pod');
+  if (!pod) {
+    const kinds = docs.filter((d) => d !== null && d !== undefined).map((d) => String(kindOf(d) ?? '(no kind)'));
+    throw new Error(`no "kind: Pod" document found (${kinds.length ? `kinds: ${kinds.join(', ')}` : 'the file is empty'}); crisp play runs Pods only`);
+  }
   return pod as V1Pod;
+}
+
+/** Name and namespace: all `play --down` needs (a manifest play could not run can still be taken down). */
+export function podIdentity(pod: V1Pod): { name: string; namespace: string } {
+  const name = pod.metadata?.name;
+  if (!name) throw new Error('metadata.name is required');
+  return { name, namespace: pod.metadata?.namespace ?? 'default' };
 }
 
 /** Kubernetes quantity → bytes / millicores. */
@@ -68,17 +101,25 @@ function volumeSource(v: V1Volume, podDir: string): { hostPath: string; emptyDir
   throw new Error(`volume "${v.name}": only hostPath and emptyDir volumes are supported by crisp play`);
 }
 
-export function planPod(pod: V1Pod, opts: { logRoot: string; stateDir: string }): PlayPlan {
-  const name = pod.metadata?.name;
-  if (!name) throw new Error('metadata.name is required');
-  const namespace = pod.metadata?.namespace ?? 'default';
+const RESTART_POLICIES: readonly RestartPolicy[] = ['Always', 'OnFailure', 'Never'];
+
+export function planPod(pod: V1Pod, opts: { logRoot: string; stateDir: string; uid?: string }): PlayPlan {
+  const { name, namespace } = podIdentity(pod);
   const spec = pod.spec;
   if (!spec?.containers?.length) throw new Error('spec.containers must list at least one container');
-  // A stable uid per name+namespace, so `play --down` finds what `play` made.
-  const uid = pod.metadata?.uid ?? createHash('sha256').update(`${namespace}/${name}`).digest('hex').slice(0, 32);
-  const podDir = join(opts.stateDir, 'play', `${namespace}_${name}`);
+  const restartPolicy = (spec.restartPolicy ?? 'Always') as RestartPolicy;
+  if (!RESTART_POLICIES.includes(restartPolicy)) throw new Error(`spec.restartPolicy "${spec.restartPolicy}" (want Always, OnFailure or Never)`);
+  const names = [...(spec.initContainers ?? []), ...spec.containers].map((c) => c.name);
+  const dup = names.find((n, i) => names.indexOf(n) !== i);
+  if (dup) throw new Error(`container name "${dup}" is used twice`);
+  // Kubernetes gives every pod object a new uid; so does every `play` (a manifest's uid is ignored),
+  // so a replayed manifest neither appends to the last run's logs nor finds its emptyDirs.
+  // `play --down` finds the pod by its label, not its uid.
+  const uid = opts.uid ?? randomUUID();
+  const podStateDir = join(opts.stateDir, 'play', `${namespace}_${name}`);
+  const runDir = join(podStateDir, uid);
   const logDirectory = join(opts.logRoot, `${namespace}_${name}_${uid}`);
-  const volumes = new Map((spec.volumes ?? []).map((v) => [v.name, volumeSource(v, podDir)]));
+  const volumes = new Map((spec.volumes ?? []).map((v) => [v.name, volumeSource(v, runDir)]));
   const portMappings = spec.containers.flatMap((c) =>
     (c.ports ?? [])
       .filter((p) => p.hostPort)
@@ -90,28 +131,30 @@ export function planPod(pod: V1Pod, opts: { logRoot: string; stateDir: string })
       })),
   );
   const hostNetwork = spec.hostNetwork === true;
+  // kubelet's namespacesForPod: the pod's options, given to the pod and to every container alike.
+  const namespaceOptions = {
+    network: hostNetwork ? NamespaceMode.NODE : NamespaceMode.POD,
+    pid: spec.hostPID ? NamespaceMode.NODE : spec.shareProcessNamespace ? NamespaceMode.POD : NamespaceMode.CONTAINER,
+    ipc: spec.hostIPC ? NamespaceMode.NODE : NamespaceMode.POD,
+  };
   const podConfig: Input<PodSandboxConfig> = {
     metadata: { name, namespace, uid, attempt: 0 },
     hostname: spec.hostname ?? name,
     logDirectory,
     portMappings,
     labels: { ...(pod.metadata?.labels ?? {}), [PLAY_LABEL]: `${namespace}_${name}` },
-    annotations: pod.metadata?.annotations ?? {},
+    annotations: { ...(pod.metadata?.annotations ?? {}), [PLAY_LOG_DIR_ANNOTATION]: logDirectory },
     dnsConfig: spec.dnsConfig ? { servers: spec.dnsConfig.nameservers ?? [], searches: spec.dnsConfig.searches ?? [], options: (spec.dnsConfig.options ?? []).map((o) => (o.value ? `${o.name}:${o.value}` : o.name ?? '')) } : null,
     linux: {
       securityContext: {
-        namespaceOptions: {
-          network: hostNetwork ? NamespaceMode.NODE : NamespaceMode.POD,
-          pid: spec.hostPID ? NamespaceMode.NODE : spec.shareProcessNamespace ? NamespaceMode.POD : NamespaceMode.CONTAINER,
-          ipc: spec.hostIPC ? NamespaceMode.NODE : NamespaceMode.POD,
-        },
+        namespaceOptions,
         ...(spec.securityContext?.runAsUser !== undefined ? { runAsUser: { value: spec.securityContext.runAsUser } } : {}),
         supplementalGroups: spec.securityContext?.supplementalGroups ?? [],
       },
       sysctls: Object.fromEntries((spec.securityContext?.sysctls ?? []).map((s) => [s.name, s.value])),
     },
   };
-  const containers = spec.containers.map((c) => {
+  const plan = (c: V1Container): PlannedContainer => {
     const sc = c.securityContext;
     const podSc = spec.securityContext;
     const runAsUser = sc?.runAsUser ?? podSc?.runAsUser;
@@ -144,11 +187,48 @@ export function planPod(pod: V1Pod, opts: { logRoot: string; stateDir: string })
           capabilities: { addCapabilities: sc?.capabilities?.add ?? [], dropCapabilities: sc?.capabilities?.drop ?? [] },
           noNewPrivs: sc?.allowPrivilegeEscalation === false,
           supplementalGroups: podSc?.supplementalGroups ?? [],
+          namespaceOptions,
         },
       },
     };
-    return { image: c.image ?? '', config, pullPolicy: c.imagePullPolicy ?? 'IfNotPresent' };
+    if (!c.image) throw new Error(`container "${c.name}": image is required`);
+    return { name: c.name, image: c.image, config, pullPolicy: c.imagePullPolicy ?? 'IfNotPresent' };
+  };
+  const initContainers = (spec.initContainers ?? []).map((c) => {
+    const p = plan(c);
+    if (c.restartPolicy !== undefined && c.restartPolicy !== 'Always') throw new Error(`init container "${c.name}": restartPolicy "${c.restartPolicy}" (only Always, for a sidecar, is allowed)`);
+    return c.restartPolicy === 'Always' ? { ...p, sidecar: true } : p;
   });
+  const containers = spec.containers.map(plan);
   const emptyDirs = [...volumes.values()].map((v) => v.emptyDir).filter((d): d is string => d !== undefined);
-  return { name, namespace, pod: podConfig, containers, emptyDirs };
+  return { name, namespace, uid, pod: podConfig, initContainers, containers, restartPolicy, logDirectory, runDir, podStateDir, emptyDirs };
+}
+
+/** The container config of restart number `attempt` (kubelet's `<name>/<attempt>.log` layout). */
+export function withAttempt(c: PlannedContainer, attempt: number): Input<ContainerConfig> {
+  return { ...c.config, metadata: { name: c.name, attempt }, logPath: `${c.name}/${attempt}.log` };
+}
+
+/** Whether an exited app container is restarted under the pod's restartPolicy (sidecars: always). */
+export function shouldRestart(policy: RestartPolicy, exitCode: number, sidecar = false): boolean {
+  if (sidecar) return true;
+  return policy === 'Always' || (policy === 'OnFailure' && exitCode !== 0);
+}
+
+/**
+ * kubelet's crash-loop back-off: the first restart at once, then 10 s doubling up to 5 min; a container
+ * that ran for 10 minutes starts over. Returns the delay before restart number `restarts + 1`.
+ */
+export function restartDelayMs(restarts: number, ranForMs: number): number {
+  if (restarts === 0 || ranForMs >= 10 * 60_000) return 0;
+  return Math.min(10_000 * 2 ** (restarts - 1), 300_000);
+}
+
+/**
+ * Whether `dir` (a pod's log-directory annotation) is the one `play` made for this pod: absolute, and
+ * named `<namespace>_<name>_<uid>` after the pod it belongs to. `play --down` removes nothing else.
+ */
+export function isPlayLogDirectory(dir: string | undefined, pod: { namespace: string; name: string; uid: string }): dir is string {
+  if (!dir || !dir.startsWith('/') || dir.split('/').includes('..') || !pod.uid) return false;
+  return dir.replace(/\/+$/, '').split('/').pop() === `${pod.namespace}_${pod.name}_${pod.uid}`;
 }

@@ -3,7 +3,7 @@
 // connect to it, put the terminal in raw mode for a tty, and send its size again on SIGWINCH.
 import { createServer, type Socket } from 'node:net';
 import type { Command } from 'commander';
-import { WebSocket, type RawData } from 'ws';
+import type { WebSocket, RawData } from 'ws';
 import { withClient } from './client-context.js';
 import { exitCodeOf, type KubeStatus } from '../cri/streaming/status.js';
 
@@ -21,7 +21,9 @@ function frame(channel: number, data: Buffer): Buffer {
 
 /** Connects; `onMessage` is attached at once, since frames can arrive in the same read as the
  *  handshake answer and are emitted before any later listener could be added. */
-function openSocket(url: string, protocols: string[], onMessage: (msg: Buffer) => void): Promise<WebSocket> {
+async function openSocket(url: string, protocols: string[], onMessage: (msg: Buffer) => void): Promise<WebSocket> {
+  // ws loads only for a streaming session: other commands start faster.
+  const { WebSocket } = await import('ws');
   return new Promise((resolve, reject) => {
     const ws = new WebSocket(url, protocols, { perMessageDeflate: false });
     ws.on('message', (data: RawData) => onMessage(toBuffer(data)));

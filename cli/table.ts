@@ -27,3 +27,9 @@ export function humanBytes(n: number): string {
   }
   return `${v.toFixed(i === 0 ? 0 : 1)}${units[i]}`;
 }
+
+/** `Key: value` lines, keys padded to one column (inspect -o table). */
+export function printKeyValues(rows: string[][]): void {
+  const width = Math.max(...rows.map((r) => r[0]!.length)) + 1;
+  for (const [k, v] of rows) console.log(`${`${k}:`.padEnd(width)} ${v}`.trimEnd());
+}

@@ -129,6 +129,16 @@ export class ContainerdRuntime {
     }
   }
 
+  /** Ids of the containerd containers whose label `label` is `value`. */
+  async containerIdsWithLabel(label: string, value: string): Promise<string[]> {
+    try {
+      const res = await this.ctd.containers.unary('List', { filters: [`labels."${label}"==${JSON.stringify(value)}`] });
+      return res.containers.map((c) => c.id);
+    } catch (err) {
+      throw withContext(`listing containerd containers labelled ${label}`, err);
+    }
+  }
+
   async containerExists(id: string): Promise<boolean> {
     try {
       await this.ctd.containers.unary('Get', { id });

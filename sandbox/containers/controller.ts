@@ -65,6 +65,11 @@ export interface ContainerControllerOptions {
   log: Logger;
 }
 
+/** The containerd label that marks a container as crisp's (with its pod id). */
+const POD_LABEL = 'io.crisp.pod';
+/** Which crispd made it (its records directory): another crispd on the same containerd namespace keeps its own. */
+const OWNER_LABEL = 'io.crisp.records';
+
 /** Bound of the console log kept for containers without a CRI log_path (attach reads it). */
 const CONSOLE_LOG_MAX_BYTES = 1024 * 1024;
 
@@ -189,7 +194,7 @@ export class ContainerController {
       await this.opts.runtime.createContainer(id, {
         spec: {},
         image: imageRef,
-        labels: { 'io.cri-containerd.kind': 'container', 'io.crisp.pod': pod.id, 'io.crisp.name': spec.metadata.name },
+        labels: { 'io.cri-containerd.kind': 'container', [POD_LABEL]: pod.id, 'io.crisp.name': spec.metadata.name, [OWNER_LABEL]: this.opts.dir },
       });
       undo.push('containerd container', () => this.opts.runtime.deleteContainer(id));
       const rootfs = await this.opts.runtime.prepareRootfs(id, image.topChainId);
@@ -616,10 +621,35 @@ export class ContainerController {
     await stopLogger(this.loggerFiles(rec).pidFile);
   }
 
+  /**
+   * containerd containers this crispd made (label io.crisp.records = its records dir) with no record: crispd died inside
+   * CreateContainer after the containerd record and before its own. Their task, container, rootfs
+   * snapshot, prepared mounts and record directory go, so nothing outlives the interrupted call.
+   */
+  private async removeOrphans(): Promise<void> {
+    const ids = await this.opts.runtime.containerIdsWithLabel(OWNER_LABEL, this.opts.dir);
+    for (const id of ids) {
+      if (this.store.get(id)) continue;
+      try {
+        await this.opts.runtime.kill(id, signalNumberOf('SIGKILL'), { all: true });
+        await this.opts.runtime.deleteTask(id);
+        await this.prepared.release(id, []);
+        await this.opts.userns?.releaseContainer(id);
+        await this.opts.runtime.deleteContainer(id);
+        await this.opts.runtime.removeRootfs(id);
+        await rm(this.store.recordDir(id), { recursive: true, force: true });
+        this.opts.log.info({ container: id.slice(0, 12) }, 'container whose creation was interrupted by a crash: removed');
+      } catch (err) {
+        this.opts.log.warn({ container: id.slice(0, 12), err: errorMessage(err) }, 'removing a container left by an interrupted CreateContainer failed; retried at the next start');
+      }
+    }
+  }
+
   /** Load records, reconcile them with containerd, and follow its events. */
   async recover(): Promise<void> {
     void sweepExecLeftovers(this.opts.execDir, this.opts.log).catch((err: unknown) => this.opts.log.warn({ err: errorMessage(err) }, 'sweeping leftover exec directories failed'));
     const recs = await this.store.load();
+    await this.removeOrphans().catch((err: unknown) => this.opts.log.warn({ err: errorMessage(err) }, 'looking for containers left by interrupted creates failed'));
     for (const rec of recs) {
       try {
         await this.reconcile(rec);

@@ -9,6 +9,7 @@ import { startStack, type Stack } from './lib/stack.js';
 import { mountsBelow } from './lib/crispd.js';
 import { sleep } from '../../common/time.js';
 import { ContainerState, PodSandboxState } from '../../gen/runtime.v1.js';
+import { ContainerdClient } from '../../backend/containerd/client.js';
 
 const KILL_DELAYS_MS = [20, 60, 120, 200, 320, 500];
 
@@ -57,6 +58,35 @@ describe('crispd killed inside a call', () => {
     }
     const left = await leftovers();
     assert.deepEqual(left, { podDirs: [], runDirs: [], mounts: [], ips: 0, pods: 0 });
+  });
+
+  test('CreateContainer: a containerd container left without a record is removed at the next start; the retry works', async () => {
+    const pod = await s.runPod('crash-create');
+    const ctd = () => new ContainerdClient({ address: join(s.d.state, 'containerd', 'containerd.sock'), namespace: 'k8s.io', timeoutMs: 10_000 });
+    for (const [i, delay] of KILL_DELAYS_MS.entries()) {
+      const config = s.containerConfig(`create-${i}`, ['sleep', '3600']);
+      const call = s.d.client.runtime.unary('CreateContainer', { podSandboxId: pod, config }).catch(() => undefined);
+      await sleep(delay);
+      await s.d.kill9();
+      await call;
+      await s.d.start();
+      const known = new Set((await s.d.client.runtime.unary('ListContainers', {})).containers.map((c) => c.id));
+      const client = ctd();
+      try {
+        const inContainerd = (await client.containers.unary('List', { filters: ['labels."io.crisp.pod"'] })).containers.map((c) => c.id);
+        assert.deepEqual(inContainerd.filter((id) => !known.has(id)), [], `kill at ${delay} ms: no containerd container without a crisp record`);
+      } finally {
+        client.close();
+      }
+      const { containerId } = await s.d.client.runtime.unary('CreateContainer', { podSandboxId: pod, config }).catch(async () => {
+        // The first attempt finished before the kill: its container holds the name.
+        const existing = (await s.d.client.runtime.unary('ListContainers', { filter: { podSandboxId: pod } })).containers.find((c) => c.metadata?.name === `create-${i}`);
+        return { containerId: existing!.id };
+      });
+      await s.d.client.runtime.unary('RemoveContainer', { containerId });
+    }
+    await s.d.client.runtime.unary('StopPodSandbox', { podSandboxId: pod });
+    await s.d.client.runtime.unary('RemovePodSandbox', { podSandboxId: pod });
   });
 
   test('StartContainer: a task started before the kill is adopted; status, retry, stop and remove work', async () => {

@@ -34,19 +34,30 @@ export interface NodeStatusOptions {
   userns?: UsernsSupport;
 }
 
+const RUNTIME_CONDITION_MAX_AGE_MS = 1000;
+
 export class NodeStatus {
   private podCidr = '';
   private nriPlugins: () => unknown[] = () => [];
 
+  private runtimeCache: { at: number; value: Promise<Condition> } | undefined;
+
   constructor(private readonly opts: NodeStatusOptions) {}
 
-  async runtimeCondition(): Promise<Condition> {
-    try {
-      await this.opts.containerd.ping(2000);
-      return { ready: true, reason: '', message: '' };
-    } catch (err) {
-      return { ready: false, reason: 'ContainerdUnavailable', message: errorMessage(err) };
-    }
+  /**
+   * RuntimeReady from a containerd ping, at most one per second: kubelet and monitoring poll Status
+   * often, and an answer a second old is fresh enough (a containerd that dies shows within that).
+   * Concurrent callers share one ping.
+   */
+  runtimeCondition(): Promise<Condition> {
+    const now = Date.now();
+    if (this.runtimeCache && now - this.runtimeCache.at < RUNTIME_CONDITION_MAX_AGE_MS) return this.runtimeCache.value;
+    const value = this.opts.containerd.ping(2000).then(
+      (): Condition => ({ ready: true, reason: '', message: '' }),
+      (err: unknown): Condition => ({ ready: false, reason: 'ContainerdUnavailable', message: errorMessage(err) }),
+    );
+    this.runtimeCache = { at: now, value };
+    return value;
   }
 
   networkCondition(): Promise<Condition> {

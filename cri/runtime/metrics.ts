@@ -138,7 +138,9 @@ function toMetrics(base: string[], timestamp: number, defs: ContainerMetricDef[]
   return out;
 }
 
-async function sampleContainer(d: StatsDeps, rec: ContainerRecord, fsRoot: string | undefined): Promise<Sample> {
+type FsTotals = NonNullable<Sample['fs']>;
+
+async function sampleContainer(d: StatsDeps, rec: ContainerRecord, fs: FsTotals | undefined): Promise<Sample> {
   const cgroupPath = cgroupfsPathOf(rec.cgroupsPath);
   const [cgroup, procs, writable] = await Promise.all([
     sampleCgroup(cgroupPath),
@@ -146,15 +148,17 @@ async function sampleContainer(d: StatsDeps, rec: ContainerRecord, fsRoot: strin
     // A snapshot containerd cannot measure right now leaves the fs usage out of this sample.
     d.containers.writableLayerUsage(rec.id).catch(() => undefined),
   ]);
-  let fs: Sample['fs'];
-  if (fsRoot) {
-    const st = await statfs(fsRoot).catch(() => undefined);
-    if (st) fs = { totalBytes: st.blocks * st.bsize, totalInodes: st.files, freeInodes: st.ffree };
-  }
   return { rec, cgroup, procs, ...(writable ? { writable } : {}), ...(fs ? { fs } : {}) };
 }
 
-async function podMetrics(d: StatsDeps, pod: PodRecord, fsRoot: string | undefined): Promise<Input<PodSandboxMetrics>> {
+/** The snapshotter filesystem's size and inodes: one statfs per listing, shared by every container. */
+async function snapshotterFs(d: StatsDeps): Promise<FsTotals | undefined> {
+  const root = await d.snapshotMount().catch(() => undefined);
+  const st = root ? await statfs(root).catch(() => undefined) : undefined;
+  return st ? { totalBytes: st.blocks * st.bsize, totalInodes: st.files, freeInodes: st.ffree } : undefined;
+}
+
+async function podMetrics(d: StatsDeps, pod: PodRecord, fs: FsTotals | undefined): Promise<Input<PodSandboxMetrics>> {
   const timestamp = nowNanos();
   const metrics: Input<Metric>[] = [];
   if (pod.pins.net) {
@@ -168,14 +172,14 @@ async function podMetrics(d: StatsDeps, pod: PodRecord, fsRoot: string | undefin
   }
   const containerMetrics = [];
   for (const rec of d.containers.byPod(pod.id).filter((c) => c.state === 'running')) {
-    const sample = await sampleContainer(d, rec, fsRoot);
+    const sample = await sampleContainer(d, rec, fs);
     containerMetrics.push({ containerId: rec.id, metrics: toMetrics([rec.id, rec.spec.metadata.name], timestamp, CONTAINER_METRICS, sample) });
   }
   return { podSandboxId: pod.id, metrics, containerMetrics };
 }
 
 export async function listPodSandboxMetrics(d: StatsDeps): Promise<Input<ListPodSandboxMetricsResponse>> {
-  const fsRoot = await d.snapshotMount().catch(() => undefined);
+  const fs = await snapshotterFs(d);
   const pods = d.pods.list().filter((p) => p.state === 'ready');
-  return { podMetrics: await Promise.all(pods.map((p) => podMetrics(d, p, fsRoot))) };
+  return { podMetrics: await Promise.all(pods.map((p) => podMetrics(d, p, fs))) };
 }

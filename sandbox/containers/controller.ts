@@ -33,7 +33,7 @@ import type { UsernsMounts } from '../userns/userns-mounts.js';
 import { PreparedMounts } from './prepared-mounts.js';
 import { sweepExecLeftovers } from './exec-leftovers.js';
 import { loadedProfiles } from '../apparmor.js';
-import { applyCdiDevices, cdiDevicesFromAnnotations, loadCdiRegistry } from './cdi.js';
+import { applyCdiDevices, cdiDevicesFromAnnotations, loadCdiRegistry, type CdiRegistry } from './cdi.js';
 import { CDI_ANNOTATION } from './nri-adjust.js';
 import type { OciSpec } from './oci-types.js';
 
@@ -249,7 +249,10 @@ export class ContainerController {
         ...spec.cdiDevices.map((name, i) => ({ name, field: `config.CDI_devices[${i}].name` })),
         ...cdiDevicesFromAnnotations(spec.annotations).map((name) => ({ name, field: 'config.annotations[cdi.k8s.io/*]' })),
       ];
-      if (cdiNames.length > 0) await applyCdiDevices(built, cdiNames, await loadCdiRegistry(this.opts.cdiSpecDirs));
+      // The spec files are read once per create, and only when a device is asked for.
+      let cdiRegistry: CdiRegistry | undefined;
+      const cdi = async () => (cdiRegistry ??= await loadCdiRegistry(this.opts.cdiSpecDirs));
+      if (cdiNames.length > 0) await applyCdiDevices(built, cdiNames, await cdi());
       const rec: ContainerRecord = {
         id,
         podId: pod.id,
@@ -279,7 +282,7 @@ export class ContainerController {
         .split(',')
         .filter((n) => n && !applied.has(n));
       if (fromNri.length > 0) {
-        await applyCdiDevices(oci as unknown as OciSpec, fromNri.map((name) => ({ name, field: 'NRI adjustment CDI_devices' })), await loadCdiRegistry(this.opts.cdiSpecDirs));
+        await applyCdiDevices(oci as unknown as OciSpec, fromNri.map((name) => ({ name, field: 'NRI adjustment CDI_devices' })), await cdi());
       }
       await this.opts.runtime.updateContainerSpec(id, oci);
       if (logPath) await mkdir(dirname(logPath), { recursive: true, mode: 0o755 });

@@ -125,7 +125,7 @@ describe(`crispd killed ${KILLS} times under load (${PODS} pods × 2 containers,
     const restartMs: number[] = [];
     let maxPauseMs = 0;
     for (let kill = 0; kill < KILLS; kill++) {
-      await sleep(rnd.between(300, 2500));
+      await sleep(rnd.between(1000, 4000));
       const ticks = steady.map((p) => readTickLog(p.log).last);
       gate.close();
       await s.d.kill9();

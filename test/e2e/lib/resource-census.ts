@@ -12,7 +12,7 @@ import type { TestNetwork } from './network.js';
 
 export interface Census {
   shims: number;
-  /** Processes below the shims (containers, execs, loggers). */
+  /** Direct children of the shims (container inits, execs, loggers); their own children come and go. */
   containerProcesses: number;
   /** Other processes naming the test dir (pod pid-namespace holders, leftovers), not crispd or containerd. */
   helpers: number;
@@ -35,6 +35,8 @@ export interface CensusTarget {
   cgroupParent: string;
   /** containerd's socket; the embedded one's by default. */
   containerdAddress?: string;
+  /** An external containerd's own dir: its mounts (task rootfs) count too. */
+  containerdDir?: string;
   namespace?: string;
 }
 
@@ -89,20 +91,22 @@ export async function takeCensus(t: CensusTarget): Promise<Census> {
   const byParent = new Map<number, Proc[]>();
   for (const p of procs) byParent.set(p.ppid, [...(byParent.get(p.ppid) ?? []), p]);
   const below = new Set<number>();
+  for (const pid of shimPids) for (const c of byParent.get(pid) ?? []) if (!shimPids.has(c.pid)) below.add(c.pid);
+  const crispdPid = d.child?.pid;
+  const ctdPid = d.containerdPid();
+  const inContainers = new Set<number>();
   const walk = (pid: number) => {
     for (const c of byParent.get(pid) ?? []) {
-      if (below.has(c.pid) || shimPids.has(c.pid)) continue;
-      below.add(c.pid);
+      if (inContainers.has(c.pid)) continue;
+      inContainers.add(c.pid);
       walk(c.pid);
     }
   };
   for (const pid of shimPids) walk(pid);
-  const crispdPid = d.child?.pid;
-  const ctdPid = d.containerdPid();
   const helpers = procs.filter(
-    (p) => !shimPids.has(p.pid) && !below.has(p.pid) && p.pid !== crispdPid && p.pid !== ctdPid && p.pid !== process.pid && p.argv.some((a) => a.includes(d.dir)),
+    (p) => !shimPids.has(p.pid) && !inContainers.has(p.pid) && p.pid !== crispdPid && p.pid !== ctdPid && p.pid !== process.pid && p.argv.some((a) => a.includes(d.dir)),
   ).length;
-  const mounts = mountinfoBelow(d.dir);
+  const mounts = [...mountinfoBelow(d.dir), ...(t.containerdDir ? mountinfoBelow(t.containerdDir) : [])];
   const ipDir = join(net.dataDir, net.name);
   const cgroups = cgroupMounts().reduce((n, m) => n + countDirs(join(m, t.cgroupParent)), 0);
 

@@ -7,6 +7,7 @@ import { printTable, printKeyValues, shortId, humanBytes } from './table.js';
 import { parseInfo, parseOutputFormat, protoJson, renderDocument } from './output.js';
 import { parseImageReference, referenceString } from '../backend/registry/reference.js';
 import { pullProgressPath, readPullProgress, type PullProgress } from '../backend/images/progress.js';
+import { CREDS_ENV, resolvePullCreds } from './pull-creds.js';
 
 /** A progress file not rewritten for this long belongs to a pull that is no longer running. */
 const STALE_PROGRESS_MS = 10_000;
@@ -65,12 +66,11 @@ export function registerImageCommands(program: Command): void {
   program
     .command('pull <image>')
     .description('pull an image through crispd')
-    .option('--creds <user:pass>', 'registry credentials')
+    .option('--creds <user:pass>', `registry credentials; "-" reads them from stdin (default: $${CREDS_ENV}, so they need not sit in argv)`)
     .option('--state <dir>', "crispd's state directory, where running pulls publish progress", '/run/crisp')
     .action(async (image: string, o: { creds?: string; state: string }) => {
       await withClient(program, async (cri) => {
-        const [username, ...rest] = (o.creds ?? '').split(':');
-        const auth = o.creds ? { username, password: rest.join(':') } : null;
+        const auth = await resolvePullCreds(o.creds, process.env, process.stdin);
         // What the node held before: an image that was there with the same id needed no download.
         const before = await cri.image.unary('ImageStatus', { image: { image } }).then(
           (r) => r.image?.id,

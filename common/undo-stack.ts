@@ -5,9 +5,10 @@ import type { Logger } from './logger.js';
 import { errorMessage } from './errors.js';
 
 export class UndoStack {
-  private readonly steps: { what: string; run: () => Promise<unknown> }[] = [];
+  private readonly steps: { what: string; run: () => Promise<unknown> | void }[] = [];
 
-  push(what: string, run: () => Promise<unknown>): void {
+  /** `run` may be synchronous (closing a client) or async. */
+  push(what: string, run: () => Promise<unknown> | void): void {
     this.steps.push({ what, run });
   }
 

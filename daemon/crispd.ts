@@ -32,15 +32,14 @@ import { SandboxStreaming } from '../sandbox/streaming.js';
 import { CriClient } from '../cri/client.js';
 import { MetricsServer, registerRuntimeMetrics, instrumentImagePulls } from './metrics-server.js';
 import { SdNotify } from './sd-notify.js';
+import { UndoStack } from '../common/undo-stack.js';
 
 export type DaemonState = 'INITIALIZED' | 'STARTING' | 'RUNNING' | 'STOPPING' | 'STOPPED' | 'FAILED';
 
-/** Undo steps registered as resources come up; run in reverse on stop or on a failed start. */
-type Undo = { what: string; run: () => Promise<void> | void };
-
 export class Crispd {
   private state: DaemonState = 'INITIALIZED';
-  private readonly undo: Undo[] = [];
+  /** Undo steps registered as resources come up; run in reverse on stop or on a failed start. */
+  private readonly undo = new UndoStack();
   private cri: CriServer | undefined;
   private embedded: EmbeddedContainerd | undefined;
   private notify: SdNotify | undefined;
@@ -87,14 +86,14 @@ export class Crispd {
     // Refuse early, before touching containerd, when another daemon owns the socket or state dir.
     await prepareSocket(socketPath(c.socket));
     const lock = lockStateDir(c.state);
-    this.undo.push({ what: 'state lock', run: () => lock.release() });
+    this.undo.push('state lock', () => lock.release());
     // Bound before anything else starts: an address that cannot be bound stops the start naming the key.
     let metricsServer: MetricsServer | undefined;
     if (c.metrics_address !== '') {
       const server = new MetricsServer({ address: c.metrics_address, registry: this.metrics, log: this.log.child({ component: 'metrics' }) });
       await server.start();
       metricsServer = server;
-      this.undo.push({ what: 'metrics server', run: () => server.stop() });
+      this.undo.push('metrics server', () => server.stop());
     }
 
     let address = c.containerd_address;
@@ -109,12 +108,12 @@ export class Crispd {
       });
       await embedded.start();
       this.embedded = embedded;
-      this.undo.push({ what: 'embedded containerd', run: () => embedded.stop(c.shutdown_timeout * 1000) });
+      this.undo.push('embedded containerd', () => embedded.stop(c.shutdown_timeout * 1000));
       address = embedded.address;
     }
 
     const containerd = new ContainerdClient({ address, namespace: c.containerd_namespace, timeoutMs });
-    this.undo.push({ what: 'containerd client', run: () => containerd.close() });
+    this.undo.push('containerd client', () => containerd.close());
     if (c.containerd_address !== '') {
       try {
         await containerd.ping(Math.min(timeoutMs, 5000));
@@ -137,10 +136,10 @@ export class Crispd {
     this.log.info({ userns: usernsSupport }, describeSupport(usernsSupport));
     if (usernsSupport.userNamespaces) await allowTraversal([c.state, ...(this.embedded ? [join(c.state, 'containerd')] : [])]);
     const userns = new UsernsMounts({ stateDir: c.state, support: usernsSupport, log: this.log.child({ component: 'userns' }) });
-    this.undo.push({ what: 'userns read-only layer views', run: () => userns.close() });
+    this.undo.push('userns read-only layer views', () => userns.close());
     // Status is polled by kubelet every few seconds: plugins are asked again only after a change.
     const networkStatus = new CniStatusCache(() => network.status(), c.cni_conf_dir);
-    this.undo.push({ what: 'CNI status watcher', run: async () => networkStatus.close() });
+    this.undo.push('CNI status watcher', async () => networkStatus.close());
     const node = new NodeStatus({
       containerd,
       containerdAddress: address,
@@ -160,7 +159,7 @@ export class Crispd {
       hosts: { configPath: c.image_config_path },
       logger: this.log.child({ component: 'registry' }),
     });
-    this.undo.push({ what: 'registry client', run: () => registry.close() });
+    this.undo.push('registry client', () => registry.close());
     const images = instrumentImagePulls(new ImageService(containerd, registry, {
       snapshotter: c.snapshotter,
       maxConcurrentDownloads: c.image_max_concurrent_downloads,
@@ -174,6 +173,7 @@ export class Crispd {
       runDir: join(c.state, 'pods'),
       cgroupDriver: c.cgroup_driver as 'systemd' | 'cgroupfs',
       defaultCgroupParent: c.cgroup_parent,
+      cgroupParentMarker: join(c.state, 'cgroup-parent-created'),
       network,
       podCidr: () => node.getPodCidr(),
       userns,
@@ -228,12 +228,12 @@ export class Crispd {
       });
       await nri.start();
       nriHost = nri;
-      this.undo.push({ what: 'NRI host', run: () => nri.stop() });
+      this.undo.push('NRI host', () => nri.stop());
       pods.setNri(nri);
       containers.setNri(nri);
       node.setNriPlugins(() => nri.plugins());
     }
-    this.undo.push({ what: 'container event stream', run: () => containers.close() });
+    this.undo.push('container event stream', () => containers.close());
     const podMapping = {
       handlers: Object.keys(c.runtimes),
       defaultHandler: c.default_runtime_handler,
@@ -257,7 +257,7 @@ export class Crispd {
       log: this.log.child({ component: 'streaming' }),
     });
     await streaming.start();
-    this.undo.push({ what: 'streaming server', run: () => streaming.stop() });
+    this.undo.push('streaming server', () => streaming.stop());
     registerRuntimeMetrics(this.metrics, {
       version: crispVersion(),
       pods: () => pods.list(),
@@ -269,21 +269,18 @@ export class Crispd {
     const deps = { node, images, pods, podMapping, containers, streaming };
     this.cri = await startCriServer(socketPath(c.socket), instrument, runtimeHandlers(deps), imageHandlers(deps));
     const cri = this.cri;
-    this.undo.push({
-      what: 'CRI server',
-      run: async () => {
-        const bound = c.shutdown_timeout * 1000;
-        const done = cri.shutdown();
-        const left = await instrument.drain(bound);
-        if (left > 0) {
-          this.log.warn({ inFlight: left }, 'shutdown: cancelling calls still running after shutdown_timeout');
-          cri.forceShutdown();
-        }
-        await Promise.race([done, new Promise((r) => setTimeout(r, 1000).unref())]);
-      },
+    this.undo.push('CRI server', async () => {
+      const bound = c.shutdown_timeout * 1000;
+      const done = cri.shutdown();
+      const left = await instrument.drain(bound);
+      if (left > 0) {
+        this.log.warn({ inFlight: left }, 'shutdown: cancelling calls still running after shutdown_timeout');
+        cri.forceShutdown();
+      }
+      await Promise.race([done, new Promise((r) => setTimeout(r, 1000).unref())]);
     });
     const probe = new CriClient(`unix://${cri.path}`, 2000);
-    this.undo.push({ what: 'CRI probe client', run: () => probe.close() });
+    this.undo.push('CRI probe client', () => probe.close());
     const criAnswers = () => probe.runtime.unary('Version', { version: 'v1' });
     this.criAnswers = criAnswers;
     if (metricsServer) {
@@ -297,13 +294,7 @@ export class Crispd {
   }
 
   private async runUndo(): Promise<void> {
-    for (const step of this.undo.splice(0).reverse()) {
-      try {
-        await step.run();
-      } catch (err) {
-        this.log.error({ step: step.what, err: errorMessage(err) }, 'shutdown step failed');
-      }
-    }
+    await this.undo.unwind(this.log, 'crispd shutdown');
   }
 
   /** Graceful stop: refuse new calls, let running ones finish (bounded), stop the embedded containerd. */

@@ -16,6 +16,7 @@ import { nowNanos } from '../../common/time.js';
 import type { PodNetwork } from '../../cni/index.js';
 import { pinNamespaces, unpinNamespaces, applySysctls } from '../../native/nshelper.js';
 import { cgroupExists, createCgroup, removeCgroup, type CgroupDriver } from '../cgroups.js';
+import { DefaultCgroupParent } from '../cgroup-parent.js';
 import { removeJournal, unfinishedPods, writeJournal, type JournaledPod } from './creation-journal.js';
 import { PodStore, POD_RECORD_FILE } from './store.js';
 import { writePodFiles } from './pod-files.js';
@@ -39,6 +40,8 @@ export interface PodControllerOptions {
   cgroupDriver: CgroupDriver;
   /** Parent for pods kubelet gives no cgroup parent. */
   defaultCgroupParent: string;
+  /** Marks that crisp made the default parent (in the state dir), so the last pod's removal removes it. */
+  cgroupParentMarker: string;
   network: PodNetwork;
   podCidr: () => string;
   /** Idmapped pod files and a mapped /dev/shm for user-namespace pods. */
@@ -69,10 +72,12 @@ export class PodController {
   private readonly inFlight = new Map<string, Promise<string>>();
   /** Serialises stop/remove per pod so concurrent calls cannot interleave. */
   private readonly locks = new KeyedLock();
+  private readonly defaultParent: DefaultCgroupParent;
   private containers: PodContainerHooks = { stopAll: async () => undefined, removeAll: async () => undefined };
 
   constructor(private readonly opts: PodControllerOptions) {
     this.store = new PodStore(opts.podsDir, opts.log);
+    this.defaultParent = new DefaultCgroupParent(opts.defaultCgroupParent, opts.cgroupParentMarker);
     this.listeners = new Listeners((err) => opts.log.warn({ err: errorMessage(err) }, 'pod event listener failed'));
   }
 
@@ -85,6 +90,17 @@ export class PodController {
   }
 
   private nri: NriHooks = NO_NRI;
+
+  /** Makes a pod cgroup (cgroupfs); below the default parent, marks the parent as crisp's if it makes it. */
+  private makePodCgroup(path: string): Promise<boolean> {
+    return this.defaultParent.holds(path) ? this.defaultParent.withParent(() => createCgroup(path)) : createCgroup(path);
+  }
+
+  /** Removes a pod cgroup crisp made, and the default parent with the last pod below it. */
+  private async removePodCgroup(path: string): Promise<void> {
+    await removeCgroup(path);
+    if (this.defaultParent.holds(path)) await this.defaultParent.releaseIfUnused();
+  }
 
   setContainerHooks(hooks: PodContainerHooks): void {
     this.containers = hooks;
@@ -196,8 +212,8 @@ export class PodController {
         // Journaled as ours only if it does not exist yet (kubelet's own parent is never removed).
         rec.cgroup = { path: cgroupPath, created: !(await cgroupExists(cgroupPath)) };
         await writeJournal(rec);
-        const created = await step(`creating cgroup ${cgroupPath}`, () => createCgroup(cgroupPath));
-        if (created) undo.push('cgroup', () => removeCgroup(cgroupPath));
+        const created = await step(`creating cgroup ${cgroupPath}`, () => this.makePodCgroup(cgroupPath));
+        if (created) undo.push('cgroup', () => this.removePodCgroup(cgroupPath));
         rec.cgroup = { path: cgroupPath, created };
       } else {
         rec.cgroup = { path: cgroupPath, created: false };
@@ -300,7 +316,7 @@ export class PodController {
       if (pod.spec?.namespaces?.userns && userns) steps.push(['idmapped pod files', () => userns.releasePod(pod)]);
       steps.push(['pinned namespaces', () => unpinNamespaces(nsDir)]);
     }
-    if (pod.cgroup?.created) steps.push(['cgroup', () => removeCgroup(pod.cgroup.path)]);
+    if (pod.cgroup?.created) steps.push(['cgroup', () => this.removePodCgroup(pod.cgroup.path)]);
     let failed = false;
     for (const [what, run] of steps) {
       try {
@@ -329,7 +345,7 @@ export class PodController {
       // Before the run dir goes: a recursive rm would otherwise walk into the idmapped pod dir.
       await this.opts.userns?.releasePod(pod);
       await unpinNamespaces(join(pod.runDir, 'ns'));
-      if (pod.cgroup.created) await removeCgroup(pod.cgroup.path);
+      if (pod.cgroup.created) await this.removePodCgroup(pod.cgroup.path);
       await rm(pod.runDir, { recursive: true, force: true });
       await this.nri.removePodSandbox(pod).catch((err: unknown) => this.opts.log.warn({ pod: pod.id.slice(0, 12), err: errorMessage(err) }, 'NRI RemovePodSandbox failed'));
       await this.store.delete(pod);

@@ -55,6 +55,8 @@ export interface CrispConfig {
   userns_chown_fallback: boolean;
   cdi_spec_dirs: string[];
   metrics_address: string;
+  nshelper_path: string;
+  logger_path: string;
   runtimes: Record<string, RuntimeHandlerConfig>;
 }
 
@@ -110,6 +112,8 @@ export const DEFAULT_CONFIG: CrispConfig = {
   userns_chown_fallback: false,
   cdi_spec_dirs: ['/etc/cdi', '/var/run/cdi'],
   metrics_address: '',
+  nshelper_path: '',
+  logger_path: '',
   runtimes: {
     runc: { runtime_type: 'io.containerd.runc.v2', binary_name: '', privileged_without_host_devices: false },
   },
@@ -154,6 +158,12 @@ const DOCS: Record<keyof CrispConfig, KeyDoc> = {
   userns_chown_fallback: { doc: 'allow chown-based rootfs for user-namespace pods where idmapped mounts are unavailable' },
   cdi_spec_dirs: { doc: 'Container Device Interface spec directories, later ones winning for a device named in several' },
   metrics_address: { doc: 'HOST:PORT serving Prometheus /metrics and /healthz (e.g. "127.0.0.1:9099"; empty = off; a port that cannot be bound stops the daemon)' },
+  nshelper_path: {
+    doc: 'crisp-nshelper binary (namespaces, idmapped mounts, port-forward relay); empty = native/build/crisp-nshelper of the source checkout crispd runs from when built, else /usr/libexec/crisp/crisp-nshelper (the package\'s)',
+  },
+  logger_path: {
+    doc: 'crisp-logger binary the runc shim starts for container logs (must stay at this path while containers run); empty = native/build/crisp-logger of the source checkout when built, else /usr/libexec/crisp/crisp-logger',
+  },
   runtimes: { doc: 'runtime handlers: [runtimes.NAME] runtime_type, binary_name, privileged_without_host_devices' },
 };
 
@@ -226,6 +236,9 @@ export function resolveConfig(...layers: Record<string, unknown>[]): CrispConfig
   }
   if ((config.streaming_tls_cert === '') !== (config.streaming_tls_key === '')) {
     throw invalidArgument('config keys "streaming_tls_cert" and "streaming_tls_key": set both or neither');
+  }
+  for (const key of ['nshelper_path', 'logger_path'] as const) {
+    if (config[key] !== '' && !config[key].startsWith('/')) throw invalidArgument(`config key "${key}": must be an absolute path, got ${JSON.stringify(config[key])}`);
   }
   if (config.metrics_address !== '') parseListenAddress('metrics_address', config.metrics_address);
   if (!config.runtimes[config.default_runtime_handler]) {

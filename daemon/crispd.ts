@@ -33,6 +33,7 @@ import { CriClient } from '../cri/client.js';
 import { MetricsServer, registerRuntimeMetrics, instrumentImagePulls } from './metrics-server.js';
 import { SdNotify } from './sd-notify.js';
 import { UndoStack } from '../common/undo-stack.js';
+import { checkHelper, useHelperPath } from '../native/helper-paths.js';
 
 export type DaemonState = 'INITIALIZED' | 'STARTING' | 'RUNNING' | 'STOPPING' | 'STOPPED' | 'FAILED';
 
@@ -82,6 +83,11 @@ export class Crispd {
   private async startLayers(): Promise<void> {
     const c = this.config;
     collectDefaultMetrics({ register: this.metrics, prefix: 'crisp_' });
+    // Checked before anything starts: a missing helper stops the start naming its key.
+    const helpers = { nshelper: checkHelper('crisp-nshelper', c.nshelper_path), logger: checkHelper('crisp-logger', c.logger_path) };
+    useHelperPath('crisp-nshelper', helpers.nshelper);
+    useHelperPath('crisp-logger', helpers.logger);
+    this.log.info({ helpers }, 'native helpers');
     const timeoutMs = c.containerd_timeout * 1000;
     // Refuse early, before touching containerd, when another daemon owns the socket or state dir.
     await prepareSocket(socketPath(c.socket));

@@ -2,12 +2,12 @@
 // runc shim start native/build/crisp-logger for a task, and log reopening after kubelet's rotation.
 // The shim, not crispd, is the logger's parent, so CRI logs keep flowing while crispd is down.
 import { spawn } from 'node:child_process';
-import { closeSync, existsSync, openSync } from 'node:fs';
+import { closeSync, openSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
-import { dirname, isAbsolute, join, normalize } from 'node:path';
+import { isAbsolute, normalize } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { fileURLToPath } from 'node:url';
 import { CrispError, invalidArgument, isErrno, type ErrorKind } from '../common/errors.js';
+import { helperPath } from './helper-paths.js';
 
 export interface LoggerFiles {
   /** The CRI log file; its directory must exist. */
@@ -68,18 +68,13 @@ export class LoggerError extends CrispError {
 
 export const isLoggerError = (err: unknown): err is LoggerError => err instanceof LoggerError;
 
-const LOGGER_NAME = 'crisp-logger';
+const LOGGER_NAME = 'crisp-logger' as const;
 const DEFAULT_TIMEOUT_MS = 5000;
 const POLL_MS = 5;
 
-/** Where the logger binary is: $CRISP_LOGGER, else native/build/ next to this module's source. */
+/** Where the logger binary is: config `logger_path`, else the default (see helper-paths.ts). */
 export function loggerPath(): string {
-  const override = process.env.CRISP_LOGGER;
-  if (override) return override;
-  const here = dirname(fileURLToPath(import.meta.url));
-  // Compiled code runs from dist/native/, the sources sit in native/.
-  const candidates = [join(here, '..', '..', 'native', 'build', LOGGER_NAME), join(here, 'build', LOGGER_NAME)];
-  return candidates.find((p) => existsSync(p)) ?? candidates[0];
+  return helperPath(LOGGER_NAME);
 }
 
 // ---- argv and URI (pure) ----

@@ -1,12 +1,11 @@
 // Typed wrapper around native/build/crisp-nshelper (contract in native/README.md). crispd is
 // multithreaded, so namespace creation and setns() happen in this single-threaded child program.
 import { execFile, spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
-import { existsSync } from 'node:fs';
-import { dirname, isAbsolute, join } from 'node:path';
+import { isAbsolute } from 'node:path';
 import { isIP } from 'node:net';
-import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { CrispError, invalidArgument, type ErrorKind } from '../common/errors.js';
+import { helperPath } from './helper-paths.js';
 
 const execFileAsync = promisify(execFile);
 
@@ -108,19 +107,14 @@ export class NsHelperError extends CrispError {
 
 export const isNsHelperError = (err: unknown): err is NsHelperError => err instanceof NsHelperError;
 
-const HELPER_NAME = 'crisp-nshelper';
+const HELPER_NAME = 'crisp-nshelper' as const;
 const TIMEOUT_MS = 30_000;
 const MAX_RANGES = 340; // the kernel's limit on lines in uid_map/gid_map
 const U32_END = 2 ** 32;
 
-/** Where the helper binary is: $CRISP_NSHELPER, else native/build/ next to this module's source. */
+/** Where the helper binary is: config `nshelper_path`, else the default (see helper-paths.ts). */
 export function nshelperPath(): string {
-  const override = process.env.CRISP_NSHELPER;
-  if (override) return override;
-  const here = dirname(fileURLToPath(import.meta.url));
-  // Compiled code runs from dist/native/, the sources sit in native/.
-  const candidates = [join(here, '..', '..', 'native', 'build', HELPER_NAME), join(here, 'build', HELPER_NAME)];
-  return candidates.find((p) => existsSync(p)) ?? candidates[0];
+  return helperPath(HELPER_NAME);
 }
 
 // ---- argv building (pure) ----
@@ -342,7 +336,7 @@ async function runHelper(args: string[]): Promise<string> {
         'FAILED_PRECONDITION',
         subcommand,
         `run ${bin}`,
-        `${e.code} (build it with "make -C native" or set CRISP_NSHELPER)`,
+        `${e.code} (build it with "make -C native" or set config key nshelper_path)`,
         null,
       );
     if (typeof e.code === 'number') {

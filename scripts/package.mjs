@@ -4,9 +4,10 @@
 //
 // Installed layout (nothing refers to the build tree at run time):
 //   /usr/lib/crisp/{package.json,dist/,node_modules/}   the daemon and CLI (dist/ without tests, bench, maps)
-//   /usr/lib/crisp/native/build/crisp-{nshelper,logger}  native helpers, where native/*.ts look for them
-//                                                       (dist/native/../../native/build: absolute paths, so
-//                                                       the binary:// logger URI the shim runs is absolute)
+//   /usr/libexec/crisp/crisp-{nshelper,logger}          native helpers: the defaults of config keys
+//                                                       nshelper_path and logger_path when crispd runs
+//                                                       without a build tree (native/helper-paths.ts); the
+//                                                       binary:// URI the shim runs the logger from names it
 //   /usr/bin/crisp                                      wrapper: exec /usr/bin/node /usr/lib/crisp/dist/cli/main.js
 //   /lib/systemd/system/crisp.service                   the unit (packaging/crisp.service)
 //   /usr/share/crisp/config.toml.example                every key commented out with its default; postinst
@@ -22,6 +23,8 @@ import { dirname, join, relative, resolve, sep } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 
 export const PREFIX = 'usr/lib/crisp';
+/** Where the native helpers go (native/helper-paths.ts INSTALLED_HELPER_DIR). */
+export const LIBEXEC = 'usr/libexec/crisp';
 export const REPO = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 
 /** Debian packages crisp runs with (besides nodejs and libc, computed). */
@@ -184,8 +187,8 @@ export async function stage({ repo = REPO, stageDir, arch = debArchitecture() })
   const natives = readdirSync(nativeDir)
     .filter((n) => statSync(join(nativeDir, n)).isFile() && (statSync(join(nativeDir, n)).mode & 0o111) !== 0)
     .sort();
-  mkdirSync(join(lib, 'native', 'build'), { recursive: true });
-  for (const n of natives) copyFileSync(join(nativeDir, n), join(lib, 'native', 'build', n));
+  mkdirSync(join(stageDir, LIBEXEC), { recursive: true });
+  for (const n of natives) copyFileSync(join(nativeDir, n), join(stageDir, LIBEXEC, n));
 
   const put = (path, content, mode) => {
     const p = join(stageDir, path);

@@ -58,7 +58,7 @@ function freshDir(): string {
 
 before(async () => {
   const nativeDir = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..', 'native');
-  if (!process.env.CRISP_LOGGER && existsSync(join(nativeDir, 'Makefile'))) await run('make', ['-s', '-C', nativeDir]);
+  if (existsSync(join(nativeDir, 'Makefile'))) await run('make', ['-s', '-C', nativeDir]);
   assert.ok(existsSync(loggerPath()), `logger missing at ${loggerPath()}`);
   base = `/tmp/crisp-e2e-logger-${randomBytes(4).toString('hex')}`;
   mkdirSync(base, { mode: 0o755 });

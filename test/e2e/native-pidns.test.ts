@@ -119,7 +119,7 @@ function spawnIn(path: string, cmd: string[]): ChildProcess {
 before(async () => {
   if (!isRoot) return;
   const nativeDir = join(here, '..', '..', '..', 'native');
-  if (!process.env.CRISP_NSHELPER && existsSync(join(nativeDir, 'Makefile'))) await run('make', ['-s', '-C', nativeDir]);
+  if (existsSync(join(nativeDir, 'Makefile'))) await run('make', ['-s', '-C', nativeDir]);
   assert.ok(existsSync(nshelperPath()), `helper missing at ${nshelperPath()}`);
   base = `/tmp/crisp-e2e-pidns-${randomBytes(4).toString('hex')}`;
   mkdirSync(base, { mode: 0o755 });

@@ -12,6 +12,7 @@ import {
   type LoggerFiles,
 } from '../../native/logger.js';
 import { isCrispError } from '../../common/errors.js';
+import { defaultHelperPath, useHelperPath } from '../../native/helper-paths.js';
 
 const isInvalid = (err: unknown) => isCrispError(err, 'INVALID_ARGUMENT');
 
@@ -149,15 +150,14 @@ test('parseLoggerAck: complete acks only', () => {
   assert.equal(parseLoggerAck('null'), undefined);
 });
 
-test('loggerPath: CRISP_LOGGER wins, else native/build/crisp-logger', () => {
-  const saved = process.env.CRISP_LOGGER;
+test('loggerPath: the configured path wins, else the default', () => {
   try {
-    process.env.CRISP_LOGGER = '/opt/x/crisp-logger';
+    useHelperPath('crisp-logger', '/opt/x/crisp-logger');
     assert.equal(loggerPath(), '/opt/x/crisp-logger');
-    delete process.env.CRISP_LOGGER;
-    assert.match(loggerPath(), /\/native\/build\/crisp-logger$/);
+    assert.match(loggerUri({ logPath: '/l/0.log', pidFile: '/r/p', ackFile: '/r/a' }), /^binary:\/\/\/opt\/x\/crisp-logger\?/);
+    useHelperPath('crisp-logger', '');
+    assert.equal(loggerPath(), defaultHelperPath('crisp-logger'));
   } finally {
-    if (saved === undefined) delete process.env.CRISP_LOGGER;
-    else process.env.CRISP_LOGGER = saved;
+    useHelperPath('crisp-logger', '');
   }
 });

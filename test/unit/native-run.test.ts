@@ -1,4 +1,4 @@
-// The wrapper's process plumbing against a fake helper (a shell script named by CRISP_NSHELPER):
+// The wrapper's process plumbing against a fake helper (a shell script set by useHelperPath, as crispd sets nshelper_path):
 // argv passed through, stdout parsed, exit codes and the stderr line turned into typed errors.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -16,9 +16,9 @@ import {
   stopPidNamespace,
   unpinNamespaces,
 } from '../../native/nshelper.js';
+import { useHelperPath } from '../../native/helper-paths.js';
 
 let dir = '';
-const saved = process.env.CRISP_NSHELPER;
 
 // The fake prints $FAKE_OUT, writes $FAKE_ERR to stderr and exits $FAKE_RC; it records its argv.
 function installFake(out: string, err = '', rc = 0): string {
@@ -30,7 +30,7 @@ function installFake(out: string, err = '', rc = 0): string {
       `printf '%s' '${out}'\nprintf '%s' '${err}' >&2\nexit ${rc}\n`,
   );
   chmodSync(script, 0o755);
-  process.env.CRISP_NSHELPER = script;
+  useHelperPath('crisp-nshelper', script);
   return argvFile;
 }
 const argvOf = (file: string) => readFileSync(file, 'utf8').trimEnd().split('\n');
@@ -39,12 +39,11 @@ before(() => {
   dir = mkdtempSync(join(tmpdir(), 'crisp-unit-native-'));
 });
 after(() => {
-  if (saved === undefined) delete process.env.CRISP_NSHELPER;
-  else process.env.CRISP_NSHELPER = saved;
+  useHelperPath('crisp-nshelper', '');
   rmSync(dir, { recursive: true, force: true });
 });
 
-test('CRISP_NSHELPER overrides the helper path', () => {
+test('a configured path overrides the default helper path', () => {
   installFake('');
   assert.equal(nshelperPath(), join(dir, 'fake-nshelper'));
 });
@@ -90,7 +89,7 @@ test('startPidNamespace and stopPidNamespace pass argv and parse output', async 
 });
 
 test('applySysctls with nothing to write does not run the helper', async () => {
-  process.env.CRISP_NSHELPER = join(dir, 'does-not-exist');
+  useHelperPath('crisp-nshelper', join(dir, 'does-not-exist'));
   await applySysctls({ netns: '/p/net' }, {});
 });
 
@@ -118,9 +117,9 @@ test('helper failures become NsHelperError with step, detail and kind', async ()
 });
 
 test('a missing helper is a FAILED_PRECONDITION that says how to build it', async () => {
-  process.env.CRISP_NSHELPER = join(dir, 'does-not-exist');
+  useHelperPath('crisp-nshelper', join(dir, 'does-not-exist'));
   await assert.rejects(
     unpinNamespaces('/p'),
-    (err: unknown) => isNsHelperError(err) && err.kind === 'FAILED_PRECONDITION' && /make -C native/.test(err.message),
+    (err: unknown) => isNsHelperError(err) && err.kind === 'FAILED_PRECONDITION' && /make -C native/.test(err.message) && /nshelper_path/.test(err.message),
   );
 });

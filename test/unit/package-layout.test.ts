@@ -1,10 +1,10 @@
 // scripts/package.mjs: the pure parts (production package set, Depends, versions, config example), the
-// staged tree (installed layout, native helpers found inside /usr/lib/crisp, maintainer scripts that keep
-// state and containers) and, where dpkg-deb exists, the .deb itself (dpkg-deb -I / -c).
+// staged tree (installed layout, native helpers in /usr/libexec/crisp and found there, no run-time
+// client-node, maintainer scripts that keep state and containers) and, where dpkg-deb exists, the .deb itself (dpkg-deb -I / -c).
 import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, readdirSync, statSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { parse as parseToml } from 'smol-toml';
@@ -121,7 +121,10 @@ describe('package script: staged tree and .deb', { skip: haveNative ? false : 'n
     for (const dep of Object.keys(pkg.dependencies)) assert.ok(existsSync(join(lib(), 'node_modules', dep, 'package.json')), dep);
     for (const dev of ['typescript', 'eslint', '@eslint/js', '.bin']) assert.ok(!existsSync(join(lib(), 'node_modules', dev)), dev);
     assert.deepEqual(info.natives, ['crisp-logger', 'crisp-nshelper']);
-    for (const n of info.natives) assert.equal(statSync(join(lib(), 'native', 'build', n)).mode & 0o777, 0o755, n);
+    for (const n of info.natives) assert.equal(statSync(join(stageDir, 'usr', 'libexec', 'crisp', n)).mode & 0o777, 0o755, n);
+    assert.ok(!existsSync(join(lib(), 'native')), 'no build tree inside /usr/lib/crisp');
+    // Types only at build time: the CLI's play command needs no client-node at run time (~40 MiB less).
+    assert.ok(!existsSync(join(lib(), 'node_modules', '@kubernetes')), '@kubernetes/client-node is not shipped');
     const wrapper = readFileSync(join(stageDir, 'usr', 'bin', 'crisp'), 'utf8');
     assert.equal(statSync(join(stageDir, 'usr', 'bin', 'crisp')).mode & 0o777, 0o755);
     assert.match(wrapper, /^#!\/bin\/sh\n/);
@@ -133,7 +136,7 @@ describe('package script: staged tree and .deb', { skip: haveNative ? false : 'n
     assert.ok(!readFileSync(join(stageDir, 'DEBIAN', 'md5sums'), 'utf8').includes('DEBIAN/'));
   });
 
-  test('the installed program runs from its own tree and finds its helpers inside it', () => {
+  test('the installed program runs from its own tree and finds its helpers in /usr/libexec/crisp', () => {
     const main = join(lib(), 'dist', 'cli', 'main.js');
     // The client's own version: needs no running daemon.
     const version = spawnSync(process.execPath, [main, '--client-version'], { encoding: 'utf8' });
@@ -153,9 +156,32 @@ describe('package script: staged tree and .deb', { skip: haveNative ? false : 'n
     );
     assert.equal(paths.status, 0, paths.stderr);
     const [logger, nshelper, uri] = JSON.parse(paths.stdout) as string[];
-    assert.equal(logger, join(lib(), 'native', 'build', 'crisp-logger'), 'the shim-started logger is the installed one (absolute)');
-    assert.equal(nshelper, join(lib(), 'native', 'build', 'crisp-nshelper'));
-    assert.ok(uri!.startsWith(`binary://${join(lib(), 'native', 'build', 'crisp-logger')}?`), uri);
+    assert.equal(logger, '/usr/libexec/crisp/crisp-logger', 'the shim-started logger is the installed one (absolute)');
+    assert.equal(nshelper, '/usr/libexec/crisp/crisp-nshelper');
+    assert.ok(uri!.startsWith('binary:///usr/libexec/crisp/crisp-logger?'), uri);
+    // `crisp config default` documents both keys and where an empty one points.
+    const defaults = spawnSync(process.execPath, [main, 'config', 'default'], { encoding: 'utf8', cwd: '/' });
+    assert.equal(defaults.status, 0, defaults.stderr);
+    assert.match(defaults.stdout, /^nshelper_path = ""$/m);
+    assert.match(defaults.stdout, /^logger_path = ""$/m);
+    assert.match(defaults.stdout, /\/usr\/libexec\/crisp\/crisp-logger/);
+  });
+
+  test('crisp play runs from the installed tree without @kubernetes/client-node', () => {
+    // No module of the installed program imports client-node at run time (type imports are erased)...
+    const hits = spawnSync('grep', ['-rlE', `(from|import\\() *['"]@kubernetes/client-node`, join(lib(), 'dist')], { encoding: 'utf8' });
+    assert.equal(hits.stdout, '', `run-time imports of client-node:\n${hits.stdout}`);
+    // ...and play loads, reads the manifest and gets as far as dialling the daemon.
+    const manifest = join(dir, 'pod.yaml');
+    writeFileSync(manifest, 'apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec:\n  containers: [{name: c, image: busybox}]\n');
+    const play = spawnSync(process.execPath, [join(lib(), 'dist', 'cli', 'main.js'), '--endpoint', `unix://${join(dir, 'absent.sock')}`, 'play', manifest], {
+      encoding: 'utf8',
+      cwd: '/',
+      timeout: 20_000,
+    });
+    assert.doesNotMatch(play.stderr, /ERR_MODULE_NOT_FOUND|Cannot find (module|package)/, play.stderr);
+    assert.notEqual(play.status, 0);
+    assert.match(play.stderr, /absent\.sock|connect|unavailable|ENOENT/i, play.stderr);
   });
 
   test('maintainer scripts: valid sh, never remove state, stop crispd only on removal', () => {
@@ -173,7 +199,14 @@ describe('package script: staged tree and .deb', { skip: haveNative ? false : 'n
     assert.match(prerm, /if \[ "\$1" = remove \]/, 'an upgrade stops nothing (postinst restarts crispd)');
     assert.match(prerm, /stop crisp\.service/);
     const postinst = readFileSync(join(stageDir, 'DEBIAN', 'postinst'), 'utf8');
-    assert.match(postinst, /action=restart/);
+    assert.match(postinst, /if \[ -n "\$2" \]; then\s+action=try-restart/, 'an upgrade restarts crispd only if it runs');
+    assert.match(postinst, /\s+action=start/, 'a first install starts it');
+    const code = (text: string) => text.split('\n').filter((l) => !l.trim().startsWith('#')).join('\n');
+    assert.doesNotMatch(code(prerm), /restart/, 'prerm never restarts');
+    const postrm = readFileSync(join(stageDir, 'DEBIAN', 'postrm'), 'utf8');
+    assert.doesNotMatch(code(postrm), /\b(stop|restart)\b/, 'postrm stops nothing');
+    // KillMode=process: the unit's restart signals crispd only, so the shims and containers survive it.
+    assert.match(readFileSync(join(stageDir, 'lib', 'systemd', 'system', 'crisp.service'), 'utf8'), /^KillMode=process$/m);
     assert.match(postinst, /if \[ ! -e "\$CONFIG" \] && \[ ! -L "\$CONFIG" \]/, 'an existing config is never replaced');
   });
 
@@ -211,14 +244,14 @@ describe('package script: staged tree and .deb', { skip: haveNative ? false : 'n
     const expect = (path: string, mode: string) => assert.equal(entries.get(path)?.mode, mode, path);
     expect('/usr/bin/crisp', '-rwxr-xr-x');
     expect('/lib/systemd/system/crisp.service', '-rw-r--r--');
-    expect('/usr/lib/crisp/native/build/crisp-logger', '-rwxr-xr-x');
-    expect('/usr/lib/crisp/native/build/crisp-nshelper', '-rwxr-xr-x');
+    expect('/usr/libexec/crisp/crisp-logger', '-rwxr-xr-x');
+    expect('/usr/libexec/crisp/crisp-nshelper', '-rwxr-xr-x');
     expect('/usr/lib/crisp/dist/cli/main.js', '-rw-r--r--');
     expect('/usr/lib/crisp/package.json', '-rw-r--r--');
     expect('/usr/share/crisp/config.toml.example', '-rw-r--r--');
     expect('/usr/lib/crisp/node_modules/prom-client/package.json', '-rw-r--r--');
     for (const path of entries.keys()) {
-      assert.ok(/^\/(usr\/(bin\/crisp|lib\/crisp|share\/crisp)|lib\/systemd\/system)(\/|$)|^\/(usr|usr\/lib|usr\/share|usr\/bin|lib|lib\/systemd)?\/?$/.test(path), `unexpected path ${path}`);
+      assert.ok(/^\/(usr\/(bin\/crisp|lib\/crisp|libexec\/crisp|share\/crisp)|lib\/systemd\/system)(\/|$)|^\/(usr|usr\/lib|usr\/libexec|usr\/share|usr\/bin|lib|lib\/systemd)?\/?$/.test(path), `unexpected path ${path}`);
       assert.ok(!path.startsWith('/usr/lib/crisp/dist/test') && !(path.startsWith('/usr/lib/crisp/dist/') && path.endsWith('.map')), path);
     }
     assert.ok(!readdirSync(dir).some((n) => n.endsWith('.tmp')));

@@ -34,10 +34,43 @@ export type Handlers<M extends MethodTable<M>> = {
 export type Interceptor = <T>(call: CallInfo, request: unknown, run: () => Promise<T>) => Promise<T>;
 export type ErrorMapper = (err: unknown) => Partial<grpc.StatusObject>;
 
-function callInfo(path: string, method: string, call: grpc.ServerUnaryCall<unknown, unknown> | grpc.ServerWritableStream<unknown, unknown>): CallInfo {
-  const ac = new AbortController();
-  call.on('cancelled', () => ac.abort(new Error(`${method}: cancelled by client`)));
-  return { path, method, metadata: call.metadata, signal: ac.signal };
+/**
+ * The CallInfo of one call. grpc-js emits 'cancelled' when a call's stream closes, also after a normal
+ * finish, so the abort (an Error with its stack) happens only while the handler still runs, and the
+ * AbortController is made only when a handler asks for the signal (most never do).
+ */
+function callInfo(
+  path: string,
+  method: string,
+  call: grpc.ServerUnaryCall<unknown, unknown> | grpc.ServerWritableStream<unknown, unknown>,
+): { info: CallInfo; finished: () => void } {
+  let controller: AbortController | undefined;
+  let cancelled = false;
+  let done = false;
+  const reason = () => new Error(`${method}: cancelled by client`);
+  call.once('cancelled', () => {
+    if (done) return;
+    cancelled = true;
+    controller?.abort(reason());
+  });
+  const info: CallInfo = {
+    path,
+    method,
+    metadata: call.metadata,
+    get signal() {
+      if (!controller) {
+        controller = new AbortController();
+        if (cancelled) controller.abort(reason());
+      }
+      return controller.signal;
+    },
+  };
+  return {
+    info,
+    finished: () => {
+      done = true;
+    },
+  };
 }
 
 export function bindService<M extends MethodTable<M>>(
@@ -69,7 +102,7 @@ export function bindService<M extends MethodTable<M>>(
     if (m.responseStream) {
       const run = handler as ServerStreamHandler<unknown, unknown>;
       implementation[m.name] = (call: grpc.ServerWritableStream<unknown, unknown>) => {
-        const info = callInfo(path, m.name, call);
+        const { info, finished } = callInfo(path, m.name, call);
         const stream: ServerStream<unknown> = {
           write: (message) =>
             new Promise<void>((resolve) => {
@@ -78,17 +111,29 @@ export function bindService<M extends MethodTable<M>>(
             }),
         };
         intercept(info, call.request, () => run(call.request, stream, info)).then(
-          () => call.end(),
-          (err: unknown) => call.destroy(Object.assign(new Error('stream failed'), mapError(err))),
+          () => {
+            finished();
+            call.end();
+          },
+          (err: unknown) => {
+            finished();
+            call.destroy(Object.assign(new Error('stream failed'), mapError(err)));
+          },
         );
       };
     } else {
       const run = handler as UnaryHandler<unknown, unknown>;
       implementation[m.name] = (call: grpc.ServerUnaryCall<unknown, unknown>, callback: grpc.sendUnaryData<unknown>) => {
-        const info = callInfo(path, m.name, call);
+        const { info, finished } = callInfo(path, m.name, call);
         intercept(info, call.request, () => run(call.request, info)).then(
-          (res) => callback(null, res),
-          (err: unknown) => callback(mapError(err)),
+          (res) => {
+            finished();
+            callback(null, res);
+          },
+          (err: unknown) => {
+            finished();
+            callback(mapError(err));
+          },
         );
       };
     }

@@ -30,6 +30,11 @@ const TO_OBJECT: protobuf.IConversionOptions = {
   oneofs: false,
 };
 
+/** protobufjs's writer already hands out a Buffer under Node: wrap, never copy. */
+function asBuffer(bytes: Uint8Array): Buffer {
+  return Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+}
+
 let rootCache: protobuf.Root | undefined;
 const codecs = new Map<string, Codec<unknown>>();
 
@@ -59,7 +64,7 @@ export function codecFor<T>(fullName: string): Codec<T> {
     return obj;
   };
   const codec: Codec<T> = {
-    encode: (value) => Buffer.from(type.encode(type.fromObject(value as Record<string, unknown>)).finish()),
+    encode: (value) => asBuffer(type.encode(type.fromObject(value as Record<string, unknown>)).finish()),
     decode: (bytes) => toPlain(type.decode(bytes)),
     normalize: (value) => toPlain(type.fromObject(value as Record<string, unknown>)),
   };

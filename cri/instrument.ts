@@ -53,6 +53,12 @@ const SERVER_STREAMS = new Set(['GetContainerEvents']);
 /** go-grpc-prometheus' default buckets, as containerd exposes them. */
 const GRPC_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
 
+interface GrpcLabels {
+  grpc_service: string;
+  grpc_method: string;
+  grpc_type: string;
+}
+
 export function createInstrument(log: Logger, registry: Registry): Instrument {
   const histogram = new Histogram({
     name: 'crisp_cri_request_duration_seconds',
@@ -89,6 +95,31 @@ export function createInstrument(log: Logger, registry: Registry): Instrument {
       this.set(running);
     },
   });
+  // Label objects are made once per method (and code), not per call: the set of methods is fixed.
+  const byPath = new Map<string, GrpcLabels>();
+  const methodLabels = (call: CallInfo): GrpcLabels => {
+    let labels = byPath.get(call.path);
+    if (!labels) {
+      labels = { grpc_service: call.path.split('/')[1] ?? '', grpc_method: call.method, grpc_type: SERVER_STREAMS.has(call.method) ? 'server_stream' : 'unary' };
+      byPath.set(call.path, labels);
+    }
+    return labels;
+  };
+  const byMethodCode = new Map<string, { method: string; code: string }>();
+  const methodCodeLabels = (method: string, code: string) => {
+    const key = `${method} ${code}`;
+    let labels = byMethodCode.get(key);
+    if (!labels) byMethodCode.set(key, (labels = { method, code }));
+    return labels;
+  };
+  const byLabelsCode = new WeakMap<GrpcLabels, Map<string, GrpcLabels & { grpc_code: string }>>();
+  const handledLabels = (labels: GrpcLabels, code: string) => {
+    let codes = byLabelsCode.get(labels);
+    if (!codes) byLabelsCode.set(labels, (codes = new Map()));
+    let withCode = codes.get(code);
+    if (!withCode) codes.set(code, (withCode = { ...labels, grpc_code: code }));
+    return withCode;
+  };
   let running = 0;
   let closed = false;
   const idle: (() => void)[] = [];
@@ -97,7 +128,7 @@ export function createInstrument(log: Logger, registry: Registry): Instrument {
     if (closed) throw new CrispError('UNAVAILABLE', 'crispd is shutting down');
     running++;
     const startedAt = process.hrtime.bigint();
-    const labels = { grpc_service: call.path.split('/')[1] ?? '', grpc_method: call.method, grpc_type: SERVER_STREAMS.has(call.method) ? 'server_stream' : 'unary' };
+    const labels = methodLabels(call);
     started.inc(labels);
     let code = grpc.status.OK;
     if (log.isLevelEnabled('debug')) log.debug({ method: call.method, request: loggable(request) }, 'cri request');
@@ -113,8 +144,8 @@ export function createInstrument(log: Logger, registry: Registry): Instrument {
     } finally {
       const seconds = Number(process.hrtime.bigint() - startedAt) / 1e9;
       const codeName = grpc.status[code] ?? String(code);
-      histogram.observe({ method: call.method, code: codeName }, seconds);
-      handled.inc({ ...labels, grpc_code: codeName });
+      histogram.observe(methodCodeLabels(call.method, codeName), seconds);
+      handled.inc(handledLabels(labels, codeName));
       handling.observe(labels, seconds);
       running--;
       if (running === 0) for (const wake of idle.splice(0)) wake();

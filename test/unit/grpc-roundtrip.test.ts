@@ -62,3 +62,46 @@ test('typed server and client round-trip unary, stream and errors over a unix so
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('a call signal aborts when the client cancels a running call, and stays quiet once the call has finished', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'crisp-unit-grpc-'));
+  const sock = join(dir, 's.sock');
+  const server = new grpc.Server();
+  const finishedSignals: AbortSignal[] = [];
+  let abortedReason: unknown;
+  let running: () => void = () => undefined;
+  const started = new Promise<void>((res) => (running = res));
+  const handlers: Handlers<ProberMethods> = {
+    Echo: async (req, call) => {
+      if (req.text !== 'hang') {
+        finishedSignals.push(call.signal);
+        return { text: req.text };
+      }
+      running();
+      await new Promise<void>((res) => call.signal.addEventListener('abort', () => res(), { once: true }));
+      abortedReason = call.signal.reason;
+      return { text: 'late' };
+    },
+    Watch: async () => undefined,
+  };
+  bindService(server, ProberName, handlers, (_call, _req, run) => run(), () => ({ code: grpc.status.INTERNAL }));
+  await new Promise<void>((res, rej) => server.bindAsync(`unix://${sock}`, grpc.ServerCredentials.createInsecure(), (e) => (e ? rej(e) : res())));
+  const channel = unixChannel(sock);
+  const client = new ServiceClient<ProberMethods>(channel, ProberName, () => ({ metadata: {}, timeoutMs: 5000 }));
+  try {
+    for (let i = 0; i < 3; i++) assert.equal((await client.unary('Echo', { text: `x${i}` })).text, `x${i}`);
+    const ac = new AbortController();
+    const hung = client.unary('Echo', { text: 'hang' }, { signal: ac.signal });
+    await started;
+    ac.abort();
+    await assert.rejects(hung, (err: unknown) => isGrpcError(err, grpc.status.CANCELLED));
+    for (let i = 0; i < 50 && abortedReason === undefined; i++) await new Promise((r) => setTimeout(r, 20));
+    assert.match(String(abortedReason), /Echo: cancelled by client/);
+    assert.equal(finishedSignals.length, 3);
+    for (const s of finishedSignals) assert.equal(s.aborted, false, 'a finished call is not reported as cancelled');
+  } finally {
+    channel.close();
+    server.forceShutdown();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});

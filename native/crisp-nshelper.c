@@ -5,12 +5,13 @@
  *
  * Contract (argv in, one JSON line on stdout out):
  *
- *   pin --dir DIR [--net] [--ipc] [--uts]
+ *   pin --dir DIR [--net [--lo-up]] [--ipc] [--uts]
  *       [--user --uid-map "C H L[,C H L...]" --gid-map "C H L[,...]"] [--hostname NAME]
  *       Creates the asked namespaces in one unshare() (the kernel creates the user namespace first,
  *       so the others are owned by it), writes the id maps, sets the hostname in the new uts ns and
  *       bind-mounts /proc/<child>/ns/<kind> onto DIR/<kind>. DIR must exist. Refuses if a target is
- *       already a mount; on failure undoes every mount and file it made.
+ *       already a mount; on failure undoes every mount and file it made. --lo-up sets the new net
+ *       namespace's loopback link up (what the CNI loopback plugin does, without its exec).
  *       -> {"user":"DIR/user","net":"DIR/net","ipc":"DIR/ipc","uts":"DIR/uts"}  (asked kinds only)
  *   unpin --dir DIR
  *       Detaches and removes DIR/{user,net,ipc,uts}; absent files are fine.   -> {"ok":true}
@@ -76,6 +77,8 @@
 #include <string.h>
 #include <poll.h>
 #include <sys/mount.h>
+#include <sys/ioctl.h>
+#include <net/if.h>
 #include <sys/socket.h>
 #include <netinet/in.h>
 #include <arpa/inet.h>
@@ -308,7 +311,24 @@ struct ns_child {
     int hold_w; /* parent's end; closing it releases the child */
 };
 
-static int spawn_ns_child(int flags, const char *hostname, struct ns_child *out) {
+/* Sets `lo` up in the caller's (new) network namespace. */
+static int loopback_up(void) {
+    int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) return fail(errno, "socket for lo");
+    struct ifreq ifr;
+    memset(&ifr, 0, sizeof ifr);
+    strncpy(ifr.ifr_name, "lo", IFNAMSIZ - 1);
+    int rc = 0;
+    if (ioctl(fd, SIOCGIFFLAGS, &ifr) < 0) rc = fail(errno, "lo flags");
+    else if (!(ifr.ifr_flags & IFF_UP)) {
+        ifr.ifr_flags |= IFF_UP;
+        if (ioctl(fd, SIOCSIFFLAGS, &ifr) < 0) rc = fail(errno, "lo up");
+    }
+    close(fd);
+    return rc;
+}
+
+static int spawn_ns_child(int flags, const char *hostname, bool lo_up, struct ns_child *out) {
     int report[2], hold[2];
     if (pipe2(report, O_CLOEXEC) < 0) return fail(errno, "pipe");
     if (pipe2(hold, O_CLOEXEC) < 0) {
@@ -333,6 +353,7 @@ static int spawn_ns_child(int flags, const char *hostname, struct ns_child *out)
         memset(&r, 0, sizeof r);
         if (unshare(flags) < 0) fail(errno, "unshare");
         else if (hostname && sethostname(hostname, strlen(hostname)) < 0) fail(errno, "sethostname");
+        else if (lo_up) loopback_up();
         r.ok = g_step[0] == '\0';
         memcpy(r.step, g_step, sizeof r.step);
         memcpy(r.detail, g_detail, sizeof r.detail);
@@ -393,11 +414,12 @@ static char g_idmap_buf[2][340 * 36 + 1];
 
 static int cmd_pin(int argc, char **argv) {
     const char *dir = NULL, *uid_spec = NULL, *gid_spec = NULL, *hostname = NULL;
-    bool want[NS_COUNT] = {false};
+    bool want[NS_COUNT] = {false}, lo_up = false;
     for (int i = 0; i < argc; i++) {
         const char *a = argv[i];
         bool has_value = i + 1 < argc;
         if (!strcmp(a, "--net")) want[NS_NET] = true;
+        else if (!strcmp(a, "--lo-up")) lo_up = true;
         else if (!strcmp(a, "--ipc")) want[NS_IPC] = true;
         else if (!strcmp(a, "--uts")) want[NS_UTS] = true;
         else if (!strcmp(a, "--user")) want[NS_USER] = true;
@@ -414,6 +436,8 @@ static int cmd_pin(int argc, char **argv) {
         return usage("pin: --user goes with both --uid-map and --gid-map");
     /* without a new uts namespace sethostname would rename the host */
     if (hostname && !want[NS_UTS]) return usage("pin: --hostname needs --uts");
+    /* without a new net namespace it would be the host's loopback */
+    if (lo_up && !want[NS_NET]) return usage("pin: --lo-up needs --net");
     if (hostname && (!*hostname || strlen(hostname) > 64)) return usage("pin: hostname must be 1-64 bytes");
     if (want[NS_USER]) {
         int rc = parse_idmap(uid_spec, "--uid-map", g_idmap_buf[0], sizeof g_idmap_buf[0]);
@@ -464,7 +488,7 @@ static int cmd_pin(int argc, char **argv) {
             goto undo;
         }
     }
-    if (spawn_ns_child(flags, hostname, &child) < 0) goto undo;
+    if (spawn_ns_child(flags, hostname, lo_up, &child) < 0) goto undo;
     if (want[NS_USER] && write_idmaps(child.pid, g_idmap_buf[0], g_idmap_buf[1]) < 0) goto undo;
     for (int k = 0; k < NS_COUNT; k++) {
         if (!want[k]) continue;
@@ -765,7 +789,7 @@ static int probe_steps(const char *base, bool *idmap_ok, bool *overlay_ok, bool 
     if (chown(file, 0, 0) < 0) return fail(errno, "chown %s", file);
 
     struct ns_child child = {0, -1};
-    if (spawn_ns_child(CLONE_NEWUSER, NULL, &child) < 0) {
+    if (spawn_ns_child(CLONE_NEWUSER, NULL, false, &child) < 0) {
         release_ns_child(&child, true);
         return -1;
     }

@@ -27,6 +27,8 @@ export interface PinOptions {
   /** Existing directory; the pinned namespace files are created in it as user/net/ipc/uts. */
   dir: string;
   net?: boolean;
+  /** Set the new net namespace's `lo` up (needs `net`), as the CNI loopback plugin would. */
+  loopbackUp?: boolean;
   ipc?: boolean;
   uts?: boolean;
   /** Also pin a user namespace with these maps; the other namespaces are then owned by it. */
@@ -144,6 +146,7 @@ export function pinArgs(opts: PinOptions): string[] {
   checkPath('dir', opts.dir, ctx);
   if (!opts.net && !opts.ipc && !opts.uts && !opts.user) throw invalidArgument(`${ctx}: no namespace asked`);
   if (opts.hostname !== undefined && !opts.uts) throw invalidArgument(`${ctx}: hostname needs a uts namespace`);
+  if (opts.loopbackUp && !opts.net) throw invalidArgument(`${ctx}: loopbackUp needs a net namespace`);
   const args = ['pin', '--dir', opts.dir];
   if (opts.user) {
     args.push('--user');
@@ -151,6 +154,7 @@ export function pinArgs(opts: PinOptions): string[] {
     args.push('--gid-map', mapSpec('gidMappings', opts.user.gidMappings, ctx));
   }
   if (opts.net) args.push('--net');
+  if (opts.loopbackUp) args.push('--lo-up');
   if (opts.ipc) args.push('--ipc');
   if (opts.uts) args.push('--uts');
   if (opts.hostname !== undefined) {

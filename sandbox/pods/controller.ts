@@ -177,18 +177,39 @@ export class PodController {
       const hostname = podNet && spec.hostname ? spec.hostname : osHostname();
       // hostNetwork + hostIPC without a user namespace: nothing of the pod's own to pin.
       const pinAny = podNet || ns.ipc === 'pod' || ns.userns !== undefined;
-      const pinned = !pinAny ? {} : await step('pinning namespaces', () =>
-        pinNamespaces({
-          dir: nsDir,
-          net: podNet,
-          ipc: ns.ipc === 'pod',
-          uts: podNet,
-          ...(ns.userns ? { user: { uidMappings: ns.userns.uids, gidMappings: ns.userns.gids } } : {}),
-          ...(podNet ? { hostname } : {}),
-        }),
-      );
+
+      // The cgroup is journaled before it is made, so pinning and the cgroup can go at the same time:
+      // a crash in between leaves a journal that names both (unpinning an empty dir is fine).
+      const cgroupPath = spec.cgroupParent || (this.opts.cgroupDriver === 'systemd' ? `crisp-${id.slice(0, 12)}.slice` : `${this.opts.defaultCgroupParent}/crisp-${id}`);
+      if (this.opts.cgroupDriver === 'cgroupfs') {
+        // Journaled as ours only if it does not exist yet (kubelet's own parent is never removed).
+        rec.cgroup = { path: cgroupPath, created: !(await cgroupExists(cgroupPath)) };
+        await writeJournal(rec);
+      } else {
+        rec.cgroup = { path: cgroupPath, created: false };
+      }
       undo.push('pinned namespaces', () => unpinNamespaces(nsDir));
-      rec.pins = { ...pinned };
+      const [pinning, cgroup] = await Promise.allSettled([
+        !pinAny ? {} : step('pinning namespaces', () =>
+          pinNamespaces({
+            dir: nsDir,
+            net: podNet,
+            // lo comes up inside the helper that makes the netns: no loopback plugin exec.
+            loopbackUp: podNet,
+            ipc: ns.ipc === 'pod',
+            uts: podNet,
+            ...(ns.userns ? { user: { uidMappings: ns.userns.uids, gidMappings: ns.userns.gids } } : {}),
+            ...(podNet ? { hostname } : {}),
+          }),
+        ),
+        this.opts.cgroupDriver === 'cgroupfs' ? step(`creating cgroup ${cgroupPath}`, () => this.makePodCgroup(cgroupPath)) : false,
+      ]);
+      // Whichever half worked is undone if the other failed.
+      if (cgroup.status === 'fulfilled' && cgroup.value) undo.push('cgroup', () => this.removePodCgroup(cgroupPath));
+      if (pinning.status === 'rejected') throw pinning.reason;
+      if (cgroup.status === 'rejected') throw cgroup.reason;
+      rec.cgroup = { path: cgroupPath, created: cgroup.value };
+      rec.pins = { ...pinning.value };
       await writeJournal(rec);
 
       if (Object.keys(spec.sysctls).length > 0) {
@@ -207,18 +228,6 @@ export class PodController {
         if (ns.userns && userns) await step('handing /dev/shm to the pod root', () => userns.preparePodShm(rec, shm));
       }
 
-      const cgroupPath = spec.cgroupParent || (this.opts.cgroupDriver === 'systemd' ? `crisp-${id.slice(0, 12)}.slice` : `${this.opts.defaultCgroupParent}/crisp-${id}`);
-      if (this.opts.cgroupDriver === 'cgroupfs') {
-        // Journaled as ours only if it does not exist yet (kubelet's own parent is never removed).
-        rec.cgroup = { path: cgroupPath, created: !(await cgroupExists(cgroupPath)) };
-        await writeJournal(rec);
-        const created = await step(`creating cgroup ${cgroupPath}`, () => this.makePodCgroup(cgroupPath));
-        if (created) undo.push('cgroup', () => this.removePodCgroup(cgroupPath));
-        rec.cgroup = { path: cgroupPath, created };
-      } else {
-        rec.cgroup = { path: cgroupPath, created: false };
-      }
-
       if (ns.pid === 'pod') {
         const holder = await step('starting the pod pid-namespace holder', () =>
           startPodPidNamespace(nsDir, rec.pins.user),
@@ -231,7 +240,6 @@ export class PodController {
 
       if (podNet) {
         const netns = rec.pins.net!;
-        await step('bringing up loopback', () => this.opts.network.loopbackUp(netns, id));
         rec.networkAttempted = true;
         await writeJournal(rec);
         const added = await step('CNI ADD', () =>

@@ -107,6 +107,28 @@ test('pin net+ipc+uts with hostname, then unpin leaves nothing', { skip }, async
   await unpinNamespaces(dir); // idempotent
 });
 
+test('pin --lo-up: lo is up in the new net namespace (also when a user namespace owns it), down without it', { skip }, async () => {
+  // "<LOOPBACK,UP,LOWER_UP>" once up, "<LOOPBACK>" while down
+  const loState = async (netns: string) => /<[^>]*\bUP\b[^>]*>/.test(await sh('nsenter', `--net=${netns}`, 'ip', '-o', 'link', 'show', 'lo'));
+  for (const user of [undefined, { uidMappings: mapping(randomHostBase()), gidMappings: mapping(randomHostBase()) }]) {
+    const dir = freshDir();
+    const pinned = await pinNamespaces({ dir, net: true, loopbackUp: true, ...(user ? { user } : {}) });
+    try {
+      assert.equal(await loState(pinned.net!), true, `lo up ${user ? 'with' : 'without'} a user namespace`);
+      assert.match(await sh('nsenter', `--net=${pinned.net}`, 'ip', '-o', 'addr', 'show', 'lo'), /inet 127\.0\.0\.1\/8/);
+    } finally {
+      await unpinNamespaces(dir);
+    }
+  }
+  const dir = freshDir();
+  const pinned = await pinNamespaces({ dir, net: true });
+  try {
+    assert.equal(await loState(pinned.net!), false, 'lo stays down without --lo-up');
+  } finally {
+    await unpinNamespaces(dir);
+  }
+});
+
 test('user namespace is pinned with its maps and owns the other namespaces', { skip }, async () => {
   const dir = freshDir();
   const hostId = randomHostBase();

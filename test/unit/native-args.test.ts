@@ -27,6 +27,11 @@ test('pinArgs: plain namespaces with hostname', () => {
   assert.deepEqual(pinArgs({ dir: '/run/p/1', net: true }), ['pin', '--dir', '/run/p/1', '--net']);
 });
 
+test('pinArgs: loopbackUp asks the helper to set lo up, and needs a net namespace', () => {
+  assert.deepEqual(pinArgs({ dir: '/d', net: true, loopbackUp: true }), ['pin', '--dir', '/d', '--net', '--lo-up']);
+  assert.throws(() => pinArgs({ dir: '/d', ipc: true, loopbackUp: true }), isInvalid);
+});
+
 test('pinArgs: user namespace maps become "C H L,C H L"', () => {
   const uid: IdMapping[] = [
     { containerId: 0, hostId: 100000, length: 65536 },

@@ -98,6 +98,7 @@ if [ "$changed" = 1 ]; then
 		if [ -f "$STAGE_DIR/config.toml.previous" ]; then
 			cp "$STAGE_DIR/config.toml.previous" "$CONFIG_DIR/.config.toml.chart-new"
 			mv -f "$CONFIG_DIR/.config.toml.chart-new" "$target"
+			rm -f "$STAGE_DIR/config.toml.previous"
 			host systemctl restart "$UNIT" || true
 			die "$UNIT did not start with the new config; the previous config.toml is back (journalctl -u crisp on the node)"
 		fi

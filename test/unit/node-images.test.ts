@@ -162,9 +162,13 @@ test('k3s: container-runtime-endpoint is crisp\'s socket, the kubelet cgroup dri
   assert.match(script, /for unit in k3s k3s-agent; do/);
 });
 
-test('the shell scripts parse (sh -n)', () => {
-  for (const script of [join(IMAGES, 'k3s', 'install.sh'), join(REPO, 'charts', 'crisp', 'files', 'install.sh')]) {
+test('the shell scripts parse (sh -n) and, where shellcheck is installed, pass it', () => {
+  const scripts = [join(IMAGES, 'k3s', 'install.sh'), join(REPO, 'charts', 'crisp', 'files', 'install.sh')];
+  for (const script of scripts) {
     const r = spawnSync('sh', ['-n', script], { encoding: 'utf8' });
     assert.equal(r.status, 0, `${script}: ${r.stderr}`);
   }
+  const shellcheck = spawnSync('shellcheck', ['-s', 'sh', ...scripts], { encoding: 'utf8' });
+  if (shellcheck.error) return; // not installed: sh -n above is the check
+  assert.equal(shellcheck.status, 0, shellcheck.stdout);
 });

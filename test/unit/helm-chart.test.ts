@@ -5,7 +5,9 @@
 import { test, describe, before } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { parseAllDocuments } from 'yaml';
 import { join, resolve } from 'node:path';
 import { parse as parseToml } from 'smol-toml';
 import { HelmChart } from '../lib/helm-render.js';
@@ -266,4 +268,46 @@ describe('refused values', () => {
     refuses({ config: { metrics_address: '[::1]:9099' }, metrics: { podMonitor: { enabled: true } } }, /loopback address/);
     refuses({ config: { nri_enabled: false }, nriPlugins: { 'ulimit-policy': { enabled: true } } }, /nriPlugins\.ulimit-policy\.enabled: needs config\.nri_enabled/);
   });
+});
+
+// The renderer against helm itself, where a helm binary exists (`helm` on PATH, or CRISP_HELM naming
+// one): the same objects, or the same refusal, for values that exercise every template branch.
+const HELM = process.env.CRISP_HELM ?? (spawnSync('helm', ['version', '--short'], { encoding: 'utf8' }).status === 0 ? 'helm' : undefined);
+test('real helm renders the same objects and refuses the same values', { skip: HELM ? false : 'no helm binary (helm on PATH or CRISP_HELM)' }, () => {
+  const cases: Record<string, unknown>[] = [
+    {},
+    {
+      config: { metrics_address: ':9099', image_pinned: ['a', 'b'], nri_request_timeout: 0.5, cgroup_parent: 'a "q" \\ ü', runtimes: { 'kata.v2': { runtime_type: 'io.containerd.kata.v2' } } },
+      metrics: { podMonitor: { enabled: true, labels: { release: 'prom' } }, serviceMonitor: { enabled: true } },
+      nriPlugins: { 'ulimit-policy': { enabled: true }, other: { enabled: true, index: '20', image: 'img', command: [], socketFlag: false, env: [{ name: 'A', value: '1' }] } },
+    },
+    { nodeSelector: { a: 'b' }, tolerations: [], podLabels: { l: 'on' }, updateStrategy: { maxUnavailable: '10%' }, installer: { writeConfig: false }, fullnameOverride: 'rt', config: { containerd_timeout: 1000000 } },
+    { config: { socket: '/var/run/containerd/containerd.sock' } },
+    { config: { containerd_address: '/var/run/crisp/crisp.sock' } },
+    { config: { log_levle: 'x' } },
+    { image: { repository: '' } },
+    { config: { nri_enabled: false }, nriPlugins: { 'ulimit-policy': { enabled: true } } },
+  ];
+  const dir = mkdtempSync('/tmp/crisp-helm-compare-');
+  try {
+    cases.forEach((values, i) => {
+      const file = join(dir, `values-${i}.json`);
+      writeFileSync(file, JSON.stringify(values));
+      const helm = spawnSync(HELM!, ['template', 'crisp', CHART, '-n', 'kube-system', '--kube-version', '1.30.0', '-f', file], { encoding: 'utf8' });
+      const key = (o: Obj) => `${o.kind}/${o.metadata.name}`;
+      const sorted = (objs: Obj[]) => objs.map((o) => [key(o), o] as const).sort((a, b) => a[0].localeCompare(b[0]));
+      if (helm.status !== 0) {
+        const why = /execution error at \([^)]*\): (.*)/.exec(helm.stderr)?.[1];
+        assert.ok(why, helm.stderr);
+        assert.throws(() => render(values), (err: Error) => err.message.endsWith(why), `case ${i}: helm refused with ${why}`);
+        return;
+      }
+      const theirs = parseAllDocuments(helm.stdout, { version: '1.1' })
+        .map((d) => d.toJS() as Obj | null)
+        .filter((o): o is Obj => o !== null);
+      assert.deepEqual(sorted(render(values)), sorted(theirs), `case ${i}`);
+    });
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });

@@ -38,12 +38,15 @@ host sh -c 'command -v apt-get >/dev/null && command -v dpkg-query >/dev/null' |
 
 # shellcheck disable=SC2086 # the glob is meant to expand
 set -- $CRISP_DEB
-[ $# -eq 1 ] && [ -f "$1" ] || die "expected one package matching $CRISP_DEB in the image, found: $*"
+if [ $# -ne 1 ] || [ ! -f "$1" ]; then
+	die "expected one package matching $CRISP_DEB in the image, found: $*"
+fi
 deb=$1
 want=$(dpkg-deb --field "$deb" Version) || die "$deb: not a Debian package"
 
 # 1. The package: installed only when the node does not have this exact version.
 installed_now=0
+# shellcheck disable=SC2016 # dpkg-query's format, not shell expansions
 have=$(host dpkg-query --show --showformat '${db:Status-Status} ${Version}' crisp 2>/dev/null || true)
 if [ "$have" = "installed $want" ]; then
 	log "crisp $want is installed"
@@ -98,6 +101,7 @@ if [ "$changed" = 1 ]; then
 		if [ -f "$STAGE_DIR/config.toml.previous" ]; then
 			cp "$STAGE_DIR/config.toml.previous" "$CONFIG_DIR/.config.toml.chart-new"
 			mv -f "$CONFIG_DIR/.config.toml.chart-new" "$target"
+			rm -f "$STAGE_DIR/config.toml.previous"
 			host systemctl restart "$UNIT" || true
 			die "$UNIT did not start with the new config; the previous config.toml is back (journalctl -u crisp on the node)"
 		fi

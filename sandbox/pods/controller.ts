@@ -24,6 +24,7 @@ import { podFullName, type PodRecord, type PodResources, type PodSpec } from './
 import { startPodPidNamespace, stopPodPidNamespace } from './pid-namespace.js';
 import { NO_NRI, type NriHooks } from '../nri-hooks.js';
 import type { UsernsMounts } from '../userns/userns-mounts.js';
+import { timePodStartPhase } from '../../common/operation-metrics.js';
 
 /** What the pod controller needs from the container layer when a pod stops or goes away. */
 export interface PodContainerHooks {
@@ -161,7 +162,7 @@ export class PodController {
       const hostname = podNet && spec.hostname ? spec.hostname : osHostname();
       // hostNetwork + hostIPC without a user namespace: nothing of the pod's own to pin.
       const pinAny = podNet || ns.ipc === 'pod' || ns.userns !== undefined;
-      const pinned = !pinAny ? {} : await step('pinning namespaces', () =>
+      const pinned = !pinAny ? {} : await step('pinning namespaces', () => timePodStartPhase('namespaces', () =>
         pinNamespaces({
           dir: nsDir,
           net: podNet,
@@ -169,7 +170,7 @@ export class PodController {
           uts: podNet,
           ...(ns.userns ? { user: { uidMappings: ns.userns.uids, gidMappings: ns.userns.gids } } : {}),
           ...(podNet ? { hostname } : {}),
-        }),
+        })),
       );
       undo.push('pinned namespaces', () => unpinNamespaces(nsDir));
       rec.pins = { ...pinned };
@@ -218,7 +219,7 @@ export class PodController {
         await step('bringing up loopback', () => this.opts.network.loopbackUp(netns, id));
         rec.networkAttempted = true;
         await writeJournal(rec);
-        const added = await step('CNI ADD', () =>
+        const added = await step('CNI ADD', () => timePodStartPhase('cni', () =>
           this.opts.network.add({
             containerId: id,
             netnsPath: netns,
@@ -228,7 +229,7 @@ export class PodController {
             portMappings: spec.portMappings,
             ...(spec.dns ? { dns: spec.dns } : {}),
             ...(this.opts.podCidr() ? { podCidr: this.opts.podCidr() } : {}),
-          }),
+          })),
         );
         undo.push('CNI attachment', () => this.opts.network.del({ containerId: id, netnsPath: netns }));
         rec.ips = added.podIps;
@@ -243,7 +244,7 @@ export class PodController {
       }
       rec.state = 'ready';
       // Plugins see the pod before anyone can list it or create containers in it.
-      await step('NRI RunPodSandbox', () => this.nri.runPodSandbox(rec));
+      await step('NRI RunPodSandbox', () => timePodStartPhase('nri', () => this.nri.runPodSandbox(rec)));
       delete rec.networkAttempted;
       await step('saving pod record', () => this.store.save(rec));
       await removeJournal(rec.dir);

@@ -56,11 +56,11 @@ describe('metrics and healthz on metrics_address', () => {
       nri_socket: join(nriDir, 'nri.sock'),
       nri_plugin_dir: join(nriDir, 'plugins'),
       nri_plugin_config_dir: join(nriDir, 'conf'),
-      nri_request_timeout: 1.5,
+      nri_request_timeout: 3,
     });
     // One external plugin that stalls past the request timeout on RemovePodSandbox only.
     const record = join(nriDir, 'plugin.jsonl');
-    const script = { name: 'metrics', index: '10', socketPath: join(nriDir, 'nri.sock'), record, slowMs: { RemovePodSandbox: 5000 } };
+    const script = { name: 'metrics', index: '10', socketPath: join(nriDir, 'nri.sock'), record, slowMs: { RemovePodSandbox: 10_000 } };
     plugin = spawn(process.execPath, [SCRIPTED_PLUGIN_JS, JSON.stringify(script)], { stdio: 'ignore' });
     for (let i = 0; i < 200 && !(existsSync(record) && readFileSync(record, 'utf8').includes('"Synchronize"')); i++) await sleep(50);
     assert.ok(readFileSync(record, 'utf8').includes('"Synchronize"'), 'the NRI plugin synchronized');

@@ -20,6 +20,7 @@ import {
 } from './exec.js';
 import { parseCniResult, podIps } from './result.js';
 import type { CniResult, JsonObject, NetworkConfigList, PodAttachment, PodDetachment, PodIp, SkippedConfig } from './types.js';
+import { timeNetworkOperation } from '../common/operation-metrics.js';
 
 export interface CniOptions {
   /** Where conflists live; default /etc/cni/net.d. */
@@ -418,9 +419,9 @@ export interface PodNetwork {
 
 export function createPodNetwork(options: CniOptions = {}): PodNetwork {
   return {
-    add: (att) => cniAdd(att, options),
+    add: (att) => timeNetworkOperation('ADD', () => cniAdd(att, options)),
     check: (att) => cniCheck(att, options),
-    del: (det) => cniDel(det, options),
+    del: (det) => timeNetworkOperation('DEL', () => cniDel(det, options)),
     status: () => cniStatus(options),
     version: () => cniVersion(options),
     loopbackUp: (netnsPath, containerId) => cniLoopbackUp(netnsPath, containerId === undefined ? options : { ...options, containerId }),

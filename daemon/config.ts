@@ -162,7 +162,7 @@ const DOCS: Record<keyof CrispConfig, KeyDoc> = {
     doc: 'crisp-nshelper binary (namespaces, idmapped mounts, port-forward relay); empty = native/build/crisp-nshelper of the source checkout crispd runs from when built, else /usr/libexec/crisp/crisp-nshelper (the package\'s)',
   },
   logger_path: {
-    doc: 'crisp-logger binary the runc shim starts for container logs (must stay at this path while containers run); empty = native/build/crisp-logger of the source checkout when built, else /usr/libexec/crisp/crisp-logger',
+    doc: 'crisp-logger binary the runc shim starts for container logs (named in each new task\'s binary:// stdout URI); empty = native/build/crisp-logger of the source checkout when built, else /usr/libexec/crisp/crisp-logger',
   },
   runtimes: { doc: 'runtime handlers: [runtimes.NAME] runtime_type, binary_name, privileged_without_host_devices' },
 };

@@ -34,6 +34,7 @@ import { MetricsServer, registerRuntimeMetrics, instrumentImagePulls } from './m
 import { SdNotify } from './sd-notify.js';
 import { UndoStack } from '../common/undo-stack.js';
 import { checkHelper, useHelperPath } from '../native/helper-paths.js';
+import { registerOperationMetrics } from '../common/operation-metrics.js';
 
 export type DaemonState = 'INITIALIZED' | 'STARTING' | 'RUNNING' | 'STOPPING' | 'STOPPED' | 'FAILED';
 
@@ -83,6 +84,7 @@ export class Crispd {
   private async startLayers(): Promise<void> {
     const c = this.config;
     collectDefaultMetrics({ register: this.metrics, prefix: 'crisp_' });
+    registerOperationMetrics(this.metrics);
     // Checked before anything starts: a missing helper stops the start naming its key.
     const helpers = { nshelper: checkHelper('crisp-nshelper', c.nshelper_path), logger: checkHelper('crisp-logger', c.logger_path) };
     useHelperPath('crisp-nshelper', helpers.nshelper);

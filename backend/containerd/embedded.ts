@@ -9,6 +9,7 @@ import { ContainerdClient } from './client.js';
 import { failedPrecondition, unavailable, errorMessage } from '../../common/errors.js';
 import { sleep } from '../../common/time.js';
 import { processAlive } from '../../common/process.js';
+import { countContainerdRestart } from '../../common/operation-metrics.js';
 
 export interface EmbeddedContainerdOptions {
   binary: string;
@@ -216,6 +217,7 @@ export class EmbeddedContainerd {
       if (this.stopping) return;
       if (this.pid && !processAlive(this.pid)) {
         this.restarts++;
+        countContainerdRestart();
         const backoff = Math.min(30_000, 250 * 2 ** Math.min(this.restarts, 7));
         this.opts.log.warn({ restarts: this.restarts, backoffMs: backoff }, 'embedded containerd is gone; restarting');
         await sleep(backoff);

@@ -14,6 +14,7 @@ import { TokenStore, DEFAULT_TOKEN_TTL_MS } from './tokens.js';
 import type { AttachTarget, ExecTarget } from './remote-command.js';
 import { serveSpdyPortForward, serveSpdyRemoteCommand, type LiveSession, type SessionLimits } from './spdy-handlers.js';
 import { createWsServer, isWebSocketUpgrade, serveWsPortForward, serveWsRemoteCommand } from './ws-handlers.js';
+import { trackStreamingSession } from '../../common/operation-metrics.js';
 
 export interface PortForwardTarget {
   kind: 'portforward';
@@ -146,6 +147,7 @@ export class StreamingServer {
     if (!live) return;
     const session = live;
     this.sessions.add(session);
+    trackStreamingSession(target.kind, session.done);
     void session.done.finally(() => this.sessions.delete(session));
   }
 }

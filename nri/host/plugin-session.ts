@@ -25,6 +25,7 @@ import { TypedTtrpcClient, registerTtrpcService } from '../transport/typed-ttrpc
 import { effectiveEventMask, eventBit, type Event } from './events.js';
 import { checkPluginIndex, checkPluginName, qualifiedName, type PluginIdentity } from './identity.js';
 import { splitSyncState } from './sync.js';
+import { timeNriCall } from '../../common/operation-metrics.js';
 
 export type PluginKind = 'external' | 'launched';
 export type SessionState = 'registering' | 'configuring' | 'synchronizing' | 'ready' | 'closed';
@@ -162,7 +163,7 @@ export class PluginSession {
       throw new TtrpcError('closed', status.UNAVAILABLE, `${this.label}: ${method}: plugin is disconnected: ${this.closeReason.message}`);
     }
     try {
-      return await this.plugin.call(method, request, timeoutMs);
+      return await timeNriCall(this.label, method, () => this.plugin.call(method, request, timeoutMs), (err) => isTtrpcError(err, 'timeout'));
     } catch (err) {
       if (isFatalCallError(err)) this.close(new Error(`${method} failed: ${(err as Error).message}`, { cause: err }));
       throw err;

@@ -36,6 +36,7 @@ import { loadedProfiles } from '../apparmor.js';
 import { applyCdiDevices, cdiDevicesFromAnnotations, loadCdiRegistry, type CdiRegistry } from './cdi.js';
 import { CDI_ANNOTATION } from './nri-adjust.js';
 import type { OciSpec } from './oci-types.js';
+import { startPodStartPhase } from '../../common/operation-metrics.js';
 
 export type ContainerEventKind = 'created' | 'started' | 'stopped' | 'deleted';
 export interface ContainerEvent {
@@ -310,6 +311,7 @@ export class ContainerController {
         await this.nri.startContainer(pod, rec);
         const rootfs = await this.taskRootfs(rec, pod);
         const io = await this.taskIO(rec);
+        const containerdPhase = startPodStartPhase('containerd');
         await this.opts.runtime.createTask(rec.id, io, rootfs);
         // runc has bound the prepared sources into the container's own mount namespace: the host's
         // copies go now, so they never hold a host path busy (an rmdir of a submount point would fail).
@@ -320,6 +322,7 @@ export class ContainerController {
         });
         if (rec.spec.stdin) await this.openStdinWriter(rec);
         rec.pid = await this.opts.runtime.startTask(rec.id);
+        containerdPhase();
         rec.state = 'running';
         rec.startedAt = nowNanos();
         await this.store.save(rec);

@@ -25,6 +25,7 @@ import { podFullName, type PodRecord, type PodResources, type PodSpec } from './
 import { startPodPidNamespace, stopPodPidNamespace } from './pid-namespace.js';
 import { NO_NRI, type NriHooks } from '../nri-hooks.js';
 import type { UsernsMounts } from '../userns/userns-mounts.js';
+import { timePodStartPhase } from '../../common/operation-metrics.js';
 
 /** What the pod controller needs from the container layer when a pod stops or goes away. */
 export interface PodContainerHooks {
@@ -190,7 +191,7 @@ export class PodController {
       }
       undo.push('pinned namespaces', () => unpinNamespaces(nsDir));
       const [pinning, cgroup] = await Promise.allSettled([
-        !pinAny ? {} : step('pinning namespaces', () =>
+        !pinAny ? {} : step('pinning namespaces', () => timePodStartPhase('namespaces', () =>
           pinNamespaces({
             dir: nsDir,
             net: podNet,
@@ -200,7 +201,7 @@ export class PodController {
             uts: podNet,
             ...(ns.userns ? { user: { uidMappings: ns.userns.uids, gidMappings: ns.userns.gids } } : {}),
             ...(podNet ? { hostname } : {}),
-          }),
+          })),
         ),
         this.opts.cgroupDriver === 'cgroupfs' ? step(`creating cgroup ${cgroupPath}`, () => this.makePodCgroup(cgroupPath)) : false,
       ]);
@@ -242,7 +243,7 @@ export class PodController {
         const netns = rec.pins.net!;
         rec.networkAttempted = true;
         await writeJournal(rec);
-        const added = await step('CNI ADD', () =>
+        const added = await step('CNI ADD', () => timePodStartPhase('cni', () =>
           this.opts.network.add({
             containerId: id,
             netnsPath: netns,
@@ -252,7 +253,7 @@ export class PodController {
             portMappings: spec.portMappings,
             ...(spec.dns ? { dns: spec.dns } : {}),
             ...(this.opts.podCidr() ? { podCidr: this.opts.podCidr() } : {}),
-          }),
+          })),
         );
         undo.push('CNI attachment', () => this.opts.network.del({ containerId: id, netnsPath: netns }));
         rec.ips = added.podIps;
@@ -267,7 +268,7 @@ export class PodController {
       }
       rec.state = 'ready';
       // Plugins see the pod before anyone can list it or create containers in it.
-      await step('NRI RunPodSandbox', () => this.nri.runPodSandbox(rec));
+      await step('NRI RunPodSandbox', () => timePodStartPhase('nri', () => this.nri.runPodSandbox(rec)));
       delete rec.networkAttempted;
       await step('saving pod record', () => this.store.save(rec));
       await removeJournal(rec.dir);

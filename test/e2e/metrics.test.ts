@@ -1,7 +1,9 @@
 // metrics_address against a running crispd: /metrics moves with a pod, a container, pulls (a success
 // with bytes, a failure by reason), an exec session; /healthz is 200, turns 503 naming containerd while
-// the embedded containerd is down and 200 again once crispd restarted it; a failed call is one warn line;
-// an address that cannot be bound stops a second daemon at start naming the key.
+// the embedded containerd is down and 200 again once crispd restarted it (counted as a restart); a failed
+// call is one warn line; the operation metrics move: pod start phases, CNI ADD/DEL, calls to an NRI plugin
+// (one of them timing out), streaming sessions by kind; an address that cannot be bound, or a native
+// helper that is not there, stops a second daemon at start naming the key.
 import { test, describe, before, after } from 'node:test';
 import { randomBytes } from 'node:crypto';
 import assert from 'node:assert/strict';
@@ -12,6 +14,10 @@ import { TestCrispd } from './lib/crispd.js';
 import { buildImage } from './fixtures/images.js';
 import { isGrpcError } from '../../common/errors.js';
 import { sleep } from '../../common/time.js';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { SCRIPTED_PLUGIN_JS } from './fixtures/nri-plugins/scripted-plugin.js';
 
 /** The value of one sample (`name{labels} value`); labels not named are ignored. 0 when absent. */
 function sample(text: string, name: string, labels: Record<string, string> = {}): number {
@@ -28,6 +34,8 @@ function sample(text: string, name: string, labels: Record<string, string> = {})
 describe('metrics and healthz on metrics_address', () => {
   let s: Stack;
   let address: string;
+  let plugin: ChildProcess | undefined;
+  const nriDir = `/tmp/crisp-e2e-metrics-nri-${process.pid}-${randomBytes(3).toString('hex')}`;
   const scrape = async () => {
     const res = await fetch(`http://${address}/metrics`);
     assert.equal(res.status, 200);
@@ -41,7 +49,21 @@ describe('metrics and healthz on metrics_address', () => {
 
   before(async () => {
     // Port 0: the daemon binds a free port and logs it (no race with other tests for a fixed one).
-    s = await startStack({ metrics_address: '127.0.0.1:0' });
+    mkdirSync(join(nriDir, 'plugins'), { recursive: true });
+    s = await startStack({
+      metrics_address: '127.0.0.1:0',
+      nri_enabled: true,
+      nri_socket: join(nriDir, 'nri.sock'),
+      nri_plugin_dir: join(nriDir, 'plugins'),
+      nri_plugin_config_dir: join(nriDir, 'conf'),
+      nri_request_timeout: 3,
+    });
+    // One external plugin that stalls past the request timeout on RemovePodSandbox only.
+    const record = join(nriDir, 'plugin.jsonl');
+    const script = { name: 'metrics', index: '10', socketPath: join(nriDir, 'nri.sock'), record, slowMs: { RemovePodSandbox: 10_000 } };
+    plugin = spawn(process.execPath, [SCRIPTED_PLUGIN_JS, JSON.stringify(script)], { stdio: 'ignore' });
+    for (let i = 0; i < 200 && !(existsSync(record) && readFileSync(record, 'utf8').includes('"Synchronize"')); i++) await sleep(50);
+    assert.ok(readFileSync(record, 'utf8').includes('"Synchronize"'), 'the NRI plugin synchronized');
     const line = s.d.logs
       .split('\n')
       .map((l) => {
@@ -57,7 +79,9 @@ describe('metrics and healthz on metrics_address', () => {
     assert.match(address, /^127\.0\.0\.1:\d+$/);
   });
   after(async () => {
+    if (plugin && plugin.exitCode === null) plugin.kill('SIGKILL');
     const rules = await s?.teardown();
+    rmSync(nriDir, { recursive: true, force: true });
     assert.deepEqual(rules ?? [], []);
   });
 
@@ -122,6 +146,26 @@ describe('metrics and healthz on metrics_address', () => {
     assert.equal(delta('crisp_image_pull_duration_seconds_count', { status: 'success' }), 1);
     assert.equal(sample(during, 'crisp_in_progress_image_pulls'), 0);
     assert.equal(sample(during, 'crisp_streaming_sessions'), 1);
+    assert.equal(sample(during, 'crisp_streaming_sessions_active', { kind: 'exec' }), 1);
+    assert.equal(sample(during, 'crisp_streaming_sessions_active', { kind: 'attach' }), 0);
+    assert.equal(delta('crisp_streaming_sessions_total', { kind: 'exec' }), 1);
+
+    // Pod start phases: one observation each for this pod and its container.
+    for (const phase of ['namespaces', 'cni', 'nri', 'containerd']) {
+      assert.equal(delta('crisp_pod_start_phase_duration_seconds_count', { phase }), 1, phase);
+      assert.ok(delta('crisp_pod_start_phase_duration_seconds_sum', { phase }) > 0, phase);
+    }
+    assert.equal(delta('crisp_cri_network_plugin_operations_total', { operation_type: 'ADD' }), 1);
+    assert.equal(delta('crisp_cri_network_plugin_operations_duration_seconds_count', { operation_type: 'ADD' }), 1);
+    assert.equal(delta('crisp_cri_network_plugin_operations_errors_total', { operation_type: 'ADD' }), 0);
+    // The plugin: registered and synchronized before, saw RunPodSandbox and CreateContainer now.
+    const nri = { plugin: '10-metrics' };
+    assert.equal(sample(before, 'crisp_nri_plugin_calls_total', { ...nri, method: 'Configure', result: 'ok' }), 1);
+    assert.ok(sample(before, 'crisp_nri_plugin_calls_total', { ...nri, method: 'Synchronize', result: 'ok' }) >= 1);
+    assert.equal(delta('crisp_nri_plugin_calls_total', { ...nri, method: 'RunPodSandbox', result: 'ok' }), 1);
+    assert.equal(delta('crisp_nri_plugin_calls_total', { ...nri, method: 'CreateContainer', result: 'ok' }), 1);
+    assert.equal(delta('crisp_nri_plugin_call_duration_seconds_count', { ...nri, method: 'CreateContainer' }), 1);
+    assert.equal(sample(during, 'crisp_nri_plugin_connected', nri), 1);
 
     // The failed pull is one warn line naming the method and the code.
     const warns = s.d.logs
@@ -141,7 +185,13 @@ describe('metrics and healthz on metrics_address', () => {
     assert.equal(sample(after, 'crisp_pods', { state: 'notready' }), 1);
     assert.equal(sample(after, 'crisp_pods', { state: 'ready' }), 0);
     assert.equal(sample(after, 'crisp_containers', { state: 'running' }), 0);
+    assert.equal(sample(after, 'crisp_cri_network_plugin_operations_total', { operation_type: 'DEL' }) - sample(before, 'crisp_cri_network_plugin_operations_total', { operation_type: 'DEL' }), 1);
+    assert.equal(sample(after, 'crisp_cri_network_plugin_operations_duration_seconds_count', { operation_type: 'DEL' }) - sample(before, 'crisp_cri_network_plugin_operations_duration_seconds_count', { operation_type: 'DEL' }), 1);
+    // The plugin stalls on RemovePodSandbox past nri_request_timeout: a timeout, and crisp drops it.
     await rt.unary('RemovePodSandbox', { podSandboxId: pod });
+    const removed = await scrape();
+    assert.equal(sample(removed, 'crisp_nri_plugin_calls_total', { ...nri, method: 'RemovePodSandbox', result: 'timeout' }), 1);
+    assert.equal(sample(removed, 'crisp_nri_plugin_connected', nri), 0);
   });
 
   test('/healthz: 503 naming containerd while it is down, 200 again once crispd restarted it', async () => {
@@ -157,6 +207,7 @@ describe('metrics and healthz on metrics_address', () => {
     assert.ok(down, 'healthz never reported containerd down');
     assert.match(down.body, /^\[\+\]cri ok\n\[-\]containerd failed: .+\nhealthz check failed\n$/);
     assert.equal(sample(await scrape(), 'crisp_containerd_up'), 0);
+    const restartsBefore = sample(await scrape(), 'crisp_containerd_restarts_total');
     const deadline = Date.now() + 30_000;
     let h = await healthz();
     while (h.status !== 200 && Date.now() < deadline) {
@@ -164,7 +215,9 @@ describe('metrics and healthz on metrics_address', () => {
       h = await healthz();
     }
     assert.equal(h.status, 200, h.body);
-    assert.equal(sample(await scrape(), 'crisp_containerd_up'), 1);
+    const restarted = await scrape();
+    assert.equal(sample(restarted, 'crisp_containerd_up'), 1);
+    assert.equal(sample(restarted, 'crisp_containerd_restarts_total') - restartsBefore, 1);
   });
 
   test('an address that cannot be bound stops the daemon at start naming metrics_address', async () => {
@@ -173,6 +226,18 @@ describe('metrics and healthz on metrics_address', () => {
       const { code, output } = other.runExpectingFailure();
       assert.equal(code, 1, output);
       assert.match(output, new RegExp(`crispd: config key "metrics_address": cannot listen on ${address.replace(/\./g, '\\.')}: .*EADDRINUSE`));
+      assert.doesNotMatch(output, /embedded containerd/, 'refused before containerd was started');
+    } finally {
+      await other.cleanup();
+    }
+  });
+
+  test('a native helper that is not there stops the daemon at start naming its key', async () => {
+    const other = new TestCrispd({ config: { logger_path: '/nonexistent/crisp-logger' } });
+    try {
+      const { code, output } = other.runExpectingFailure();
+      assert.notEqual(code, 0, output);
+      assert.match(output, /config key "logger_path": crisp-logger at \/nonexistent\/crisp-logger is not an executable file: ENOENT/);
       assert.doesNotMatch(output, /embedded containerd/, 'refused before containerd was started');
     } finally {
       await other.cleanup();

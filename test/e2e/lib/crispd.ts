@@ -16,6 +16,8 @@ export interface CrispdOptions {
   config?: Record<string, unknown>;
   /** Start without waiting for readiness (for failure tests). */
   expectFailure?: boolean;
+  /** The crisp CLI to run `daemon` from (default: this checkout's dist/cli/main.js). */
+  cli?: string;
 }
 
 function tomlLine(key: string, value: unknown): string {
@@ -84,7 +86,7 @@ export class TestCrispd {
   /** Spawn `crisp daemon` and wait until Version answers. */
   async start(extraArgs: string[] = []): Promise<void> {
     this.stopping = false;
-    const child = spawn(process.execPath, ['--enable-source-maps', CLI, 'daemon', '--config', this.configFile, ...extraArgs], {
+    const child = spawn(process.execPath, ['--enable-source-maps', this.options.cli ?? CLI, 'daemon', '--config', this.configFile, ...extraArgs], {
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     this.child = child;
@@ -122,7 +124,7 @@ export class TestCrispd {
 
   /** Run `crisp daemon` expecting it to fail; returns exit code and output. */
   runExpectingFailure(extraArgs: string[] = [], timeoutMs = 30_000): { code: number | null; output: string } {
-    const res = spawnSync(process.execPath, [CLI, 'daemon', '--config', this.configFile, ...extraArgs], {
+    const res = spawnSync(process.execPath, [this.options.cli ?? CLI, 'daemon', '--config', this.configFile, ...extraArgs], {
       encoding: 'utf8',
       timeout: timeoutMs,
     });

@@ -25,8 +25,8 @@ export interface Stack {
   teardown(): Promise<string[]>;
 }
 
-export async function startStack(config: Record<string, unknown> = {}): Promise<Stack> {
-  const d = new TestCrispd({ config });
+export async function startStack(config: Record<string, unknown> = {}, options: { cli?: string } = {}): Promise<Stack> {
+  const d = new TestCrispd({ config, ...options });
   const net = writeTestNetwork(d.cniConfDir, d.dir);
   const registry = await startRegistry({});
   const img = busyboxImage({ config: { Env: ['PATH=/bin', 'FROM_IMAGE=yes', 'OVERRIDE=image'], WorkingDir: '/home' } });

@@ -9,6 +9,7 @@ import { ContainerdClient } from './client.js';
 import { failedPrecondition, unavailable, errorMessage } from '../../common/errors.js';
 import { sleep } from '../../common/time.js';
 import { processAlive } from '../../common/process.js';
+import { RestartBackoff } from './restart-backoff.js';
 
 export interface EmbeddedContainerdOptions {
   binary: string;
@@ -125,6 +126,7 @@ export class EmbeddedContainerd {
   private stopping = false;
   private watchTimer: NodeJS.Timeout | undefined;
   private restarts = 0;
+  private readonly backoff = new RestartBackoff();
 
   constructor(private readonly opts: EmbeddedContainerdOptions) {
     this.paths = embeddedPaths(opts.root, opts.state);
@@ -216,7 +218,7 @@ export class EmbeddedContainerd {
       if (this.stopping) return;
       if (this.pid && !processAlive(this.pid)) {
         this.restarts++;
-        const backoff = Math.min(30_000, 250 * 2 ** Math.min(this.restarts, 7));
+        const backoff = this.backoff.next(Date.now());
         this.opts.log.warn({ restarts: this.restarts, backoffMs: backoff }, 'embedded containerd is gone; restarting');
         await sleep(backoff);
         if (this.stopping) return;

@@ -30,6 +30,10 @@ export class Gate {
     this.release = undefined;
   }
 
+  get closed(): boolean {
+    return this.release !== undefined;
+  }
+
   wait(): Promise<void> {
     return this.opened;
   }

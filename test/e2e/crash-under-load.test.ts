@@ -158,7 +158,12 @@ describe(`crispd killed ${KILLS} times under load (${PODS} pods × 2 containers,
     const restartMs: number[] = [];
     let maxPauseMs = 0;
     for (let kill = 0; kill < KILLS; kill++) {
-      await sleep(rnd.between(1000, 4000));
+      // A random moment once the clients are busy again: a few calls answered since the restart, so
+      // the kill lands among calls in flight rather than in a restart-slowed lull.
+      const progress = () => clients.reduce((n, c) => n + c.succeeded, 0);
+      const before = progress();
+      for (let i = 0; i < 600 && progress() < before + 4; i++) await sleep(100);
+      await sleep(rnd.between(0, 1500));
       const ticks = steady.map((p) => readTickLog(p.log).last);
       gate.close();
       kills++;

@@ -18,9 +18,14 @@ export function parseCreds(value: string, source: string): PullCreds {
   return { username, password: at < 0 ? '' : value.slice(at + 1) };
 }
 
-async function readAll(stream: NodeJS.ReadableStream): Promise<string> {
+/** Up to the first newline (or the end): on a terminal, Enter ends the input without Ctrl-D. */
+async function readFirstLine(stream: NodeJS.ReadableStream): Promise<string> {
   const chunks: Buffer[] = [];
-  for await (const c of stream) chunks.push(typeof c === 'string' ? Buffer.from(c) : c);
+  for await (const c of stream) {
+    const b = typeof c === 'string' ? Buffer.from(c) : c;
+    chunks.push(b);
+    if (b.includes(0x0a)) break;
+  }
   return Buffer.concat(chunks).toString('utf8');
 }
 
@@ -28,7 +33,7 @@ async function readAll(stream: NodeJS.ReadableStream): Promise<string> {
 export async function resolvePullCreds(flag: string | undefined, env: NodeJS.ProcessEnv, stdin: NodeJS.ReadableStream): Promise<PullCreds | null> {
   if (flag === '-') {
     // One line; its line ending (LF or CRLF) is not part of the password.
-    const line = (await readAll(stdin)).split(/\r?\n/)[0] ?? '';
+    const line = (await readFirstLine(stdin)).split(/\r?\n/)[0] ?? '';
     if (line === '') throw invalidArgument('--creds -: nothing read from stdin (expected USER[:PASSWORD])');
     return parseCreds(line, '--creds - (stdin)');
   }

@@ -10,6 +10,7 @@ import { failedPrecondition, unavailable, errorMessage } from '../../common/erro
 import { sleep } from '../../common/time.js';
 import { processAlive } from '../../common/process.js';
 import { countContainerdRestart } from '../../common/operation-metrics.js';
+import { RestartBackoff } from './restart-backoff.js';
 
 export interface EmbeddedContainerdOptions {
   binary: string;
@@ -126,6 +127,7 @@ export class EmbeddedContainerd {
   private stopping = false;
   private watchTimer: NodeJS.Timeout | undefined;
   private restarts = 0;
+  private readonly backoff = new RestartBackoff();
 
   constructor(private readonly opts: EmbeddedContainerdOptions) {
     this.paths = embeddedPaths(opts.root, opts.state);
@@ -218,7 +220,7 @@ export class EmbeddedContainerd {
       if (this.pid && !processAlive(this.pid)) {
         this.restarts++;
         countContainerdRestart();
-        const backoff = Math.min(30_000, 250 * 2 ** Math.min(this.restarts, 7));
+        const backoff = this.backoff.next(Date.now());
         this.opts.log.warn({ restarts: this.restarts, backoffMs: backoff }, 'embedded containerd is gone; restarting');
         await sleep(backoff);
         if (this.stopping) return;

@@ -1,5 +1,5 @@
 // crispd killed (-9) at seeded random moments while pods run and clients keep creating and removing
-// pods and containers and running ExecSync. After each restart: every acknowledged pod and container is
+// pods and containers, running ExecSync, and opening exec and port-forward sessions. After each restart: every acknowledged pod and container is
 // listed in its state, the running containers kept running and logging (a ticking container's log has
 // every tick), every interrupted call, retried as kubelet would, succeeds or fails cleanly; at the end
 // nothing is orphaned (shims, processes, mounts, namespaces, IPs, cgroups, containerd objects).
@@ -15,6 +15,7 @@ import { takeCensus, censusDiff, processFootprint, type Census, type CensusTarge
 import { Gate, RetryingCri } from './lib/retrying-client.js';
 import { TICK_CMD, TICK_MS, readTickLog } from './lib/tick-log.js';
 import { envCount, seededRandom } from './lib/seeded-random.js';
+import { channelSession } from './lib/ws-channel.js';
 import { sleep } from '../../common/time.js';
 import { isGrpcError, errorMessage } from '../../common/errors.js';
 import { ContainerState, PodSandboxState } from '../../gen/runtime.v1.js';
@@ -23,6 +24,8 @@ const PODS = envCount('CRISP_FAULT_PODS', 10);
 const KILLS = envCount('CRISP_FAULT_KILLS', 5);
 const SEED = envCount('CRISP_FAULT_SEED', 16);
 const WORKERS = 2;
+/** The steady pods' second container serves this on 8080, for port-forward. */
+const WEB_CMD = ['sh', '-c', 'echo hello-from-pod > /tmp/index.html; exec httpd -f -p 8080 -h /tmp'];
 
 type PodIntent = 'ready' | 'stopping' | 'notready' | 'removing';
 type ContainerIntent = 'created' | 'starting' | 'running';
@@ -60,7 +63,7 @@ describe(`crispd killed ${KILLS} times under load (${PODS} pods × 2 containers,
           const name = `steady-${i + j}`;
           const pod = await s.runPod(name);
           const tick = await s.runContainer(pod, 'tick', TICK_CMD);
-          const idle = await s.runContainer(pod, 'idle', ['sleep', '3600']);
+          const idle = await s.runContainer(pod, 'idle', WEB_CMD);
           return { pod, tick, idle, log: join(s.podConfig(name).logDirectory!, 'tick', '0.log') };
         }),
       );
@@ -115,8 +118,38 @@ describe(`crispd killed ${KILLS} times under load (${PODS} pods × 2 containers,
         cycles++;
       }
     };
-    const running = Array.from({ length: WORKERS }, (_, w) =>
-      worker(w).catch((err: unknown) => {
+    // A streaming client: exec and port-forward sessions into the steady pods; one cut by a kill is
+    // opened again (new URL) once crispd is back, and must then work.
+    let kills = 0;
+    let sessions = 0;
+    let cutSessions = 0;
+    const streamer = async () => {
+      const cri = new RetryingCri(s.d.endpoint, gate);
+      clients.push(cri);
+      for (let k = 0; !stop; k++) {
+        const p = steady[k % steady.length]!;
+        for (let attempt = 0; ; attempt++) {
+          const killsBefore = kills;
+          try {
+            const exec = await channelSession((await cri.call('Exec', { containerId: p.idle, cmd: ['sh', '-c', 'echo s; sleep 0.3'], stdout: true })).url);
+            if (exec.text(1) !== 's\n') throw new Error(`exec session output ${JSON.stringify(exec.text(1))}`);
+            const pf = await channelSession((await cri.call('PortForward', { podSandboxId: p.pod, port: [8080] })).url, {
+              protocol: 'v4.channel.k8s.io',
+              send: [{ ch: 0, data: 'GET /index.html HTTP/1.0\r\n\r\n' }],
+            });
+            if (!(pf.channels.get(0)?.toString() ?? '').includes('hello-from-pod')) throw new Error(`port-forward got ${JSON.stringify(pf.channels.get(0)?.toString())}`);
+            sessions += 2;
+            break;
+          } catch (err) {
+            if (kills === killsBefore && !gate.closed) throw err;
+            if (attempt === 0) cutSessions++;
+            await gate.wait();
+          }
+        }
+      }
+    };
+    const running = [...Array.from({ length: WORKERS }, (_, w) => worker(w)), streamer()].map((p, w) =>
+      p.catch((err: unknown) => {
         problems.push(`client ${w}: ${errorMessage(err)}`);
       }),
     );
@@ -125,9 +158,15 @@ describe(`crispd killed ${KILLS} times under load (${PODS} pods × 2 containers,
     const restartMs: number[] = [];
     let maxPauseMs = 0;
     for (let kill = 0; kill < KILLS; kill++) {
-      await sleep(rnd.between(1000, 4000));
+      // A random moment once the clients are busy again: a few calls answered since the restart, so
+      // the kill lands among calls in flight rather than in a restart-slowed lull.
+      const progress = () => clients.reduce((n, c) => n + c.succeeded, 0);
+      const before = progress();
+      for (let i = 0; i < 600 && progress() < before + 4; i++) await sleep(100);
+      await sleep(rnd.between(0, 1500));
       const ticks = steady.map((p) => readTickLog(p.log).last);
       gate.close();
+      kills++;
       await s.d.kill9();
       const t0 = Date.now();
       await s.d.start();
@@ -170,12 +209,14 @@ describe(`crispd killed ${KILLS} times under load (${PODS} pods × 2 containers,
     const retried = clients.flatMap((c) => c.retriedMethods);
     const footprint = processFootprint(s.d.child!.pid!);
     t.diagnostic(
-      `${KILLS} kills (seed ${SEED}), ${cycles} client cycles, ${execs} ExecSync, ${interrupted} calls interrupted and retried ` +
+      `${KILLS} kills (seed ${SEED}), ${cycles} client cycles, ${execs} ExecSync, ${sessions} exec/port-forward sessions (${cutSessions} cut by a kill and redone), ` +
+        `${interrupted} calls interrupted and retried ` +
         `(${retried.join(', ')}); restart to serving ${Math.min(...restartMs)}–${Math.max(...restartMs)} ms; ` +
         `largest pause in a tick log ${maxPauseMs} ms; crispd ${footprint.fds} fds, ${(footprint.rssKiB / 1024).toFixed(0)} MiB RSS`,
     );
     assert.deepEqual(problems, []);
     assert.ok(cycles > 0, 'the clients completed cycles');
+    assert.ok(sessions > 0, 'the streaming client completed sessions');
 
     // Nothing orphaned: the same counts as before the load, then as before any pod once all are gone.
     assert.deepEqual(await settledDiff(target, baseline), [], 'census with the steady pods after the crashes');

@@ -22,3 +22,19 @@ test('undoes newest first, keeps going past a failure, and names it', async () =
   assert.match(lines[0]!, /cleanup of x: undoing \\"mount\\" failed/);
   assert.deepEqual(await undo.unwind(log, 'again'), [], 'an unwound stack is empty');
 });
+
+test('synchronous steps (closing a client, releasing a lock) run in order too, a throwing one named', async () => {
+  const lines: string[] = [];
+  const log = createLogger('error', new Writable({ write: (c: Buffer, _e, done) => (lines.push(c.toString()), done()) }));
+  const ran: string[] = [];
+  const undo = new UndoStack();
+  undo.push('state lock', () => void ran.push('lock'));
+  undo.push('client', () => {
+    ran.push('client');
+    throw new Error('already closed');
+  });
+  undo.push('server', async () => void ran.push('server'));
+  assert.deepEqual(await undo.unwind(log, 'crispd shutdown'), ['client']);
+  assert.deepEqual(ran, ['server', 'client', 'lock']);
+  assert.match(lines[0]!, /crispd shutdown: undoing \\"client\\" failed/);
+});

@@ -3,7 +3,7 @@
 // below the test's dir, host-local IP reservations, cgroups below the pods' cgroup parent, exec FIFO
 // dirs, pod directories, and containerd's containers, tasks, snapshots and leases. Plus crispd's own
 // open fds and RSS, which are compared with a bound rather than exactly.
-import { existsSync, readFileSync, readdirSync, statSync } from 'node:fs';
+import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { ContainerdClient } from '../../../backend/containerd/client.js';
 import { cgroupMounts } from '../../../sandbox/cgroups.js';
@@ -149,11 +149,3 @@ export function censusDiff(before: Census, after: Census): string[] {
   return (Object.keys(before) as (keyof Census)[]).filter((k) => before[k] !== after[k]).map((k) => `${k}: ${before[k]} → ${after[k]}`);
 }
 
-/** Whether `path` is a directory (cgroup parents, state dirs). */
-export function isDir(path: string): boolean {
-  try {
-    return statSync(path).isDirectory();
-  } catch {
-    return false;
-  }
-}

@@ -30,6 +30,10 @@ export class Gate {
     this.release = undefined;
   }
 
+  get closed(): boolean {
+    return this.release !== undefined;
+  }
+
   wait(): Promise<void> {
     return this.opened;
   }
@@ -39,6 +43,8 @@ export class RetryingCri {
   private client: CriClient;
   /** Calls that failed because the runtime was gone and were sent again. */
   interrupted = 0;
+  /** Calls that succeeded (the test times its faults by the clients' progress). */
+  succeeded = 0;
   /** Retries by method, for the report. */
   readonly retriedMethods: string[] = [];
 
@@ -53,7 +59,9 @@ export class RetryingCri {
   async call<K extends keyof Runtime & string>(method: K, request: Input<Runtime[K]['request']>): Promise<Runtime[K]['response']> {
     for (let attempt = 0; ; attempt++) {
       try {
-        return await this.client.runtime.unary(method, request);
+        const res = await this.client.runtime.unary(method, request);
+        this.succeeded++;
+        return res;
       } catch (err) {
         if (!isRuntimeGone(err) || attempt > 200) throw err;
         if (attempt === 0) {

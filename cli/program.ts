@@ -12,6 +12,7 @@ import { registerPlayCommand } from './play-command.js';
 import { registerStreamCommands } from './stream-commands.js';
 import { bashCompletion, zshCompletion } from './completion.js';
 import { describeError, endpointOf } from './client-context.js';
+import { oneLine } from './one-line.js';
 
 /** Commands that talk to no daemon, so take no -e. */
 const LOCAL_COMMANDS = new Set(['daemon', 'default', 'completion']);
@@ -20,10 +21,7 @@ function leafCommands(c: Command): Command[] {
   return c.commands.length === 0 ? [c] : c.commands.flatMap(leafCommands);
 }
 
-/** Commander's multi-line errors ("unknown command 'x'\n(Did you mean …?)") as one line. */
-export function oneLine(text: string): string {
-  return text.trim().replace(/\s*\n\s*/g, ' ');
-}
+export { oneLine };
 
 export function buildProgram(): Command {
   const program = new Command();

@@ -176,6 +176,8 @@ export class Crispd {
       pinned: c.image_pinned,
       log: this.log.child({ component: 'images' }),
     }), this.metrics);
+    // ImageStatus/ListImages answer from memory once containerd's image events are followed.
+    this.undo.push({ what: 'image event stream', run: images.followEvents() });
     const pods = new PodController({
       podsDir: join(c.root, 'pods'),
       runDir: join(c.state, 'pods'),

@@ -7,7 +7,7 @@ import { ContentStore } from './content-store.js';
 import { chainIds } from './unpack.js';
 import { isIndexMediaType, type ImageConfig, type ImageIndex, type ImageManifest } from '../registry/oci.js';
 import { pickPlatform } from '../registry/platform.js';
-import { parseImageReference, referenceString } from '../registry/reference.js';
+import { findImage, type ImageLookup } from './image-index.js';
 
 export const CRI_MANAGED_LABEL = 'io.cri-containerd.image';
 
@@ -127,30 +127,10 @@ export class ImageRecords {
 
   /**
    * Find an image by id (full config digest, with or without "sha256:"), by a unique id prefix, or by
-   * reference (tag or digest, normalised). Undefined when absent.
+   * reference (tag or digest, normalised), asking containerd. Undefined when absent.
    */
-  async find(spec: string): Promise<{ image: ImageInfo; by: 'id' | 'tag' | 'digest'; name?: string } | undefined> {
-    const images = await this.list();
-    const idMatch = ID_RE.exec(spec);
-    if (idMatch) {
-      const image = images.find((i) => i.id === `sha256:${idMatch[2]}`);
-      if (image) return { image, by: 'id' };
-    }
-    if (/^[a-f0-9]{6,63}$/.test(spec)) {
-      const hits = images.filter((i) => i.id.startsWith(`sha256:${spec}`));
-      if (hits.length === 1) return { image: hits[0]!, by: 'id' };
-    }
-    let name: string;
-    try {
-      name = referenceString(parseImageReference(spec));
-    } catch {
-      return undefined;
-    }
-    for (const image of images) {
-      if (image.repoTags.includes(name)) return { image, by: 'tag', name };
-      if (image.repoDigests.includes(name)) return { image, by: 'digest', name };
-    }
-    return undefined;
+  async find(spec: string): Promise<ImageLookup | undefined> {
+    return findImage(await this.list(), spec);
   }
 
   async get(spec: string): Promise<ImageInfo> {

@@ -7,6 +7,8 @@ import { dirUsage, type DirUsage } from '../../common/fs-usage.js';
 import type { Logger } from '../../common/logger.js';
 import { ImagePuller, type PullOptions, type PullResult } from './pull.js';
 import { ImageRecords, type ImageInfo } from './records.js';
+import { ImageIndex } from './image-index.js';
+import { followImageEvents } from './image-events.js';
 
 export interface ImageServiceOptions {
   snapshotter: string;
@@ -29,6 +31,8 @@ export interface FsUsage extends DirUsage {
 
 export class ImageService {
   readonly records: ImageRecords;
+  /** What list/status/require answer from; kept current by containerd's image events (followEvents). */
+  readonly index: ImageIndex;
   private readonly puller: ImagePuller;
   private readonly pinned: Set<string>;
   private snapshotRoot: string | undefined;
@@ -40,6 +44,7 @@ export class ImageService {
     private readonly opts: ImageServiceOptions,
   ) {
     this.records = new ImageRecords(ctd);
+    this.index = new ImageIndex(() => this.records.list());
     this.puller = new ImagePuller(ctd, registry, this.records, {
       snapshotter: opts.snapshotter,
       maxConcurrentDownloads: opts.maxConcurrentDownloads,
@@ -63,25 +68,44 @@ export class ImageService {
     return { ...image, pinned };
   }
 
+  /**
+   * Follow containerd's image events until the returned stop is called; until the first subscription
+   * is confirmed (and while it is broken) image reads go to containerd.
+   */
+  followEvents(): () => Promise<void> {
+    const ac = new AbortController();
+    const done = followImageEvents({ ctd: this.ctd, index: this.index, log: this.opts.log, signal: ac.signal });
+    return async () => {
+      ac.abort();
+      await done;
+    };
+  }
+
   async pull(reference: string, options: PullOptions = {}): Promise<PullResult> {
-    const result = await this.puller.pull(reference, options);
-    this.usageCache = undefined;
-    return result;
+    try {
+      const result = await this.puller.pull(reference, options);
+      this.usageCache = undefined;
+      return result;
+    } finally {
+      // The records changed (or may have, for a failed pull): the caller's next ImageStatus must see
+      // them without waiting for the event.
+      this.index.invalidate();
+    }
   }
 
   async list(): Promise<ImageView[]> {
-    return (await this.records.list()).map((i) => this.view(i));
+    return (await this.index.list()).map((i) => this.view(i));
   }
 
   /** The image `spec` names (id, tag or digest), or undefined. */
   async status(spec: string): Promise<ImageView | undefined> {
-    const hit = await this.records.find(spec);
+    const hit = await this.index.find(spec);
     return hit ? this.view(hit.image) : undefined;
   }
 
   /** The image for a container: NOT_FOUND naming the reference when absent. */
   async require(spec: string): Promise<ImageView> {
-    const hit = await this.records.find(spec);
+    const hit = await this.index.find(spec);
     if (!hit) throw notFound(`image "${spec}" not found: pull it first`);
     return this.view(hit.image);
   }
@@ -92,11 +116,15 @@ export class ImageService {
    * fine (idempotent).
    */
   async remove(spec: string): Promise<void> {
-    const hit = await this.records.find(spec);
+    const hit = await this.index.find(spec);
     if (!hit) return;
     const { image } = hit;
     const names = image.recordNames;
-    for (let i = 0; i < names.length; i++) await this.records.deleteRecord(names[i]!, i === names.length - 1);
+    try {
+      for (let i = 0; i < names.length; i++) await this.records.deleteRecord(names[i]!, i === names.length - 1);
+    } finally {
+      this.index.invalidate();
+    }
     this.usageCache = undefined;
   }
 

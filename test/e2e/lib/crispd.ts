@@ -10,6 +10,7 @@ import { sleep } from '../../../common/time.js';
 
 export const REPO = resolve(new URL('../../../..', import.meta.url).pathname);
 export const CLI = join(REPO, 'dist', 'cli', 'main.js');
+export const DAEMON_NODE_FLAGS = ['--max-semi-space-size=2'];
 
 export interface CrispdOptions {
   /** Extra TOML lines for the config file. */
@@ -86,7 +87,9 @@ export class TestCrispd {
   /** Spawn `crisp daemon` and wait until Version answers. */
   async start(extraArgs: string[] = []): Promise<void> {
     this.stopping = false;
-    const child = spawn(process.execPath, ['--enable-source-maps', this.options.cli ?? CLI, 'daemon', '--config', this.configFile, ...extraArgs], {
+    // The node flags the packaged wrapper (packaging/crisp-wrapper.sh) gives crispd, so tests and
+    // benchmarks run the daemon as it is deployed.
+    const child = spawn(process.execPath, ['--enable-source-maps', ...DAEMON_NODE_FLAGS, this.options.cli ?? CLI, 'daemon', '--config', this.configFile, ...extraArgs], {
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     this.child = child;

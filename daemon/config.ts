@@ -4,6 +4,7 @@ import { readFileSync } from 'node:fs';
 import { parse as parseToml } from 'smol-toml';
 import { invalidArgument, isENOENT } from '../common/errors.js';
 import { parseListenAddress } from './listen-address.js';
+import { tracesUrl } from './tracing-settings.js';
 
 type Scalar = string | number | boolean;
 type Value = Scalar | string[] | Record<string, RuntimeHandlerConfig>;
@@ -55,6 +56,9 @@ export interface CrispConfig {
   userns_chown_fallback: boolean;
   cdi_spec_dirs: string[];
   metrics_address: string;
+  tracing_endpoint: string;
+  tracing_sampling_rate_per_million: number;
+  log_format: string;
   runtimes: Record<string, RuntimeHandlerConfig>;
 }
 
@@ -110,6 +114,9 @@ export const DEFAULT_CONFIG: CrispConfig = {
   userns_chown_fallback: false,
   cdi_spec_dirs: ['/etc/cdi', '/var/run/cdi'],
   metrics_address: '',
+  tracing_endpoint: '',
+  tracing_sampling_rate_per_million: 1_000_000,
+  log_format: 'json',
   runtimes: {
     runc: { runtime_type: 'io.containerd.runc.v2', binary_name: '', privileged_without_host_devices: false },
   },
@@ -154,6 +161,14 @@ const DOCS: Record<keyof CrispConfig, KeyDoc> = {
   userns_chown_fallback: { doc: 'allow chown-based rootfs for user-namespace pods where idmapped mounts are unavailable' },
   cdi_spec_dirs: { doc: 'Container Device Interface spec directories, later ones winning for a device named in several' },
   metrics_address: { doc: 'HOST:PORT serving Prometheus /metrics and /healthz (e.g. "127.0.0.1:9099"; empty = off; a port that cannot be bound stops the daemon)' },
+  tracing_endpoint: {
+    doc: 'OpenTelemetry collector for traces, OTLP over HTTP: spans are POSTed as JSON to <endpoint>/v1/traces (e.g. "http://127.0.0.1:4318"; empty = tracing off unless OTEL_EXPORTER_OTLP_ENDPOINT is set)',
+  },
+  tracing_sampling_rate_per_million: {
+    doc: 'traces sampled per million new ones (0 to 1000000); a call whose caller (kubelet) sent a trace context follows its sampled flag',
+    min: 0,
+  },
+  log_format: { doc: 'json (one object per line) or text (logfmt: time=… level=… msg=…)', oneOf: ['json', 'text'] },
   runtimes: { doc: 'runtime handlers: [runtimes.NAME] runtime_type, binary_name, privileged_without_host_devices' },
 };
 
@@ -228,6 +243,11 @@ export function resolveConfig(...layers: Record<string, unknown>[]): CrispConfig
     throw invalidArgument('config keys "streaming_tls_cert" and "streaming_tls_key": set both or neither');
   }
   if (config.metrics_address !== '') parseListenAddress('metrics_address', config.metrics_address);
+  if (config.tracing_endpoint !== '') tracesUrl('config key "tracing_endpoint"', config.tracing_endpoint);
+  const rate = config.tracing_sampling_rate_per_million;
+  if (!Number.isInteger(rate) || rate > 1_000_000) {
+    throw invalidArgument(`config key "tracing_sampling_rate_per_million": expected a whole number from 0 to 1000000, got ${rate}`);
+  }
   if (!config.runtimes[config.default_runtime_handler]) {
     throw invalidArgument(`config key "default_runtime_handler": no [runtimes.${config.default_runtime_handler}] table`);
   }

@@ -32,6 +32,7 @@ import { SandboxStreaming } from '../sandbox/streaming.js';
 import { CriClient } from '../cri/client.js';
 import { MetricsServer, registerRuntimeMetrics, instrumentImagePulls } from './metrics-server.js';
 import { SdNotify } from './sd-notify.js';
+import { startTracing } from './tracing.js';
 
 export type DaemonState = 'INITIALIZED' | 'STARTING' | 'RUNNING' | 'STOPPING' | 'STOPPED' | 'FAILED';
 
@@ -96,6 +97,9 @@ export class Crispd {
       metricsServer = server;
       this.undo.push({ what: 'metrics server', run: () => server.stop() });
     }
+
+    const stopTracing = await startTracing(c, process.env, { log: this.log.child({ component: 'tracing' }), registry: this.metrics });
+    if (stopTracing) this.undo.push({ what: 'tracing', run: stopTracing });
 
     let address = c.containerd_address;
     if (address === '') {

@@ -3,6 +3,7 @@
 // fraction of the time (importing crispd costs ~0.5 s).
 import type { Command } from 'commander';
 import type { CrispConfig } from '../daemon/config.js';
+import type { LogFormat } from '../common/log-format.js';
 import { errorMessage } from '../common/errors.js';
 
 export const DEFAULT_CONFIG_FILE = '/etc/crisp/config.toml';
@@ -13,6 +14,7 @@ interface DaemonFlags {
   root?: string;
   state?: string;
   logLevel?: string;
+  logFormat?: string;
   containerdAddress?: string;
   cniConfDir?: string;
   cgroupDriver?: string;
@@ -24,6 +26,7 @@ function flagLayer(f: DaemonFlags): Partial<Record<keyof CrispConfig, unknown>> 
     root: f.root,
     state: f.state,
     log_level: f.logLevel,
+    log_format: f.logFormat,
     containerd_address: f.containerdAddress,
     cni_conf_dir: f.cniConfDir,
     cgroup_driver: f.cgroupDriver,
@@ -38,25 +41,36 @@ export function registerDaemonCommand(program: Command): void {
     .option('--socket <path>', 'CRI socket path')
     .option('--root <dir>', 'persistent state directory')
     .option('--state <dir>', 'runtime state directory')
-    .option('--log-level <level>', 'trace|debug|info|warn|error|fatal')
+    .option('--log-level <level>', 'trace|debug|info|warn|error|fatal (SIGUSR1 toggles debug, SIGHUP re-reads log_level)')
+    .option('--log-format <format>', 'json|text')
     .option('--containerd-address <socket>', 'use this existing containerd instead of an embedded one')
     .option('--cni-conf-dir <dir>', 'CNI configuration directory')
     .option('--cgroup-driver <driver>', 'cgroupfs|systemd')
     .action(async (flags: DaemonFlags) => {
-      const [{ resolveConfig, loadConfigFile }, { Crispd }, { createLogger }] = await Promise.all([
+      const [{ resolveConfig, loadConfigFile }, { Crispd }, { createLogger }, { stderrIsJournal }, { LogLevelControl }] = await Promise.all([
         import('../daemon/config.js'),
         import('../daemon/crispd.js'),
         import('../common/logger.js'),
+        import('../common/log-format.js'),
+        import('../daemon/log-level-control.js'),
       ]);
+      const configFile = flags.config ?? DEFAULT_CONFIG_FILE;
       let config: CrispConfig;
       try {
-        const file = loadConfigFile(flags.config ?? DEFAULT_CONFIG_FILE, flags.config !== undefined);
+        const file = loadConfigFile(configFile, flags.config !== undefined);
         config = resolveConfig(file, flagLayer(flags));
       } catch (err) {
         console.error(`crispd: ${errorMessage(err)}`);
         process.exit(2);
       }
-      const log = createLogger(config.log_level);
+      const log = createLogger(config.log_level, undefined, { format: config.log_format as LogFormat, journal: stderrIsJournal() });
+      // SIGHUP: only log_level, resolved as at start (defaults < file < --log-level).
+      new LogLevelControl(log, () => {
+        const file = loadConfigFile(configFile, flags.config !== undefined);
+        const level = resolveConfig({ log_level: file.log_level }, { log_level: flags.logLevel }).log_level;
+        const from = flags.logLevel !== undefined ? '--log-level (the flag wins over the file, as at start)' : file.log_level !== undefined ? `log_level in ${configFile}` : `default (no log_level in ${configFile})`;
+        return { level, from };
+      }).install();
       const daemon = new Crispd(config, log);
       let stopping = false;
       const stop = (signal: string) => {

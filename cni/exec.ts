@@ -7,6 +7,7 @@ import { performance } from 'node:perf_hooks';
 import { execa } from 'execa';
 import type { Logger } from 'pino';
 import { CrispError, type ErrorKind, errorMessage } from '../common/errors.js';
+import { traced } from '../common/tracing.js';
 import { filterRuntimeConfig, type CapabilityArgs } from './capabilities.js';
 import type { JsonObject, JsonValue, NetworkConfigList, PluginConf } from './types.js';
 
@@ -218,7 +219,11 @@ export function pluginFailure(
  * Run one plugin. Resolves to its JSON output (undefined when it printed nothing, as DEL usually does);
  * rejects with a CniPluginError.
  */
-export async function execPlugin(inv: PluginInvocation, opts: ExecOptions): Promise<JsonObject | undefined> {
+export function execPlugin(inv: PluginInvocation, opts: ExecOptions): Promise<JsonObject | undefined> {
+  return traced(`cni.${inv.command.toLowerCase()}`, { 'cni.plugin': inv.type, 'cni.command': inv.command, 'cri.pod_sandbox_id': inv.containerId ?? '' }, () => runPlugin(inv, opts));
+}
+
+async function runPlugin(inv: PluginInvocation, opts: ExecOptions): Promise<JsonObject | undefined> {
   const who = { plugin: inv.type, command: inv.command };
   const path = await findPlugin(inv.type, opts.binDirs);
   if (!path) {

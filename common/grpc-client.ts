@@ -3,6 +3,7 @@
 import * as grpc from '@grpc/grpc-js';
 import { codecFor, lookupService, type Codec, type Input } from './proto-registry.js';
 import type { MethodTable } from './grpc-types.js';
+import { tracer } from './tracing.js';
 
 export interface CallOptions {
   /** Milliseconds until the call's deadline; 0 = none. */
@@ -66,6 +67,14 @@ export class ServiceClient<M extends MethodTable<M>> {
     request: Input<M[K]['request']>,
     opts: CallOptions = {},
   ): Promise<M[K]['response']> {
+    if (tracer) {
+      const metadata = { ...opts.metadata };
+      return tracer.grpcClient(this.serviceName, name, metadata, () => this.sendUnary(name, request, { ...opts, metadata }));
+    }
+    return this.sendUnary(name, request, opts);
+  }
+
+  private sendUnary<K extends keyof M & string>(name: K, request: Input<M[K]['request']>, opts: CallOptions): Promise<M[K]['response']> {
     const m = this.method(name);
     const { metadata, options } = this.prepare(opts, false);
     return new Promise((resolve, reject) => {

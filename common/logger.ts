@@ -1,9 +1,18 @@
-// The daemon's structured JSON logger (pino). Created once in the daemon wiring and passed down.
+// The daemon's structured logger (pino). Created once in the daemon wiring and passed down. Its level can
+// change while crispd runs (logger.level = …): children follow unless given a level of their own.
 import { pino, type Logger } from 'pino';
+import { formattedDestination, type LogFormat } from './log-format.js';
 
 export type { Logger };
 
-export function createLogger(level: string, destination?: NodeJS.WritableStream): Logger {
+export interface LogOutput {
+  format: LogFormat;
+  /** stderr is the systemd journal: lines carry their syslog priority. */
+  journal: boolean;
+}
+
+export function createLogger(level: string, destination?: NodeJS.WritableStream, output: LogOutput = { format: 'json', journal: false }): Logger {
+  const out = destination ?? process.stderr;
   return pino(
     {
       level,
@@ -15,6 +24,6 @@ export function createLogger(level: string, destination?: NodeJS.WritableStream)
         censor: '[redacted]',
       },
     },
-    destination ?? process.stderr,
+    output.format === 'json' && !output.journal ? out : formattedDestination(output.format, output.journal, out),
   );
 }

@@ -12,6 +12,8 @@ import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
 import type { Logger } from 'pino';
 import type { CallInfo, Interceptor } from '../common/grpc-server.js';
 import { CrispError, isGrpcError, errorMessage } from '../common/errors.js';
+import { tracer } from '../common/tracing.js';
+import { traceCriCall } from './trace-call.js';
 
 export interface Instrument {
   intercept: Interceptor;
@@ -133,7 +135,7 @@ export function createInstrument(log: Logger, registry: Registry): Instrument {
     let code = grpc.status.OK;
     if (log.isLevelEnabled('debug')) log.debug({ method: call.method, request: loggable(request) }, 'cri request');
     try {
-      return await run();
+      return await (tracer ? traceCriCall(tracer, call, request, run, toStatus) : run());
     } catch (err) {
       const status = toStatus(err);
       code = status.code ?? grpc.status.UNKNOWN;

@@ -4,6 +4,7 @@ import { readFileSync } from 'node:fs';
 import { parse as parseToml } from 'smol-toml';
 import { invalidArgument, isENOENT } from '../common/errors.js';
 import { parseListenAddress } from './listen-address.js';
+import { tracesUrl } from './tracing-settings.js';
 
 type Scalar = string | number | boolean;
 type Value = Scalar | string[] | Record<string, RuntimeHandlerConfig>;
@@ -57,6 +58,9 @@ export interface CrispConfig {
   metrics_address: string;
   nshelper_path: string;
   logger_path: string;
+  tracing_endpoint: string;
+  tracing_sampling_rate_per_million: number;
+  log_format: string;
   runtimes: Record<string, RuntimeHandlerConfig>;
 }
 
@@ -114,6 +118,9 @@ export const DEFAULT_CONFIG: CrispConfig = {
   metrics_address: '',
   nshelper_path: '',
   logger_path: '',
+  tracing_endpoint: '',
+  tracing_sampling_rate_per_million: 1_000_000,
+  log_format: 'json',
   runtimes: {
     runc: { runtime_type: 'io.containerd.runc.v2', binary_name: '', privileged_without_host_devices: false },
   },
@@ -164,6 +171,14 @@ const DOCS: Record<keyof CrispConfig, KeyDoc> = {
   logger_path: {
     doc: 'crisp-logger binary the runc shim starts for container logs (named in each new task\'s binary:// stdout URI); empty = native/build/crisp-logger of the source checkout when built, else /usr/libexec/crisp/crisp-logger',
   },
+  tracing_endpoint: {
+    doc: 'OpenTelemetry collector for traces, OTLP over HTTP: spans are POSTed as JSON to <endpoint>/v1/traces (e.g. "http://127.0.0.1:4318"; empty = tracing off unless OTEL_EXPORTER_OTLP_ENDPOINT is set)',
+  },
+  tracing_sampling_rate_per_million: {
+    doc: 'traces sampled per million new ones (0 to 1000000); a call whose caller (kubelet) sent a trace context follows its sampled flag',
+    min: 0,
+  },
+  log_format: { doc: 'json (one object per line) or text (logfmt: time=… level=… msg=…)', oneOf: ['json', 'text'] },
   runtimes: { doc: 'runtime handlers: [runtimes.NAME] runtime_type, binary_name, privileged_without_host_devices' },
 };
 
@@ -241,6 +256,11 @@ export function resolveConfig(...layers: Record<string, unknown>[]): CrispConfig
     if (config[key] !== '' && !config[key].startsWith('/')) throw invalidArgument(`config key "${key}": must be an absolute path, got ${JSON.stringify(config[key])}`);
   }
   if (config.metrics_address !== '') parseListenAddress('metrics_address', config.metrics_address);
+  if (config.tracing_endpoint !== '') tracesUrl('config key "tracing_endpoint"', config.tracing_endpoint);
+  const rate = config.tracing_sampling_rate_per_million;
+  if (!Number.isInteger(rate) || rate > 1_000_000) {
+    throw invalidArgument(`config key "tracing_sampling_rate_per_million": expected a whole number from 0 to 1000000, got ${rate}`);
+  }
   if (!config.runtimes[config.default_runtime_handler]) {
     throw invalidArgument(`config key "default_runtime_handler": no [runtimes.${config.default_runtime_handler}] table`);
   }

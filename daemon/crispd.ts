@@ -35,6 +35,7 @@ import { SdNotify } from './sd-notify.js';
 import { UndoStack } from '../common/undo-stack.js';
 import { checkHelper, useHelperPath } from '../native/helper-paths.js';
 import { registerOperationMetrics } from '../common/operation-metrics.js';
+import { startTracing } from './tracing.js';
 
 export type DaemonState = 'INITIALIZED' | 'STARTING' | 'RUNNING' | 'STOPPING' | 'STOPPED' | 'FAILED';
 
@@ -103,6 +104,9 @@ export class Crispd {
       metricsServer = server;
       this.undo.push('metrics server', () => server.stop());
     }
+
+    const stopTracing = await startTracing(c, process.env, { log: this.log.child({ component: 'tracing' }), registry: this.metrics });
+    if (stopTracing) this.undo.push('tracing', stopTracing);
 
     let address = c.containerd_address;
     if (address === '') {
@@ -177,7 +181,7 @@ export class Crispd {
       log: this.log.child({ component: 'images' }),
     }), this.metrics);
     // ImageStatus/ListImages answer from memory once containerd's image events are followed.
-    this.undo.push({ what: 'image event stream', run: images.followEvents() });
+    this.undo.push('image event stream', images.followEvents());
     const pods = new PodController({
       podsDir: join(c.root, 'pods'),
       runDir: join(c.state, 'pods'),

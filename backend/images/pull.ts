@@ -15,6 +15,7 @@ import { digestReference, referenceString, repositoryName, tagReference, parseIm
 import type { CallOptions } from '../../common/grpc-client.js';
 import { CrispError, withContext, errorMessage, isAlreadyExists, isNotFound } from '../../common/errors.js';
 import type { Logger } from '../../common/logger.js';
+import { traced } from '../../common/tracing.js';
 import { ContentStore } from './content-store.js';
 import { Unpacker, chainIds } from './unpack.js';
 import { ImageRecords, CRI_MANAGED_LABEL } from './records.js';
@@ -197,7 +198,7 @@ export class ImagePuller {
     }, Math.min(TICK_MS, this.opts.progressTimeoutMs));
     tick.unref();
     try {
-      const image = await this.registry.resolveImage(ref, { auth: options.auth ?? null, signal: abort.signal });
+      const image = await traced('pull.resolve', { 'cri.image': name }, () => this.registry.resolveImage(ref, { auth: options.auth ?? null, signal: abort.signal }));
       const diffIds = image.config.rootfs.diff_ids;
       const chains = chainIds(diffIds);
       const layers = image.manifest.layers;
@@ -218,12 +219,13 @@ export class ImagePuller {
         });
         const downloads = forEachLimited(layers, this.opts.maxConcurrentDownloads, abort.signal, async (layer, i) => {
           try {
-            await this.fetchBlob(ref, layer, { 'containerd.io/uncompressed': diffIds[i]!, [source]: ref.path }, leaseId, abort.signal, options.auth, {
+            const spanned = { 'oci.layer.digest': layer.digest, 'oci.layer.size': layer.size, 'oci.layer.index': i };
+            await traced('pull.fetch', spanned, () => this.fetchBlob(ref, layer, { 'containerd.io/uncompressed': diffIds[i]!, [source]: ref.path }, leaseId, abort.signal, options.auth, {
               start: () => meter.active.add(layer.digest),
               resumed: (n) => meter.resume(i, n),
               bytes: (n) => meter.bytes(i, n),
               end: () => meter.active.delete(layer.digest),
-            });
+            }));
             meter.done += layer.size - meter.layers[i]!.done;
             meter.layers[i]!.done = layer.size;
             downloaded[i]!.resolve();
@@ -238,7 +240,7 @@ export class ImagePuller {
         // Unpack in order, each layer as soon as it is in the store.
         for (let i = 0; i < layers.length; i++) {
           await Promise.race([downloaded[i]!.p, abortPromise(abort.signal)]);
-          await this.unpacker.applyLayer(layers[i]!, diffIds[i]!, chains[i]!, i === 0 ? '' : chains[i - 1]!, callOpts);
+          await traced('pull.unpack', { 'oci.layer.digest': layers[i]!.digest, 'oci.layer.index': i }, () => this.unpacker.applyLayer(layers[i]!, diffIds[i]!, chains[i]!, i === 0 ? '' : chains[i - 1]!, callOpts));
         }
         await downloads;
       } catch (err) {

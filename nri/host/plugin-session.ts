@@ -4,6 +4,7 @@
 // framing, a call of a method we do not serve) closes the whole session with the reason.
 import type { Duplex } from 'node:stream';
 import type { Logger } from '../../common/logger.js';
+import { traced } from '../../common/tracing.js';
 import { codecFor, type Input } from '../../common/proto-registry.js';
 import type { Request as TtrpcRequest } from '../../gen/ttrpc.js';
 import {
@@ -163,7 +164,9 @@ export class PluginSession {
       throw new TtrpcError('closed', status.UNAVAILABLE, `${this.label}: ${method}: plugin is disconnected: ${this.closeReason.message}`);
     }
     try {
-      return await timeNriCall(this.label, method, () => this.plugin.call(method, request, timeoutMs), (err) => isTtrpcError(err, 'timeout'));
+      return await traced(`nri.${method}`, { 'nri.plugin': this.label }, () =>
+        timeNriCall(this.label, method, () => this.plugin.call(method, request, timeoutMs), (err) => isTtrpcError(err, 'timeout')),
+      );
     } catch (err) {
       if (isFatalCallError(err)) this.close(new Error(`${method} failed: ${(err as Error).message}`, { cause: err }));
       throw err;

@@ -143,7 +143,10 @@ export class TestCrispd {
     if (!child || child.exitCode !== null || child.signalCode !== null) return child?.exitCode ?? null;
     const exited = new Promise<number | null>((res) => child.once('exit', (code) => res(code)));
     child.kill('SIGTERM');
-    const code = await Promise.race([exited, sleep(20_000).then(() => 'timeout' as const)]);
+    // The 20 s timer is cancelled once crispd exits: left running, it kept each test process alive for it.
+    const giveUp = new AbortController();
+    const code = await Promise.race([exited, sleep(20_000, giveUp.signal).then(() => 'timeout' as const, () => null /* cancelled: crispd exited first */)]);
+    giveUp.abort();
     if (code === 'timeout') {
       child.kill('SIGKILL');
       return exited;

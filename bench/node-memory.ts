@@ -112,7 +112,6 @@ await withBenchEnv({}, async (env) => {
   for (const side of env.sides) await startAll(side);
   await sleep(opts.settle * 1000);
   const rec = new Recorder('MiB');
-  const present = new Set<Role>();
   for (let i = 0; i < opts.samples; i++) {
     for (const side of env.sides) {
       const sums = sampleSide(env, side);
@@ -120,9 +119,10 @@ await withBenchEnv({}, async (env) => {
       rec.add('runtime total (without app containers): PSS', side.name, MiB(runtime.reduce((a, s) => a + s.pss, 0)));
       rec.add('runtime total (without app containers): RSS', side.name, MiB(runtime.reduce((a, s) => a + s.rss, 0)));
       rec.add('runtime total (without app containers): processes', side.name, runtime.reduce((a, s) => a + s.count, 0), 'procs');
-      for (const [role, sum] of sums) if (sum.count > 0) present.add(role);
-      for (const role of ROLES.filter((r) => present.has(r))) {
+      // A role this runtime does not have (crisp: pause containers) stays out of its column.
+      for (const role of ROLES) {
         const sum = sums.get(role)!;
+        if (sum.count === 0) continue;
         rec.add(`${role}: PSS`, side.name, MiB(sum.pss));
         rec.add(`${role}: RSS`, side.name, MiB(sum.rss));
         rec.add(`${role}: processes`, side.name, sum.count, 'procs');
@@ -141,7 +141,7 @@ await withBenchEnv({}, async (env) => {
       'Every process is counted once: the daemons (crispd\'s node process and its embedded containerd; the peer\'s containerd with the CRI plugin), every containerd-shim-runc-v2 started by that containerd and all its descendants, and for crisp any detached helper naming crispd\'s directories (FIFO-mode loggers, pid-namespace holders).',
       'PSS (from /proc/<pid>/smaps_rollup) splits shared pages (the node binary, the shim binary, busybox) between the processes mapping them, so PSS sums add up across processes; RSS sums count shared pages once per process.',
       'App containers (busybox `sleep 3600`) are the same workload on both sides and are left out of the runtime total. The pods do not share a pid namespace, so crisp runs no pid-namespace holder here.',
-      'Medians over the samples (a level, not a latency); both runtimes hold all their pods at once while sampling. A role absent on one side shows –.',
+      'Medians over the samples (a level, not a latency); both runtimes hold all their pods at once while sampling. A role a runtime does not have shows –.',
     ],
   });
 });

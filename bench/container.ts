@@ -120,7 +120,7 @@ await withBenchEnv({}, async (env) => {
     ...rec.failureNotes(),
     `Container: busybox \`${SLEEP.join(' ')}\` from the loopback registry (pulled before measuring), stdout/stderr to the CRI log file. StopContainer with timeout 0 (immediate SIGKILL in both runtimes).`,
     'The total start path polls ContainerStatus every 2 ms after StartContainer returns, until the state is RUNNING.',
-    'The stop/remove split differs: containerd deletes the task when the exit event arrives (inside StopContainer); crisp deletes it in RemoveContainer. Compare stop+remove.',
+    'Both runtimes delete the task when the exit event arrives (inside StopContainer); RemoveContainer then removes the container record, its rootfs snapshot and its files.',
     'Iterations alternate between the runtimes, so load from elsewhere on the machine hits both alike.',
     'Pod teardown with a running container: StopPodSandbox kills and waits for the container (and, for containerd, the pause container).',
   );

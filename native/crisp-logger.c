@@ -22,7 +22,8 @@
  *              optional, together: FIFO mode for tasks with stdin (the shim connects stdin only
  *              for plain FIFO stdio, never with binary://). crispd starts us detached, we open both
  *              FIFOs for reading before the ack is written, and the shim writes the container's
- *              output into them; EOF on both (the shim closes them after the exit) ends us.
+ *              output into them; EOF on both (the shim closes them after the exit) ends us. fd 5,
+ *              if open, is closed once the ack is written, as in shim mode (crispd waits on it).
  *   All paths absolute. The ack file exists once fd 5 is closed, so the caller can tell a logger
  *   that started from one that failed (the shim starts the container either way).
  *
@@ -574,9 +575,11 @@ int main(int argc, char **argv) {
   if (chdir("/") != 0) report("chdir", "/: %s", strerror(errno)); /* do not pin the bundle dir */
 
   if (g_fifo_paths[0]) {
-    /* started by crispd, not the shim: fds 3-5 are nothing of ours */
-    close_fds_from(FD_STDOUT);
-    have_out = have_err = have_ready = false;
+    /* started by crispd, not the shim: fds 3 and 4 are nothing of ours; fd 5, when given, is
+     * crispd's end of a readiness pipe, closed like the shim's once the ack is written */
+    close(FD_STDOUT);
+    close(FD_STDERR);
+    have_out = have_err = false;
     if (open_fifos() != 0) return 1;
   }
 

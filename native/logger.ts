@@ -1,7 +1,9 @@
 // crisp-logger glue (contract in native/README.md): the binary:// stdout URI that makes containerd's
 // runc shim start native/build/crisp-logger for a task, and log reopening after kubelet's rotation.
 // The shim, not crispd, is the logger's parent, so CRI logs keep flowing while crispd is down.
-import { spawn } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
+import type { Readable } from 'node:stream';
 import { closeSync, openSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { isAbsolute, normalize } from 'node:path';
@@ -300,38 +302,49 @@ export async function startFifoLogger(opts: FifoLoggerOptions): Promise<number> 
   const args = loggerArgs(opts);
   const binary = opts.binary ?? loggerPath();
   checkPath('binary', binary);
+  const timeoutMs = opts.readyTimeoutMs ?? DEFAULT_TIMEOUT_MS;
   const errFd = opts.diagnostics ? openSync(opts.diagnostics, 'a', 0o640) : undefined;
-  let exit: { code: number | null; signal: NodeJS.Signals | null; error?: Error } | undefined;
-  let pid: number | undefined;
+  let child: ChildProcess;
   try {
-    const child = spawn(binary, args, {
+    // fd 5 is a readiness pipe, as the shim gives a logger it starts: the logger closes it once its
+    // ack is written (or by exiting), so nothing polls.
+    child = spawn(binary, args, {
       detached: true,
-      stdio: ['ignore', 'ignore', errFd ?? 'ignore'],
+      stdio: ['ignore', 'ignore', errFd ?? 'ignore', 'ignore', 'ignore', 'pipe'],
       env: { CONTAINER_ID: opts.containerId ?? '' },
       cwd: '/',
     });
-    child.once('error', (error) => (exit = { code: null, signal: null, error }));
-    child.once('exit', (code, signal) => (exit = { code, signal }));
-    child.unref();
-    pid = child.pid;
   } finally {
     if (errFd !== undefined) closeSync(errFd);
   }
-  const deadline = Date.now() + (opts.readyTimeoutMs ?? DEFAULT_TIMEOUT_MS);
-  for (;;) {
-    if (pid !== undefined) {
-      const ack = await readLoggerAck(opts.ackFile);
-      if (ack && ack.pid === pid && !ack.exited) return pid;
+  const exited = new Promise<string>((resolve) => {
+    child.once('error', (error) => resolve(String(error)));
+    child.once('exit', (code, sig) => resolve(sig ? `killed by ${sig}` : `exit code ${code}`));
+  });
+  child.unref();
+  const ready = (child.stdio as unknown as (Readable | null | undefined)[])[5] ?? undefined;
+  // Flowing, so the peer's close is seen (the logger never writes to it).
+  ready?.resume();
+  const failed = (how: string) => new LoggerError('INTERNAL', target, 'start', `${how}${opts.diagnostics ? ` (see ${opts.diagnostics})` : ''}`);
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    const outcome = await Promise.race([
+      ready ? once(ready, 'close').then(() => 'closed' as const) : exited.then(() => 'closed' as const),
+      exited.then((how) => ({ exited: how })),
+      new Promise<'timeout'>((resolve) => (timer = setTimeout(() => resolve('timeout'), timeoutMs))),
+    ]);
+    if (outcome === 'timeout') {
+      if (child.pid !== undefined) signal(child.pid, 'SIGKILL', target);
+      throw new LoggerError('DEADLINE_EXCEEDED', target, 'start', `not ready after ${timeoutMs} ms`);
     }
-    if (exit) {
-      const how = exit.error ? String(exit.error) : exit.signal ? `killed by ${exit.signal}` : `exit code ${exit.code}`;
-      throw new LoggerError('INTERNAL', target, 'start', `${how}${opts.diagnostics ? ` (see ${opts.diagnostics})` : ''}`);
-    }
-    if (Date.now() >= deadline) {
-      if (pid !== undefined) signal(pid, 'SIGKILL', target);
-      throw new LoggerError('DEADLINE_EXCEEDED', target, 'start', `not ready after ${opts.readyTimeoutMs ?? DEFAULT_TIMEOUT_MS} ms`);
-    }
-    await sleep(POLL_MS);
+    if (typeof outcome === 'object') throw failed(outcome.exited);
+    // The pipe closes at the ack, or because the logger died first: the ack tells which.
+    const ack = child.pid !== undefined ? await readLoggerAck(opts.ackFile) : undefined;
+    if (ack && ack.pid === child.pid && !ack.exited) return child.pid;
+    throw failed(await Promise.race([exited, sleep(1000).then(() => 'closed its readiness pipe without an ack')]));
+  } finally {
+    clearTimeout(timer);
+    ready?.destroy();
   }
 }
 

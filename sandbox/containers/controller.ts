@@ -2,7 +2,7 @@
 // (task with shim-side logging, so output keeps flowing while crispd restarts), stop, remove, exit and
 // OOM tracking from containerd's events, and recovery after a restart.
 import { randomBytes } from 'node:crypto';
-import { readFile, mkdir, rm, stat } from 'node:fs/promises';
+import { mkdir, rm, stat } from 'node:fs/promises';
 import { dirname, join, normalize, relative, isAbsolute } from 'node:path';
 import type { Logger } from '../../common/logger.js';
 import { Listeners } from '../../common/listeners.js';
@@ -17,7 +17,9 @@ import type { PodRecord } from '../pods/types.js';
 import { RecordStore } from '../record-store.js';
 import { containerCgroupsPath, type CgroupDriver } from '../cgroups.js';
 import { buildOciSpec, stopSignalFor, signalNumberOf, type OciHostFeatures } from './oci-spec.js';
-import { resolveUser, findInLayers } from './user.js';
+import { resolveUser } from './user.js';
+import { ImageUserFilesCache } from './image-user-files.js';
+import { oomKills } from './oom-kills.js';
 import { loadLocalhostProfile } from './seccomp-default.js';
 import { resolveDevices, allHostDevices } from './devices.js';
 import { loggerUri, reopenLog, readLoggerAck, startFifoLogger, stopLogger } from '../../native/logger.js';
@@ -99,6 +101,12 @@ export class ContainerController {
   private readonly locks = new KeyedLock();
   private readonly events = new AbortController();
   readonly cpuRate = new CpuRate();
+  /** /etc/passwd and /etc/group per image id, for the user lookup of CreateContainer. */
+  private readonly userFiles = new ImageUserFilesCache();
+  /** Rootfs mounts returned by CreateContainer's snapshot Prepare, kept for StartContainer (in memory only). */
+  private readonly createdRootfs = new Map<string, RootfsMount[]>();
+  /** Containers whose task the exit handling deleted: RemoveContainer has no task left to delete. */
+  private readonly taskDeleted = new Set<string>();
 
   private nri: NriHooks = NO_NRI;
 
@@ -182,12 +190,11 @@ export class ContainerController {
     undo.push('name', async () => this.store.releaseName(key, id));
     const log = this.opts.log.child({ container: id.slice(0, 12), pod: pod.id.slice(0, 12), name: spec.metadata.name });
     try {
-      const image = await this.opts.images.require(spec.image);
       const logPath = this.logPathFor(pod, spec);
-      await this.checkMounts(spec);
       const dir = this.store.recordDir(id);
-      await mkdir(dir, { recursive: true, mode: 0o700 });
       undo.push('dir', () => rm(dir, { recursive: true, force: true }));
+      // Independent look-ups and the record directory, at once.
+      const [image] = await Promise.all([this.opts.images.require(spec.image), this.checkMounts(spec), mkdir(dir, { recursive: true, mode: 0o700 })]);
       const cgroupsPath = containerCgroupsPath(this.opts.cgroupDriver, pod.cgroup.path, id);
       const imageRef = image.repoDigests[0] ?? image.repoTags[0] ?? image.id;
 
@@ -201,17 +208,8 @@ export class ContainerController {
       const rootfs = await this.opts.runtime.prepareRootfs(id, image.topChainId);
       undo.push('rootfs', () => this.opts.runtime.removeRootfs(id));
 
-      const layers = layerDirs(rootfs);
-      const readImageFile = async (p: string) => {
-        const found = findInLayers(p, layers);
-        return found ? readFile(found, 'utf8') : undefined;
-      };
-      const user = resolveUser({
-        security: spec.security,
-        imageUser: image.config.config?.User ?? '',
-        passwd: await readImageFile('etc/passwd'),
-        group: await readImageFile('etc/group'),
-      });
+      const files = await this.userFiles.get(image.id, layerDirs(rootfs));
+      const user = resolveUser({ security: spec.security, imageUser: image.config.config?.User ?? '', passwd: files.passwd, group: files.group });
       const devices = spec.security.privileged ? await allHostDevices() : await resolveDevices(spec.devices);
       // Recursive read-only binds and image volumes are built on the host; the spec binds those.
       undo.push('prepared mounts', () => this.prepared.release(id, spec.mounts));
@@ -285,9 +283,9 @@ export class ContainerController {
       if (fromNri.length > 0) {
         await applyCdiDevices(oci as unknown as OciSpec, fromNri.map((name) => ({ name, field: 'NRI adjustment CDI_devices' })), await cdi());
       }
-      await this.opts.runtime.updateContainerSpec(id, oci);
-      if (logPath) await mkdir(dirname(logPath), { recursive: true, mode: 0o755 });
+      await Promise.all([this.opts.runtime.updateContainerSpec(id, oci), logPath ? mkdir(dirname(logPath), { recursive: true, mode: 0o755 }) : undefined]);
       await this.store.save(rec);
+      this.createdRootfs.set(id, rootfs);
       log.info({ image: imageRef }, 'container created');
       this.emit('created', rec);
       await this.nri.postCreateContainer(pod, rec).catch((err: unknown) => log.warn({ err: errorMessage(err) }, 'NRI PostCreateContainer failed'));
@@ -401,15 +399,25 @@ export class ContainerController {
     await this.exitHandled(rec.id);
     await this.withLock(rec.id, async () => {
       if (!this.store.get(rec.id)) return;
-      await this.opts.runtime.deleteTask(rec.id);
+      // The exit handling deleted the task already (as containerd's CRI does on the exit event).
+      if (!this.taskDeleted.has(rec.id)) await this.opts.runtime.deleteTask(rec.id);
       // A FIFO-mode logger ends at the task's EOF; one whose task never came up is ended here.
       await stopLogger(this.loggerFiles(rec).pidFile);
-      // Not best-effort here: a mount left behind must fail the removal, so that it is retried.
-      await this.opts.userns?.releaseContainer(rec.id);
-      await this.prepared.release(rec.id, rec.spec.mounts);
-      await this.opts.runtime.deleteContainer(rec.id);
-      await this.opts.runtime.removeRootfs(rec.snapshotKey);
+      // Independent of each other once the task is gone; the record goes only after all of them, so a
+      // failure (a mount left behind must fail the removal) leaves it for a retry, which redoes them.
+      const done = await Promise.allSettled([
+        (async () => {
+          await this.opts.userns?.releaseContainer(rec.id);
+          await this.prepared.release(rec.id, rec.spec.mounts);
+        })(),
+        this.opts.runtime.deleteContainer(rec.id),
+        this.opts.runtime.removeRootfs(rec.snapshotKey),
+      ]);
+      const failed = done.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+      if (failed) throw failed.reason;
       await this.store.delete(rec);
+      this.taskDeleted.delete(rec.id);
+      this.createdRootfs.delete(rec.id);
       this.cpuRate.forget(rec.id);
       this.stdins.get(rec.id)?.destroy();
       this.stdins.delete(rec.id);
@@ -429,7 +437,10 @@ export class ContainerController {
 
   /** The snapshot's mounts, or for a userns pod the same overlay over idmapped (or chowned) layers. */
   private async taskRootfs(rec: ContainerRecord, pod: PodRecord): Promise<RootfsMount[]> {
-    const mounts = await this.opts.runtime.rootfsMounts(rec.snapshotKey);
+    // The mounts of an active snapshot never change: the ones Prepare gave CreateContainer, unless
+    // crispd restarted since.
+    const mounts = this.createdRootfs.get(rec.id) ?? (await this.opts.runtime.rootfsMounts(rec.snapshotKey));
+    this.createdRootfs.delete(rec.id);
     const userns = this.usernsFor(pod);
     return userns ? userns.taskRootfs(rec.id, pod, mounts) : mounts;
   }
@@ -542,8 +553,13 @@ export class ContainerController {
   }
 
   private async finishExit(rec: ContainerRecord, exitStatus: number, exitedAt: number): Promise<void> {
-    // An OOM event can trail the exit by a moment; give it a beat before naming the reason.
-    if (!this.oom.has(rec.id)) await sleep(20);
+    // The cgroup's own OOM-kill counter decides at once; where it cannot be read (cgroup v1, a cgroup
+    // systemd removed already) containerd's OOM event, which can trail the exit, gets a moment.
+    if (!this.oom.has(rec.id)) {
+      const kills = await oomKills(rec.cgroupsPath);
+      if (kills === undefined) await sleep(20);
+      else if (kills > 0) this.oom.add(rec.id);
+    }
     if ((rec.state as ContainerRecord['state']) === 'exited') return;
     rec.state = 'exited';
     rec.exitCode = exitStatus;
@@ -559,6 +575,7 @@ export class ContainerController {
     // RemoveContainer, which deletes the task too.
     await this.withLock(rec.id, async () => {
       await this.opts.runtime.deleteTask(rec.id);
+      this.taskDeleted.add(rec.id);
       await this.releaseUsernsMounts(rec);
     }).catch((err: unknown) => {
       this.opts.log.warn({ container: rec.id.slice(0, 12), err: errorMessage(err) }, 'deleting exited task failed');

@@ -167,30 +167,27 @@ export class PodController {
       if (spec.logDirectory) await mkdir(spec.logDirectory, { recursive: true, mode: 0o755 });
       await mkdir(rec.dir, { recursive: true, mode: 0o700 });
       undo.push('pod directory', () => rm(rec.dir, { recursive: true, force: true }));
-      // From here on a crash leaves a journal the next start takes apart (recover()).
-      await writeJournal(rec);
       const nsDir = join(rec.runDir, 'ns');
-      await mkdir(nsDir, { recursive: true, mode: 0o700 });
-      undo.push('run directory', () => rm(rec.runDir, { recursive: true, force: true }));
-
       const ns = spec.namespaces;
       const podNet = ns.network === 'pod';
       const hostname = podNet && spec.hostname ? spec.hostname : osHostname();
       // hostNetwork + hostIPC without a user namespace: nothing of the pod's own to pin.
       const pinAny = podNet || ns.ipc === 'pod' || ns.userns !== undefined;
-
-      // The cgroup is journaled before it is made, so pinning and the cgroup can go at the same time:
-      // a crash in between leaves a journal that names both (unpinning an empty dir is fine).
+      const shm = ns.ipc === 'pod' ? join(rec.runDir, 'shm') : undefined;
+      if (shm) rec.shmPath = shm;
       const cgroupPath = spec.cgroupParent || (this.opts.cgroupDriver === 'systemd' ? `crisp-${id.slice(0, 12)}.slice` : `${this.opts.defaultCgroupParent}/crisp-${id}`);
-      if (this.opts.cgroupDriver === 'cgroupfs') {
-        // Journaled as ours only if it does not exist yet (kubelet's own parent is never removed).
-        rec.cgroup = { path: cgroupPath, created: !(await cgroupExists(cgroupPath)) };
-        await writeJournal(rec);
-      } else {
-        rec.cgroup = { path: cgroupPath, created: false };
-      }
+      // Journaled as ours only if it does not exist yet (kubelet's own parent is never removed).
+      const ownCgroup = this.opts.cgroupDriver === 'cgroupfs' && !(await cgroupExists(cgroupPath));
+      rec.cgroup = { path: cgroupPath, created: ownCgroup };
+      // From here on a crash leaves a journal the next start takes apart (recover()). It names the
+      // cgroup and /dev/shm before they exist, so the pins, the cgroup and the tmpfs are made at the
+      // same time; the pins need no entry (they are found in the ns dir).
+      await writeJournal(rec);
+      await mkdir(nsDir, { recursive: true, mode: 0o700 });
+      undo.push('run directory', () => rm(rec.runDir, { recursive: true, force: true }));
+
       undo.push('pinned namespaces', () => unpinNamespaces(nsDir));
-      const [pinning, cgroup] = await Promise.allSettled([
+      const [pinning, cgroup, shmMount] = await Promise.allSettled([
         !pinAny ? {} : step('pinning namespaces', () => timePodStartPhase('namespaces', () =>
           pinNamespaces({
             dir: nsDir,
@@ -204,14 +201,14 @@ export class PodController {
           })),
         ),
         this.opts.cgroupDriver === 'cgroupfs' ? step(`creating cgroup ${cgroupPath}`, () => this.makePodCgroup(cgroupPath)) : false,
+        shm ? step('mounting /dev/shm', () => mountShm(shm, spec.shmSize)) : undefined,
       ]);
-      // Whichever half worked is undone if the other failed.
+      // Whatever worked is undone if another part failed.
       if (cgroup.status === 'fulfilled' && cgroup.value) undo.push('cgroup', () => this.removePodCgroup(cgroupPath));
-      if (pinning.status === 'rejected') throw pinning.reason;
-      if (cgroup.status === 'rejected') throw cgroup.reason;
-      rec.cgroup = { path: cgroupPath, created: cgroup.value };
-      rec.pins = { ...pinning.value };
-      await writeJournal(rec);
+      if (shm && shmMount.status === 'fulfilled') undo.push('shm', () => unmountIfMounted(shm));
+      for (const r of [pinning, cgroup, shmMount]) if (r.status === 'rejected') throw r.reason;
+      rec.cgroup = { path: cgroupPath, created: cgroup.status === 'fulfilled' && cgroup.value };
+      rec.pins = pinning.status === 'fulfilled' ? { ...pinning.value } : {};
 
       if (Object.keys(spec.sysctls).length > 0) {
         await step('applying sysctls', () =>
@@ -219,15 +216,8 @@ export class PodController {
         );
       }
 
-      if (ns.ipc === 'pod') {
-        const shm = join(rec.runDir, 'shm');
-        rec.shmPath = shm;
-        await writeJournal(rec);
-        await step('mounting /dev/shm', () => mountShm(shm, spec.shmSize));
-        undo.push('shm', () => unmountIfMounted(shm));
-        const userns = this.opts.userns;
-        if (ns.userns && userns) await step('handing /dev/shm to the pod root', () => userns.preparePodShm(rec, shm));
-      }
+      const userns = this.opts.userns;
+      if (shm && ns.userns && userns) await step('handing /dev/shm to the pod root', () => userns.preparePodShm(rec, shm));
 
       if (ns.pid === 'pod') {
         const holder = await step('starting the pod pid-namespace holder', () =>
@@ -261,7 +251,6 @@ export class PodController {
       }
 
       rec.files = await step('writing /etc files', () => writePodFiles(rec.dir, hostname, rec.ips, spec.dns));
-      const userns = this.opts.userns;
       if (ns.userns && userns) {
         undo.push('idmapped pod files', () => userns.releasePod(rec));
         await step('idmapping the pod files', () => userns.preparePodFiles(rec));

@@ -41,7 +41,7 @@ const runtime: StreamingRuntime = {
 
 let server: StreamingServer;
 before(async () => {
-  server = new StreamingServer({ address: '127.0.0.1', port: 0, idleTimeoutMs: 400, tokenTtlMs: 300, streamCreationTimeoutMs: 1000, runtime, log });
+  server = new StreamingServer({ address: '127.0.0.1', port: 0, idleTimeoutMs: 400, tokenTtlMs: 30_000, streamCreationTimeoutMs: 1000, runtime, log });
   await server.start();
 });
 after(async () => {
@@ -94,10 +94,20 @@ test('URLs are /kind/token on the listening address; tokens are single use and e
   const again = await fetch(url, { method: 'POST' });
   assert.equal(again.status, 404);
   assert.equal(await again.text(), '');
-  const late = exec(['true']);
-  await new Promise((r) => setTimeout(r, 400));
-  assert.equal((await fetch(late, { method: 'POST' })).status, 404);
-  assert.equal((await fetch(late.replace('/exec/', '/nope/'), { method: 'POST' })).status, 404);
+  assert.equal((await fetch(exec(['true']).replace('/exec/', '/nope/'), { method: 'POST' })).status, 404);
+});
+
+test('a URL expires after its TTL', async () => {
+  // Its own server with a short TTL, so the other tests' URLs cannot expire on a loaded machine.
+  const short = new StreamingServer({ address: '127.0.0.1', port: 0, idleTimeoutMs: 400, tokenTtlMs: 100, runtime, log });
+  await short.start();
+  try {
+    const late = short.urlFor({ kind: 'exec', containerId: 'c1', cmd: ['true'], tty: false, stdin: false, stdout: true, stderr: true });
+    await new Promise((r) => setTimeout(r, 300));
+    assert.equal((await fetch(late, { method: 'POST' })).status, 404);
+  } finally {
+    await short.stop();
+  }
 });
 
 test('SPDY handshake: X-Stream-Protocol-Version is required and must match', async () => {

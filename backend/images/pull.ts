@@ -16,6 +16,7 @@ import type { CallOptions } from '../../common/grpc-client.js';
 import { CrispError, withContext, errorMessage, isAlreadyExists, isNotFound } from '../../common/errors.js';
 import type { Logger } from '../../common/logger.js';
 import { ContentStore } from './content-store.js';
+import { IngestFiles } from './ingest-files.js';
 import { Unpacker, chainIds } from './unpack.js';
 import { ImageRecords, CRI_MANAGED_LABEL } from './records.js';
 import { PullProgressFile, RateMeter, pullProgressPath, type LayerProgress, type PullProgress } from './progress.js';
@@ -34,6 +35,11 @@ export interface PullerOptions {
   progressTimeoutMs: number;
   /** Where running pulls publish their progress (see progress.ts); none when unset. */
   progressDir?: string;
+  /**
+   * containerd's content store directory when it is on this host (the embedded containerd): layer bytes
+   * are then written to the ingest files directly (see ingest-files.ts); otherwise over the content API.
+   */
+  contentRoot?: string;
   log: Logger;
 }
 
@@ -141,7 +147,7 @@ export class ImagePuller {
     private readonly records: ImageRecords,
     private readonly opts: PullerOptions,
   ) {
-    this.content = new ContentStore(ctd);
+    this.content = new ContentStore(ctd, opts.contentRoot !== undefined ? new IngestFiles(opts.contentRoot, ctd.options.namespace) : undefined);
     this.unpacker = new Unpacker(ctd, opts.snapshotter);
   }
 

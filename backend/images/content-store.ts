@@ -97,7 +97,8 @@ export class ContentStore {
   /**
    * Stream a blob into the store as `digest` under the ingest `ref`, resuming where an earlier write under
    * the same ref stopped: the store says how many bytes it holds, and `open(offset)` supplies the rest.
-   * `onBytes` reports the bytes moved by this call (not those already held). Returns when committed.
+   * `onBytes` reports the bytes this call receives from the source (not those already held). Returns when
+   * committed.
    *
    * What happens to the partial data on failure decides whether a retry can resume: a broken or stalled
    * source, a cancelled call or a store hiccup keep it; content that fails verification (digest or size
@@ -191,6 +192,9 @@ export class ContentStore {
         throw new ContentMismatchError(args.digest, `${source.origin}: blob ${args.digest}: more data than the expected ${args.size} bytes`);
       }
       offset += next.value.length;
+      // Counted on arrival, not when written: the stall timeout watches the network, and a slow one may
+      // take a while to fill a CHUNK.
+      args.onBytes?.(next.value.length);
       yield next.value;
     }
     // A source that ends short is a broken download, not bad content: keep what arrived.
@@ -212,7 +216,6 @@ export class ContentStore {
       await call.write({ action: WriteAction.WRITE, ref: args.ref, offset, data });
       offset += data.length;
       sent++;
-      args.onBytes?.(data.length);
       // Keep at most a few answers outstanding so errors surface early and memory stays flat.
       while (sent > 4) {
         if (!(await call.read())) throw new Error('content write closed early');
@@ -254,7 +257,6 @@ export class ContentStore {
         const { bytesWritten } = await fh.writev(batch, offset);
         if (bytesWritten !== batchBytes) throw new Error(`short write to ${path}: ${bytesWritten} of ${batchBytes} bytes`);
         offset += batchBytes;
-        args.onBytes?.(batchBytes);
         batch = [];
         batchBytes = 0;
       };

@@ -4,7 +4,7 @@
 // them, and wrong or overlong content fails verification and leaves no ingest behind.
 import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { Readable } from 'node:stream';
+import { PassThrough, Readable } from 'node:stream';
 import { createHash, randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { TestCrispd, uniqueId } from './lib/crispd.js';
@@ -12,6 +12,7 @@ import { ContainerdClient } from '../../backend/containerd/client.js';
 import { ContentStore, type BlobSource } from '../../backend/images/content-store.js';
 import { IngestFiles } from '../../backend/images/ingest-files.js';
 import { CrispError } from '../../common/errors.js';
+import { sleep } from '../../common/time.js';
 
 const MiB = 1024 * 1024;
 
@@ -83,6 +84,32 @@ describe('content store writes', () => {
       assert.ok((await read(store, digest)).equals(data), 'the committed blob is the data');
       assert.equal((await store.info(digest))?.labels['crisp.e2e/mode'], mode);
       if (files) assert.ok(files.found.length === 1 && files.found[0]?.endsWith('/data'), `the ingest file was written: ${files.found.join(', ')}`);
+    });
+
+    test(`${mode}: progress counts bytes as they arrive, before a whole message or batch is written`, async () => {
+      const { store } = make();
+      const piece = 64 * 1024;
+      const data = randomBytes(8 * piece);
+      let moved = 0;
+      const link = new PassThrough();
+      const writing = store.write({
+        ref: `e2e-progress-${uniqueId()}`,
+        digest: digestOf(data),
+        size: data.length,
+        open: async () => ({ stream: link, origin: 'test' }),
+        opts: ContainerdClient.withLease(lease),
+        onBytes: (n) => (moved += n),
+      });
+      // A slow link, one piece at a time: the stalled-download timer watches these counts.
+      for (let at = 0; at < data.length; at += piece) {
+        link.write(data.subarray(at, at + piece));
+        const deadline = Date.now() + 5000;
+        while (moved < at + piece && Date.now() < deadline) await sleep(5);
+        assert.equal(moved, at + piece, `piece ${at / piece} counted before the next one arrives`);
+      }
+      link.end();
+      await writing;
+      assert.ok((await read(store, digestOf(data))).equals(data));
     });
 
     test(`${mode}: a broken download keeps its bytes; the next write resumes from them`, async () => {

@@ -157,7 +157,7 @@ await withBenchEnv({ peer: opts['peer-cri'], pullImages: false }, async (env) =>
       'Cold cache: after each pull the image is removed (CRI RemoveImage / ctr image rm --sync) and the next pull waits until none of its blobs is in the content store and the snapshot count is back to the baseline.',
       `ctr: \`ctr --address <crispd's embedded containerd> -n ${CTR_NAMESPACE} image pull --plain-http --max-concurrent-downloads ${opts['max-downloads']} <ref>\` (crisp and containerd's CRI also fetch 3 layers at a time).`,
       'crispd\'s embedded containerd applies layers with the "walking" differ, for crisp and ctr alike (also containerd 1.6\'s default on Linux, which the peer keeps).',
-      'Architecture matters here: crisp and ctr are both clients of containerd, streaming layer bytes into its content store over the content API (gRPC) and then applying layers through the diff service; containerd\'s CRI plugin runs inside containerd, writes content locally and unpacks each layer while later ones are still downloading.',
+      'Architecture matters here: crisp and ctr are both clients of containerd and apply layers through its diff service. ctr streams layer bytes into the content store over the content API (gRPC) and unpacks after the downloads; crisp writes them straight into the embedded containerd\'s ingest files (containerd re-hashes and commits them through the content API) and unpacks each layer as soon as it and its parent are in. containerd\'s CRI plugin runs inside containerd, writes content locally and also unpacks while later layers download.',
       'The registry\'s blobs sit in the page cache for every puller alike; the page cache is not dropped between runs (other work shares this machine).',
     );
   } finally {

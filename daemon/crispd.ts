@@ -177,6 +177,7 @@ export class Crispd {
       maxConcurrentDownloads: c.image_max_concurrent_downloads,
       progressTimeoutMs: c.image_pull_progress_timeout * 1000,
       progressDir: join(c.state, 'pulls'),
+      ...(this.embedded ? { contentRoot: this.embedded.paths.contentRoot } : {}),
       pinned: c.image_pinned,
       log: this.log.child({ component: 'images' }),
     }), this.metrics);

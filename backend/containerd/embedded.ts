@@ -30,6 +30,8 @@ export interface EmbeddedPaths {
   config: string;
   pidFile: string;
   logFile: string;
+  /** The local content store's directory (blobs/, ingest/). */
+  contentRoot: string;
 }
 
 export function embeddedPaths(root: string, state: string): EmbeddedPaths {
@@ -41,6 +43,7 @@ export function embeddedPaths(root: string, state: string): EmbeddedPaths {
     config: join(root, 'containerd', 'config.toml'),
     pidFile: join(ctdState, 'containerd.pid'),
     logFile: join(root, 'containerd', 'containerd.log'),
+    contentRoot: join(root, 'containerd', 'io.containerd.content.v1.content'),
   };
 }
 

@@ -2,14 +2,16 @@
 // (containerd verifies it at commit; a mismatch aborts the ingest so nothing bad is committed or kept),
 // resumable by ingest ref, reads, and GC labels.
 import { Readable } from 'node:stream';
+import { open } from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
 import { status } from '@grpc/grpc-js';
 import { ContainerdClient } from '../containerd/client.js';
-import type { CallOptions } from '../../common/grpc-client.js';
-import { WriteAction } from '../../gen/containerd.services.content.v1.js';
+import type { CallOptions, DuplexCall } from '../../common/grpc-client.js';
+import { WriteAction, type ContentMethods } from '../../gen/containerd.services.content.v1.js';
 import { isNotFound, isAlreadyExists, isGrpcError, withContext, errorMessage, unavailable, CrispError, type GrpcServiceError } from '../../common/errors.js';
 import { sleep } from '../../common/time.js';
 import { ContentMismatchError } from '../registry/verify.js';
+import type { IngestFiles } from './ingest-files.js';
 
 const CHUNK = 1024 * 1024;
 
@@ -45,8 +47,23 @@ export interface BlobInfo {
   labels: Record<string, string>;
 }
 
+/** Where one write stands, for the cleanup of a failed one. */
+interface WriteState {
+  source?: BlobSource;
+  /** The COMMIT was sent: a FAILED_PRECONDITION now means the content did not verify. */
+  committing: boolean;
+  /** The content is known bad: abort the ingest so nothing of it is kept. */
+  discard: boolean;
+}
+
+type WriteCall = DuplexCall<ContentMethods['Write']['request'], ContentMethods['Write']['response']>;
+
 export class ContentStore {
-  constructor(private readonly ctd: ContainerdClient) {}
+  /** `files`: direct access to ingest data files when containerd's content store is local (see ingest-files.ts). */
+  constructor(
+    private readonly ctd: ContainerdClient,
+    private readonly files?: IngestFiles,
+  ) {}
 
   async info(digest: string): Promise<BlobInfo | undefined> {
     try {
@@ -80,7 +97,8 @@ export class ContentStore {
   /**
    * Stream a blob into the store as `digest` under the ingest `ref`, resuming where an earlier write under
    * the same ref stopped: the store says how many bytes it holds, and `open(offset)` supplies the rest.
-   * `onBytes` reports the bytes moved by this call (not those already held). Returns when committed.
+   * `onBytes` reports the bytes this call receives from the source (not those already held). Returns when
+   * committed.
    *
    * What happens to the partial data on failure decides whether a retry can resume: a broken or stalled
    * source, a cancelled call or a store hiccup keep it; content that fails verification (digest or size
@@ -101,79 +119,174 @@ export class ContentStore {
   private async writeOnce(args: WriteArgs): Promise<void> {
     const { ref, digest, size } = args;
     const call = this.ctd.content.duplex('Write', args.opts);
-    let committing = false;
-    let discard = false;
-    let source: BlobSource | undefined;
-    let sent = 0;
+    const state: WriteState = { committing: false, discard: false };
+    let second: WriteCall | undefined;
     try {
-      await call.write({ action: WriteAction.STAT, ref, total: size, expected: digest });
-      let stat;
-      try {
-        stat = await call.read();
-      } catch (err) {
-        if (isGrpcError(err, status.UNAVAILABLE) && /locked/.test(err.details)) throw new IngestLocked(err);
-        throw err;
-      }
-      if (!stat) throw new Error('content write closed before status');
-      let offset = stat.offset;
-      if (offset > size) {
-        discard = true;
-        throw new CrispError('FAILED_PRECONDITION', `ingest ${ref} holds ${offset} bytes, more than the blob's ${size}`);
-      }
-      source = await args.open(offset);
-      const chunks = (source.stream as AsyncIterable<Buffer>)[Symbol.asyncIterator]();
-      for (;;) {
-        let next: IteratorResult<Buffer>;
-        try {
-          next = await chunks.next();
-        } catch (err) {
-          throw unavailable(`${source.origin}: blob ${digest}: download broke off at byte ${offset} of ${size}: ${errorMessage(err)}`, err);
+      const offset = await this.stat(call, args, state);
+      const file = offset < size && this.files ? await this.files.dataFile(ref) : undefined;
+      if (file) {
+        // Release containerd's writer (and its lock on the ref), fill the file, reopen to commit.
+        call.end();
+        while (await call.read()) {
+          // Nothing more is expected before the server closes; drain whatever comes.
         }
-        if (next.done) break;
-        const piece = next.value;
-        if (offset + piece.length > size) {
-          discard = true;
-          throw new ContentMismatchError(digest, `${source.origin}: blob ${digest}: more data than the expected ${size} bytes`);
-        }
-        for (let at = 0; at < piece.length; at += CHUNK) {
-          const data = piece.subarray(at, at + CHUNK);
-          await call.write({ action: WriteAction.WRITE, ref, offset, data });
-          offset += data.length;
-          sent++;
-          args.onBytes?.(data.length);
-        }
-        // Keep at most a few responses outstanding so errors surface early and memory stays flat.
-        while (sent > 4) {
-          const res = await call.read();
-          if (!res) throw new Error('content write closed early');
-          sent--;
-        }
+        await this.fillFile(file, offset, args, state);
+        second = this.ctd.content.duplex('Write', args.opts);
+        const held = await this.stat(second, args, state);
+        if (held !== size) throw unavailable(`ingest ${ref} holds ${held} of ${size} bytes after writing its file`);
+        await this.commit(second, args, state, 0);
+      } else {
+        const sent = await this.streamToCall(call, offset, args, state);
+        await this.commit(call, args, state, sent);
       }
-      // A source that ends short is a broken download, not bad content: keep what arrived.
-      if (offset < size) throw unavailable(`${source.origin}: blob ${digest}: download ended at byte ${offset} of ${size}`);
-      committing = true;
-      // The commit carries the final offset: containerd truncates a write whose offset is 0.
-      await call.write({ action: WriteAction.COMMIT, ref, offset, total: size, expected: digest, labels: args.labels ?? {} });
-      // Drain outstanding WRITE responses, then the COMMIT response.
-      for (; sent >= 0; sent--) {
-        const res = await call.read();
-        if (!res) throw new Error('content write closed before commit');
-      }
-      call.end();
     } catch (err) {
       call.cancel();
-      source?.stream.destroy();
+      second?.cancel();
+      state.source?.stream.destroy();
       if (isAlreadyExists(err)) return;
       if (err instanceof IngestLocked) throw err;
       // containerd verifies digest and size at commit and answers FAILED_PRECONDITION when they differ;
       // an offset it disagrees with (OUT_OF_RANGE) means our idea of the ingest is wrong: start over.
-      const rejected = committing && isGrpcError(err, status.FAILED_PRECONDITION);
-      if (discard || rejected || isGrpcError(err, status.OUT_OF_RANGE)) await this.abort(ref, args.opts).catch(() => undefined);
+      const rejected = state.committing && isGrpcError(err, status.FAILED_PRECONDITION);
+      if (state.discard || rejected || isGrpcError(err, status.OUT_OF_RANGE)) await this.abort(ref, args.opts).catch(() => undefined);
       if (rejected) {
-        throw new ContentMismatchError(digest, `${source?.origin ?? 'source'}: blob ${digest} failed verification, discarded: ${errorMessage(err)}`);
+        throw new ContentMismatchError(digest, `${state.source?.origin ?? 'source'}: blob ${digest} failed verification, discarded: ${errorMessage(err)}`);
       }
       throw err;
     }
+  }
+
+  /** Open (or resume) the ingest on `call`: the bytes it already holds. */
+  private async stat(call: WriteCall, args: WriteArgs, state: WriteState): Promise<number> {
+    await call.write({ action: WriteAction.STAT, ref: args.ref, total: args.size, expected: args.digest });
+    let stat;
+    try {
+      stat = await call.read();
+    } catch (err) {
+      if (isGrpcError(err, status.UNAVAILABLE) && /locked/.test(err.details)) throw new IngestLocked(err);
+      throw err;
+    }
+    if (!stat) throw new Error('content write closed before status');
+    if (stat.offset > args.size) {
+      state.discard = true;
+      throw new CrispError('FAILED_PRECONDITION', `ingest ${args.ref} holds ${stat.offset} bytes, more than the blob's ${args.size}`);
+    }
+    return stat.offset;
+  }
+
+  /** The source's pieces from `offset`, checked against the blob's size; breaks become UNAVAILABLE. */
+  private async *pieces(offset: number, args: WriteArgs, state: WriteState): AsyncGenerator<Buffer> {
+    const source = await args.open(offset);
+    state.source = source;
+    const chunks = (source.stream as AsyncIterable<Buffer>)[Symbol.asyncIterator]();
+    for (;;) {
+      let next: IteratorResult<Buffer>;
+      try {
+        next = await chunks.next();
+      } catch (err) {
+        throw unavailable(`${source.origin}: blob ${args.digest}: download broke off at byte ${offset} of ${args.size}: ${errorMessage(err)}`, err);
+      }
+      if (next.done) break;
+      if (offset + next.value.length > args.size) {
+        state.discard = true;
+        throw new ContentMismatchError(args.digest, `${source.origin}: blob ${args.digest}: more data than the expected ${args.size} bytes`);
+      }
+      offset += next.value.length;
+      // Counted on arrival, not when written: the stall timeout watches the network, and a slow one may
+      // take a while to fill a CHUNK.
+      args.onBytes?.(next.value.length);
+      yield next.value;
+    }
+    // A source that ends short is a broken download, not bad content: keep what arrived.
+    if (offset < args.size) throw unavailable(`${source.origin}: blob ${args.digest}: download ended at byte ${offset} of ${args.size}`);
+  }
+
+  /**
+   * Send the rest of the blob as WRITE messages of up to CHUNK bytes (HTTP bodies arrive in pieces of
+   * 16–64 KiB; one message per piece costs both sides far more). Returns the WRITE answers still unread.
+   */
+  private async streamToCall(call: WriteCall, offset: number, args: WriteArgs, state: WriteState): Promise<number> {
+    let sent = 0;
+    let pending: Buffer[] = [];
+    let pendingBytes = 0;
+    const flush = async () => {
+      const data = pending.length === 1 ? pending[0]! : Buffer.concat(pending, pendingBytes);
+      pending = [];
+      pendingBytes = 0;
+      await call.write({ action: WriteAction.WRITE, ref: args.ref, offset, data });
+      offset += data.length;
+      sent++;
+      // Keep at most a few answers outstanding so errors surface early and memory stays flat.
+      while (sent > 4) {
+        if (!(await call.read())) throw new Error('content write closed early');
+        sent--;
+      }
+    };
+    try {
+      for await (const piece of this.pieces(offset, args, state)) {
+        for (let at = 0; at < piece.length; ) {
+          const part = piece.subarray(at, at + CHUNK - pendingBytes);
+          pending.push(part);
+          pendingBytes += part.length;
+          at += part.length;
+          if (pendingBytes >= CHUNK) await flush();
+        }
+      }
+    } catch (err) {
+      // A broken download: hand containerd what arrived and wait until it holds it, so the retry asks only
+      // for the rest. (When that fails too — a cancelled pull — the retry fetches those bytes again.)
+      if (!state.discard && !args.opts?.signal?.aborted) {
+        await (async () => {
+          if (pendingBytes > 0) await flush();
+          for (; sent > 0; sent--) await call.read();
+        })().catch(() => undefined);
+      }
+      throw err;
+    }
+    if (pendingBytes > 0) await flush();
+    return sent;
+  }
+
+  /** Write the rest of the blob into the ingest's data file at `offset`, in order, flushed to the file. */
+  private async fillFile(path: string, offset: number, args: WriteArgs, state: WriteState): Promise<void> {
+    const fh = await open(path, 'r+');
+    try {
+      let batch: Buffer[] = [];
+      let batchBytes = 0;
+      const flush = async () => {
+        const { bytesWritten } = await fh.writev(batch, offset);
+        if (bytesWritten !== batchBytes) throw new Error(`short write to ${path}: ${bytesWritten} of ${batchBytes} bytes`);
+        offset += batchBytes;
+        batch = [];
+        batchBytes = 0;
+      };
+      try {
+        for await (const piece of this.pieces(offset, args, state)) {
+          batch.push(piece);
+          batchBytes += piece.length;
+          if (batchBytes >= CHUNK) await flush();
+        }
+      } catch (err) {
+        // A broken or stalled download: keep every byte that arrived, so the retry asks only for the rest.
+        // (A failing flush loses only those bytes; the download error is the one to report.)
+        if (!state.discard && batchBytes > 0) await flush().catch(() => undefined);
+        throw err;
+      }
+      if (batchBytes > 0) await flush();
+    } finally {
+      await fh.close();
+    }
+  }
+
+  /** COMMIT at the blob's size with the expected digest, then read the `unread` WRITE answers and its own. */
+  private async commit(call: WriteCall, args: WriteArgs, state: WriteState, unread: number): Promise<void> {
+    state.committing = true;
+    // The commit carries the final offset: containerd truncates a write whose offset is 0.
+    await call.write({ action: WriteAction.COMMIT, ref: args.ref, offset: args.size, total: args.size, expected: args.digest, labels: args.labels ?? {} });
+    for (; unread >= 0; unread--) {
+      if (!(await call.read())) throw new Error('content write closed before commit');
+    }
+    call.end();
   }
 
   /** Write a small in-memory blob (manifests, configs). */

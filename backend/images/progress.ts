@@ -99,8 +99,10 @@ export class PullProgressFile {
           await mkdir(join(this.path, '..'), { recursive: true });
           this.dirReady = true;
         }
-        // World-readable: it names only the image and byte counts, and `crisp pull` may not be root.
-        await writeFileAtomic(this.path, `${JSON.stringify(p)}\n`, 0o644);
+        // World-readable: it names only the image and byte counts, and `crisp pull` may not be root. Not
+        // durable: the file lives only as long as the pull, and two fsyncs a second would queue behind the
+        // layer data being written (and hold libuv threads the layer writes need).
+        await writeFileAtomic(this.path, `${JSON.stringify(p)}\n`, 0o644, { durable: false });
       } catch (err) {
         this.onError(err);
       }

@@ -17,6 +17,7 @@ import { CrispError, withContext, errorMessage, isAlreadyExists, isNotFound } fr
 import type { Logger } from '../../common/logger.js';
 import { traced } from '../../common/tracing.js';
 import { ContentStore } from './content-store.js';
+import { IngestFiles } from './ingest-files.js';
 import { Unpacker, chainIds } from './unpack.js';
 import { ImageRecords, CRI_MANAGED_LABEL } from './records.js';
 import { PullProgressFile, RateMeter, pullProgressPath, type LayerProgress, type PullProgress } from './progress.js';
@@ -35,6 +36,11 @@ export interface PullerOptions {
   progressTimeoutMs: number;
   /** Where running pulls publish their progress (see progress.ts); none when unset. */
   progressDir?: string;
+  /**
+   * containerd's content store directory when it is on this host (the embedded containerd): layer bytes
+   * are then written to the ingest files directly (see ingest-files.ts); otherwise over the content API.
+   */
+  contentRoot?: string;
   log: Logger;
 }
 
@@ -142,7 +148,7 @@ export class ImagePuller {
     private readonly records: ImageRecords,
     private readonly opts: PullerOptions,
   ) {
-    this.content = new ContentStore(ctd);
+    this.content = new ContentStore(ctd, opts.contentRoot !== undefined ? new IngestFiles(opts.contentRoot, ctd.options.namespace) : undefined);
     this.unpacker = new Unpacker(ctd, opts.snapshotter);
   }
 

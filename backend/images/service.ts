@@ -16,6 +16,8 @@ export interface ImageServiceOptions {
   progressTimeoutMs: number;
   /** Where running pulls publish their progress for `crisp pull` (`<state>/pulls`); none when unset. */
   progressDir?: string;
+  /** containerd's content store directory when it is on this host (see PullerOptions.contentRoot). */
+  contentRoot?: string;
   pinned: string[];
   log: Logger;
 }
@@ -50,6 +52,7 @@ export class ImageService {
       maxConcurrentDownloads: opts.maxConcurrentDownloads,
       progressTimeoutMs: opts.progressTimeoutMs,
       ...(opts.progressDir !== undefined ? { progressDir: opts.progressDir } : {}),
+      ...(opts.contentRoot !== undefined ? { contentRoot: opts.contentRoot } : {}),
       log: opts.log,
     });
     this.pinned = new Set(

@@ -3,7 +3,7 @@
 import { randomBytes } from 'node:crypto';
 import { mkdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import { CrispError, failedPrecondition, invalidArgument } from '../../common/errors.js';
+import { CrispError, errorMessage, failedPrecondition, invalidArgument } from '../../common/errors.js';
 import type { ContainerdRuntime } from '../../backend/containerd/runtime.js';
 import type { ContainerRecord } from './types.js';
 import { makeFifos, openFifoReader } from '../../common/fifo.js';
@@ -15,6 +15,17 @@ export interface ExecSyncResult {
   stdout: Buffer;
   stderr: Buffer;
   exitCode: number;
+}
+
+/** What runc says when the command itself cannot run (missing, not executable): the caller's mistake. */
+const COMMAND_UNRUNNABLE = /exec failed: (.*(executable file not found|no such file or directory|permission denied|is a directory|exec format error).*)/;
+
+/** A failed exec start: INVALID_ARGUMENT naming cmd[0] when runc could not run the command, else as it came. */
+export function commandStartError(cmd: string[], containerId: string, err: unknown): unknown {
+  const why = COMMAND_UNRUNNABLE.exec(errorMessage(err));
+  if (!why) return err;
+  // Only the command's name: its arguments may carry secrets.
+  return invalidArgument(`cmd[0]: ${JSON.stringify(cmd[0])} cannot be run in container ${containerId}: ${why[1]}`, err);
 }
 
 export async function execSync(args: {
@@ -39,7 +50,9 @@ export async function execSync(args: {
     const processSpec = { ...args.processSpec, args: args.cmd, terminal: false };
     await runtime.exec(c.id, execId, processSpec, { stdin: '', stdout: out, stderr: err, terminal: false });
     try {
-      await runtime.startTask(c.id, execId);
+      await runtime.startTask(c.id, execId).catch((e: unknown) => {
+        throw commandStartError(args.cmd, c.id, e);
+      });
       const exited = await runtime.wait(c.id, execId, args.timeoutSeconds > 0 ? args.timeoutSeconds * 1000 : 0);
       if (!exited) {
         await runtime.kill(c.id, 9, { execId });

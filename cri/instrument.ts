@@ -11,7 +11,7 @@ import * as grpc from '@grpc/grpc-js';
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
 import type { Logger } from 'pino';
 import type { CallInfo, Interceptor } from '../common/grpc-server.js';
-import { CrispError, isGrpcError, errorMessage } from '../common/errors.js';
+import { CrispError, isGrpcError, errorMessage, isOutOfSpace } from '../common/errors.js';
 
 export interface Instrument {
   intercept: Interceptor;
@@ -36,6 +36,8 @@ function capped(details: string): string {
 }
 
 export function toStatus(err: unknown): Partial<grpc.StatusObject> {
+  // A full disk is the node's state, not crisp's bug: kubelet and operators look for RESOURCE_EXHAUSTED.
+  if (isOutOfSpace(err)) return { code: grpc.status.RESOURCE_EXHAUSTED, details: capped(errorMessage(err)) };
   if (err instanceof CrispError) return { code: err.grpcCode, details: capped(err.message) };
   if (isGrpcError(err)) return { code: err.code, details: capped(err.details || err.message) };
   return { code: grpc.status.INTERNAL, details: capped(errorMessage(err)) };

@@ -1,7 +1,8 @@
 // ExecSync: run a command in a running container and collect its stdout and stderr through FIFOs;
 // output beyond the limit is dropped (the process is never blocked by it), and a timeout kills it.
 import { randomBytes } from 'node:crypto';
-import { mkdir, rm } from 'node:fs/promises';
+import { rm } from 'node:fs/promises';
+import { makeDir } from '../../common/make-dir.js';
 import { join } from 'node:path';
 import { CrispError, errorMessage, failedPrecondition, invalidArgument } from '../../common/errors.js';
 import type { ContainerdRuntime } from '../../backend/containerd/runtime.js';
@@ -41,7 +42,7 @@ export async function execSync(args: {
   if (c.state !== 'running') throw failedPrecondition(`container ${c.id} is ${c.state}, not running`);
   const execId = `exec-${randomBytes(8).toString('hex')}`;
   const dir = join(args.workDir, execId);
-  await mkdir(dir, { recursive: true, mode: 0o700 });
+  await makeDir(dir, 0o700);
   const out = join(dir, 'stdout');
   const err = join(dir, 'stderr');
   await makeFifos(out, err);

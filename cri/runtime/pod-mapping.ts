@@ -2,7 +2,8 @@
 // status/list views built from a pod record.
 import { isIP } from 'node:net';
 import { hostname as nodeHostname } from 'node:os';
-import { isAbsolute, normalize, relative } from 'node:path';
+import { realpathSync } from 'node:fs';
+import { basename, dirname, isAbsolute, join, normalize, relative } from 'node:path';
 import {
   NamespaceMode,
   PodSandboxState,
@@ -92,9 +93,42 @@ export function podLogDirectory(path: string, root: string, field: string): stri
   if (path.includes('\0')) throw invalidArgument(`${field}: the path contains a NUL byte`);
   const n = normalize(path);
   if (!root) return n;
-  const rel = relative(normalize(root), n);
-  if (rel === '..' || rel.startsWith('../') || isAbsolute(rel)) throw invalidArgument(`${field}: "${path}" is outside the pod log root ${root} (config pod_log_root)`);
+  const outside = () => invalidArgument(`${field}: "${path}" is outside the pod log root ${root} (config pod_log_root)`);
+  if (!isBelow(normalize(root), n)) throw outside();
+  // A symlink below the root (a pod log dir is writable by whoever owns the pod's logs) must not lead
+  // out of it: the part of the path that exists is checked with its links resolved.
+  if (!isBelow(realpathOrSelf(root), realpathOfExisting(n))) throw outside();
   return n;
+}
+
+function isBelow(root: string, path: string): boolean {
+  const rel = relative(root, path);
+  return !(rel === '..' || rel.startsWith('../') || isAbsolute(rel));
+}
+
+function realpathOrSelf(path: string): string {
+  try {
+    return realpathSync(path);
+  } catch {
+    return path; // a root that does not exist yet has no links to resolve
+  }
+}
+
+/** `path` with its deepest existing ancestor's links resolved (the rest does not exist to be a link). */
+function realpathOfExisting(path: string): string {
+  let existing = path;
+  const rest: string[] = [];
+  for (;;) {
+    try {
+      return join(realpathSync(existing), ...rest);
+    } catch {
+      // not there (or not reachable): resolve one level up
+      const parent = dirname(existing);
+      if (parent === existing) return path;
+      rest.unshift(basename(existing));
+      existing = parent;
+    }
+  }
 }
 
 const PROTOCOLS: Record<number, PortProtocol> = { [Protocol.TCP]: 'tcp', [Protocol.UDP]: 'udp', [Protocol.SCTP]: 'sctp' };

@@ -4,7 +4,7 @@
 // numbers, unknown enum values, traversal and symlinks in every path-bearing field. crispd must not
 // crash, every error must be a proper gRPC status (not INTERNAL/UNKNOWN, no stack trace), nothing may
 // be created outside the test's roots, nothing may leak, and a normal pod starts afterwards.
-// CRISP_FUZZ_SEED picks another sequence, CRISP_FUZZ_SECONDS (default 90) caps the sending time; a
+// CRISP_FUZZ_SEED picks another sequence, CRISP_FUZZ_SECONDS (default 75) caps the sending time; a
 // failure prints the seed and the request that broke.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -23,7 +23,7 @@ import type { Input } from '../../common/proto-registry.js';
 const REQUESTS = Number(process.env.CRISP_FUZZ_REQUESTS ?? 5000);
 const SEED = Number(process.env.CRISP_FUZZ_SEED ?? 0x5eed16);
 /** CI's time budget for sending: the run stops at REQUESTS or after this long, whichever comes first. */
-const SECONDS = Number(process.env.CRISP_FUZZ_SECONDS ?? 90);
+const SECONDS = Number(process.env.CRISP_FUZZ_SECONDS ?? 75);
 const WORKERS = 6;
 const CALL_DEADLINE_MS = 30_000;
 
@@ -92,10 +92,13 @@ before(async () => {
   mkdirSync(logRoot, { recursive: true });
   mkdirSync(join(base, 'cdi'));
   writeFileSync(join(base, 'cdi', 'fuzz.json'), JSON.stringify({ cdiVersion: '0.6.0', kind: 'fuzz.example/dev', devices: [{ name: 'null', containerEdits: { env: ['FUZZ_CDI=1'] } }] }));
-  const links = [join(logRoot, 'to-outside'), join(logRoot, 'to-root'), join(base, 'profile-link')];
+  // Every link leads into the test's own directory: a crisp that followed one must not write on the host.
+  const links = [join(logRoot, 'to-outside'), join(logRoot, 'to-outside-2'), join(base, 'profile-link')];
+  mkdirSync(join(outside, '..', 'outside-profile'));
+  writeFileSync(join(outside, '..', 'outside-profile', 'profile.json'), '{"defaultAction":"SCMP_ACT_ALLOW"}');
   symlinkSync(outside, links[0]!);
-  symlinkSync('/', links[1]!);
-  symlinkSync('/etc/passwd', links[2]!);
+  symlinkSync(join(outside, '.'), links[1]!);
+  symlinkSync(join(outside, '..', 'outside-profile', 'profile.json'), links[2]!);
   targets = { logRoot, outside, symlinks: links };
   fixturePodConfig = { ...s.podConfig('fuzz-fixture'), logDirectory: join(logRoot, `fixture-${s.run}`) };
   fixturePod = (await s.d.client.runtime.unary('RunPodSandbox', { config: fixturePodConfig })).podSandboxId;
@@ -289,4 +292,25 @@ test(`up to ${REQUESTS} hostile CRI requests in ${SECONDS} s (seed ${SEED}): no 
   assert.equal(out.stdout.toString().trim(), 'alive');
   await s.d.client.runtime.unary('StopPodSandbox', { podSandboxId: pod });
   await s.d.client.runtime.unary('RemovePodSandbox', { podSandboxId: pod });
+});
+
+test('every path of the fuzzer in log_directory: refused or kept below the pod log root, nothing made outside', async () => {
+  const fuzz = new CriFuzzer(new Rng(SEED), targets);
+  const paths = new Set<string>();
+  for (let i = 0; i < 400; i++) paths.add(fuzz.hostilePath());
+  const outcomes: string[] = [];
+  for (const [i, logDirectory] of [...paths].entries()) {
+    const config = { ...s.podConfig(`path-${i}`), logDirectory };
+    try {
+      const id = (await s.d.client.runtime.unary('RunPodSandbox', { config })).podSandboxId;
+      outcomes.push(`ok ${logDirectory}`);
+      await s.d.client.runtime.unary('StopPodSandbox', { podSandboxId: id });
+      await s.d.client.runtime.unary('RemovePodSandbox', { podSandboxId: id });
+    } catch (err) {
+      assert.ok(err instanceof Error && (err as grpc.ServiceError).code === grpc.status.INVALID_ARGUMENT, `${logDirectory}: ${String(err)}`);
+      assert.match((err as grpc.ServiceError).details, /config\.log_directory/);
+    }
+  }
+  process.stdout.write(`# log_directory: ${paths.size} paths, accepted: ${outcomes.join(', ') || 'none'}\n`);
+  assert.deepEqual(readdirSync(targets.outside), [], 'nothing created outside the pod log root');
 });

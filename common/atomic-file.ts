@@ -19,7 +19,7 @@ export async function writeFileAtomic(path: string, data: string, mode = 0o600, 
   } catch (err) {
     await fh.close();
     await rm(tmp, { force: true });
-    throw err;
+    throw naming(path, err);
   }
   await fh.close();
   try {
@@ -36,6 +36,16 @@ export async function writeFileAtomic(path: string, data: string, mode = 0o600, 
   } finally {
     await d.close();
   }
+}
+
+/**
+ * A write error says which file (Node's ENOSPC from a write names none); the errno code and the
+ * cause stay, so callers still tell a full disk from other failures.
+ */
+function naming(path: string, err: unknown): unknown {
+  if (!(err instanceof Error)) return err;
+  const e = new Error(`writing ${path}: ${err.message}`, { cause: err });
+  return Object.assign(e, { code: (err as NodeJS.ErrnoException).code });
 }
 
 /** Temp files this module creates; listers skip them. */

@@ -70,6 +70,14 @@ export function isErrno(err: unknown, code: string): err is NodeJS.ErrnoExceptio
 }
 export const isENOENT = (err: unknown): boolean => isErrno(err, 'ENOENT');
 
+/** Whether `err`, or an error it wraps (its `cause` chain), is a full disk or an exceeded quota. */
+export function isOutOfSpace(err: unknown): boolean {
+  for (let e = err, depth = 0; e instanceof Error && depth < 10; e = e.cause, depth++) {
+    if (isErrno(e, 'ENOSPC') || isErrno(e, 'EDQUOT')) return true;
+  }
+  return false;
+}
+
 /** The message of anything thrown, for logs and wrapped errors. */
 export function errorMessage(err: unknown): string {
   if (isGrpcError(err)) return err.details || err.message;

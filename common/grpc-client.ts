@@ -24,6 +24,9 @@ export interface DuplexCall<Req, Res> {
   read(): Promise<Res | undefined>;
 }
 
+/** The longest deadline a call gets (30 days); grpc-js cannot express one beyond 10^8 hours. */
+export const MAX_CALL_TIMEOUT_MS = 30 * 24 * 3600 * 1000;
+
 interface MethodCodecs {
   path: string;
   req: Codec<unknown>;
@@ -57,7 +60,9 @@ export class ServiceClient<M extends MethodTable<M>> {
     const d = this.defaults();
     const metadata = new grpc.Metadata();
     for (const [k, v] of Object.entries({ ...d.metadata, ...opts.metadata })) metadata.set(k, v);
-    const timeoutMs = opts.timeoutMs ?? (streaming ? 0 : d.timeoutMs);
+    // A deadline too far out makes grpc-js throw outside the call (an uncaught exception); callers pass
+    // timeouts that come from requests (ExecSync, StopContainer), so cap rather than trust them.
+    const timeoutMs = Math.min(opts.timeoutMs ?? (streaming ? 0 : d.timeoutMs), MAX_CALL_TIMEOUT_MS);
     const options: grpc.CallOptions = timeoutMs > 0 ? { deadline: Date.now() + timeoutMs } : {};
     return { metadata, options };
   }

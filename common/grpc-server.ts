@@ -3,6 +3,7 @@
 import * as grpc from '@grpc/grpc-js';
 import { codecFor, lookupService, type Input } from './proto-registry.js';
 import type { MethodTable } from './grpc-types.js';
+import { undecodableRequest } from './undecodable-request.js';
 
 export interface CallInfo {
   /** "/runtime.v1.RuntimeService/Version" */
@@ -73,6 +74,22 @@ function callInfo(
   };
 }
 
+/** What a request that did not decode becomes; the call then fails INVALID_ARGUMENT naming why. */
+class Undecodable {
+  constructor(readonly error: Error) {}
+}
+
+/** A deserializer that never throws (grpc-js would answer a bare INTERNAL): bad bytes become Undecodable. */
+function lenientDecoder(typeName: string, decode: (b: Buffer) => unknown): (b: Buffer) => unknown {
+  return (b) => {
+    try {
+      return decode(b);
+    } catch (err) {
+      return new Undecodable(undecodableRequest(typeName, b, err));
+    }
+  };
+}
+
 export function bindService<M extends MethodTable<M>>(
   server: grpc.Server,
   serviceName: string,
@@ -85,7 +102,8 @@ export function bindService<M extends MethodTable<M>>(
   const implementation: grpc.UntypedServiceImplementation = {};
   for (const m of service.methodsArray) {
     if (m.requestStream) throw new Error(`${serviceName}/${m.name}: client streaming is not supported by this server`);
-    const reqCodec = codecFor<unknown>(m.resolvedRequestType!.fullName.slice(1));
+    const reqType = m.resolvedRequestType!.fullName.slice(1);
+    const reqCodec = codecFor<unknown>(reqType);
     const resCodec = codecFor<unknown>(m.resolvedResponseType!.fullName.slice(1));
     const path = `/${serviceName}/${m.name}`;
     definition[m.name] = {
@@ -93,7 +111,7 @@ export function bindService<M extends MethodTable<M>>(
       requestStream: false,
       responseStream: Boolean(m.responseStream),
       requestSerialize: (v: Input<unknown>) => reqCodec.encode(v),
-      requestDeserialize: (b: Buffer) => reqCodec.decode(b),
+      requestDeserialize: lenientDecoder(reqType, (b: Buffer) => reqCodec.decode(b)),
       responseSerialize: (v: Input<unknown>) => resCodec.encode(v),
       responseDeserialize: (b: Buffer) => resCodec.decode(b),
     };
@@ -110,7 +128,7 @@ export function bindService<M extends MethodTable<M>>(
               else call.once('drain', () => resolve());
             }),
         };
-        intercept(info, call.request, () => run(call.request, stream, info)).then(
+        intercept(info, call.request, () => (call.request instanceof Undecodable ? Promise.reject(call.request.error) : run(call.request, stream, info))).then(
           () => {
             finished();
             call.end();
@@ -125,7 +143,7 @@ export function bindService<M extends MethodTable<M>>(
       const run = handler as UnaryHandler<unknown, unknown>;
       implementation[m.name] = (call: grpc.ServerUnaryCall<unknown, unknown>, callback: grpc.sendUnaryData<unknown>) => {
         const { info, finished } = callInfo(path, m.name, call);
-        intercept(info, call.request, () => run(call.request, info)).then(
+        intercept(info, call.request, () => (call.request instanceof Undecodable ? Promise.reject(call.request.error) : run(call.request, info))).then(
           (res) => {
             finished();
             callback(null, res);

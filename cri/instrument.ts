@@ -11,7 +11,7 @@ import * as grpc from '@grpc/grpc-js';
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
 import type { Logger } from 'pino';
 import type { CallInfo, Interceptor } from '../common/grpc-server.js';
-import { CrispError, isGrpcError, errorMessage } from '../common/errors.js';
+import { CrispError, isGrpcError, errorMessage, isOutOfSpace } from '../common/errors.js';
 import { tracer } from '../common/tracing.js';
 import { traceCriCall } from './trace-call.js';
 
@@ -26,10 +26,23 @@ export interface Instrument {
   close(): void;
 }
 
+/**
+ * Longest status message sent: errors quote the values they reject, and a 1 MiB id quoted whole would
+ * make a grpc-message trailer the HTTP/2 peer refuses (the client then sees the connection drop).
+ */
+export const MAX_STATUS_DETAILS = 4096;
+
+function capped(details: string): string {
+  if (details.length <= MAX_STATUS_DETAILS) return details;
+  return `${details.slice(0, MAX_STATUS_DETAILS)}… (${details.length} characters in all)`;
+}
+
 export function toStatus(err: unknown): Partial<grpc.StatusObject> {
-  if (err instanceof CrispError) return { code: err.grpcCode, details: err.message };
-  if (isGrpcError(err)) return { code: err.code, details: err.details || err.message };
-  return { code: grpc.status.INTERNAL, details: errorMessage(err) };
+  // A full disk is the node's state, not crisp's bug: kubelet and operators look for RESOURCE_EXHAUSTED.
+  if (isOutOfSpace(err)) return { code: grpc.status.RESOURCE_EXHAUSTED, details: capped(errorMessage(err)) };
+  if (err instanceof CrispError) return { code: err.grpcCode, details: capped(err.message) };
+  if (isGrpcError(err)) return { code: err.code, details: capped(err.details || err.message) };
+  return { code: grpc.status.INTERNAL, details: capped(errorMessage(err)) };
 }
 
 /** Requests are logged without secrets: auth configs are replaced by a marker. */

@@ -17,6 +17,7 @@ import {
 import { isAbsolute, normalize } from 'node:path';
 import type { Input } from '../../common/proto-registry.js';
 import { invalidArgument } from '../../common/errors.js';
+import { checkedResourceSpec } from './resource-checks.js';
 import type { ContainerRecord, ContainerSpec, ImageVolumeSpec, MountSpec, ResourceSpec, SecurityProfileSpec } from '../../sandbox/containers/types.js';
 
 const PROPAGATION: Record<number, MountSpec['propagation']> = {
@@ -123,7 +124,7 @@ export function toContainerSpec(config: ContainerConfig | null): ContainerSpec {
     stdin: config.stdin,
     stdinOnce: config.stdinOnce,
     tty: config.tty,
-    resources: toResourceSpec(config.linux?.resources),
+    resources: config.linux?.resources ? checkedResourceSpec(config.linux.resources, 'config.linux.resources') : toResourceSpec(undefined),
     security: {
       capabilities: {
         add: sc?.capabilities?.addCapabilities ?? [],

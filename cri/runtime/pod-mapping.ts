@@ -2,7 +2,8 @@
 // status/list views built from a pod record.
 import { isIP } from 'node:net';
 import { hostname as nodeHostname } from 'node:os';
-import { isAbsolute, normalize, relative } from 'node:path';
+import { realpathSync } from 'node:fs';
+import { basename, dirname, isAbsolute, join, normalize, relative } from 'node:path';
 import {
   NamespaceMode,
   PodSandboxState,
@@ -17,8 +18,7 @@ import {
 import type { Input } from '../../common/proto-registry.js';
 import { invalidArgument } from '../../common/errors.js';
 import type { PodRecord, PodSpec, PodNamespaces, PodResources } from '../../sandbox/pods/types.js';
-import type { ResourceSpec } from '../../sandbox/containers/types.js';
-import { toResourceSpec } from './container-mapping.js';
+import { checkedResourceSpec } from './resource-checks.js';
 import { validateSysctls } from '../../sandbox/pods/sysctls.js';
 import { checkCgroupfsPath, checkSystemdSlice, type CgroupDriver } from '../../sandbox/cgroups.js';
 import { DEFAULT_SHM_SIZE } from '../../sandbox/pods/shm.js';
@@ -93,45 +93,52 @@ export function podLogDirectory(path: string, root: string, field: string): stri
   if (path.includes('\0')) throw invalidArgument(`${field}: the path contains a NUL byte`);
   const n = normalize(path);
   if (!root) return n;
-  const rel = relative(normalize(root), n);
-  if (rel === '..' || rel.startsWith('../') || isAbsolute(rel)) throw invalidArgument(`${field}: "${path}" is outside the pod log root ${root} (config pod_log_root)`);
+  const outside = () => invalidArgument(`${field}: "${path}" is outside the pod log root ${root} (config pod_log_root)`);
+  if (!isBelow(normalize(root), n)) throw outside();
+  // A symlink below the root (a pod log dir is writable by whoever owns the pod's logs) must not lead
+  // out of it: the part of the path that exists is checked with its links resolved.
+  if (!isBelow(realpathOrSelf(root), realpathOfExisting(n))) throw outside();
   return n;
 }
 
-const PROTOCOLS: Record<number, PortProtocol> = { [Protocol.TCP]: 'tcp', [Protocol.UDP]: 'udp', [Protocol.SCTP]: 'sctp' };
-
-const CPUSET_RE = /^[0-9]+(-[0-9]+)?(,[0-9]+(-[0-9]+)?)*$/;
-
-/**
- * Pod-level resources (overhead, or the sum of the containers'): kubelet's numbers checked for sign
- * and range, zero meaning not set. -1 is allowed where the kernel reads it as "unlimited".
- */
-function podResourceSpec(r: LinuxContainerResources, field: string): ResourceSpec {
-  const atLeast = (value: number, min: number, name: string) => {
-    if (value < min) throw invalidArgument(`${field}.${name}: ${value} is below ${min}`);
-  };
-  atLeast(r.cpuPeriod, 0, 'cpu_period');
-  atLeast(r.cpuQuota, -1, 'cpu_quota');
-  atLeast(r.cpuShares, 0, 'cpu_shares');
-  atLeast(r.memoryLimitInBytes, 0, 'memory_limit_in_bytes');
-  atLeast(r.memorySwapLimitInBytes, -1, 'memory_swap_limit_in_bytes');
-  if (r.oomScoreAdj < -1000 || r.oomScoreAdj > 1000) throw invalidArgument(`${field}.oom_score_adj: ${r.oomScoreAdj} is outside -1000..1000`);
-  for (const [name, v] of [['cpuset_cpus', r.cpusetCpus], ['cpuset_mems', r.cpusetMems]] as const) {
-    if (v !== '' && !CPUSET_RE.test(v)) throw invalidArgument(`${field}.${name}: "${v}" is not a cpu/node list like 0-3,6`);
-  }
-  r.hugepageLimits.forEach((h, i) => {
-    if (!h.pageSize) throw invalidArgument(`${field}.hugepage_limits[${i}].page_size is required`);
-  });
-  for (const k of Object.keys(r.unified)) if (!k) throw invalidArgument(`${field}.unified: an empty key is not a cgroup file`);
-  return toResourceSpec(r);
+function isBelow(root: string, path: string): boolean {
+  const rel = relative(root, path);
+  return !(rel === '..' || rel.startsWith('../') || isAbsolute(rel));
 }
+
+function realpathOrSelf(path: string): string {
+  try {
+    return realpathSync(path);
+  } catch {
+    return path; // a root that does not exist yet has no links to resolve
+  }
+}
+
+/** `path` with its deepest existing ancestor's links resolved (the rest does not exist to be a link). */
+function realpathOfExisting(path: string): string {
+  let existing = path;
+  const rest: string[] = [];
+  for (;;) {
+    try {
+      return join(realpathSync(existing), ...rest);
+    } catch {
+      // not there (or not reachable): resolve one level up
+      const parent = dirname(existing);
+      if (parent === existing) return path;
+      rest.unshift(basename(existing));
+      existing = parent;
+    }
+  }
+}
+
+const PROTOCOLS: Record<number, PortProtocol> = { [Protocol.TCP]: 'tcp', [Protocol.UDP]: 'udp', [Protocol.SCTP]: 'sctp' };
 
 /** A request's overhead and resources (each may be absent) as the pod's domain values. */
 export function toPodResources(overhead: LinuxContainerResources | null | undefined, resources: LinuxContainerResources | null | undefined, field: string): PodResources {
   const prefix = field ? `${field}.` : '';
   return {
-    ...(overhead ? { overhead: podResourceSpec(overhead, `${prefix}overhead`) } : {}),
-    ...(resources ? { resources: podResourceSpec(resources, `${prefix}resources`) } : {}),
+    ...(overhead ? { overhead: checkedResourceSpec(overhead, `${prefix}overhead`) } : {}),
+    ...(resources ? { resources: checkedResourceSpec(resources, `${prefix}resources`) } : {}),
   };
 }
 

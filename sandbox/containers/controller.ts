@@ -1,6 +1,7 @@
 // Container lifecycle over containerd: create (rootfs snapshot + OCI spec + containerd record), start
 // (task with shim-side logging, so output keeps flowing while crispd restarts), stop, remove, exit and
 // OOM tracking from containerd's events, and recovery after a restart.
+import { makeDir } from '../../common/make-dir.js';
 import { randomBytes } from 'node:crypto';
 import { mkdir, rm, stat } from 'node:fs/promises';
 import { dirname, join, normalize, relative, isAbsolute } from 'node:path';
@@ -194,7 +195,7 @@ export class ContainerController {
       const dir = this.store.recordDir(id);
       undo.push('dir', () => rm(dir, { recursive: true, force: true }));
       // Independent look-ups and the record directory, at once.
-      const [image] = await Promise.all([this.opts.images.require(spec.image), this.checkMounts(spec), mkdir(dir, { recursive: true, mode: 0o700 })]);
+      const [image] = await Promise.all([this.opts.images.require(spec.image), this.checkMounts(spec), makeDir(dir, 0o700)]);
       const cgroupsPath = containerCgroupsPath(this.opts.cgroupDriver, pod.cgroup.path, id);
       const imageRef = image.repoDigests[0] ?? image.repoTags[0] ?? image.id;
 

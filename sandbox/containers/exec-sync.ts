@@ -1,9 +1,10 @@
 // ExecSync: run a command in a running container and collect its stdout and stderr through FIFOs;
 // output beyond the limit is dropped (the process is never blocked by it), and a timeout kills it.
 import { randomBytes } from 'node:crypto';
-import { mkdir, rm } from 'node:fs/promises';
+import { rm } from 'node:fs/promises';
+import { makeDir } from '../../common/make-dir.js';
 import { join } from 'node:path';
-import { CrispError, failedPrecondition, invalidArgument } from '../../common/errors.js';
+import { CrispError, errorMessage, failedPrecondition, invalidArgument } from '../../common/errors.js';
 import type { ContainerdRuntime } from '../../backend/containerd/runtime.js';
 import type { ContainerRecord } from './types.js';
 import { makeFifos, openFifoReader } from '../../common/fifo.js';
@@ -15,6 +16,17 @@ export interface ExecSyncResult {
   stdout: Buffer;
   stderr: Buffer;
   exitCode: number;
+}
+
+/** What runc says when the command itself cannot run (missing, not executable): the caller's mistake. */
+const COMMAND_UNRUNNABLE = /exec failed: (.*(executable file not found|no such file or directory|permission denied|is a directory|exec format error).*)/;
+
+/** A failed exec start: INVALID_ARGUMENT naming cmd[0] when runc could not run the command, else as it came. */
+export function commandStartError(cmd: string[], containerId: string, err: unknown): unknown {
+  const why = COMMAND_UNRUNNABLE.exec(errorMessage(err));
+  if (!why) return err;
+  // Only the command's name: its arguments may carry secrets.
+  return invalidArgument(`cmd[0]: ${JSON.stringify(cmd[0])} cannot be run in container ${containerId}: ${why[1]}`, err);
 }
 
 export async function execSync(args: {
@@ -30,7 +42,7 @@ export async function execSync(args: {
   if (c.state !== 'running') throw failedPrecondition(`container ${c.id} is ${c.state}, not running`);
   const execId = `exec-${randomBytes(8).toString('hex')}`;
   const dir = join(args.workDir, execId);
-  await mkdir(dir, { recursive: true, mode: 0o700 });
+  await makeDir(dir, 0o700);
   const out = join(dir, 'stdout');
   const err = join(dir, 'stderr');
   await makeFifos(out, err);
@@ -39,7 +51,9 @@ export async function execSync(args: {
     const processSpec = { ...args.processSpec, args: args.cmd, terminal: false };
     await runtime.exec(c.id, execId, processSpec, { stdin: '', stdout: out, stderr: err, terminal: false });
     try {
-      await runtime.startTask(c.id, execId);
+      await runtime.startTask(c.id, execId).catch((e: unknown) => {
+        throw commandStartError(args.cmd, c.id, e);
+      });
       const exited = await runtime.wait(c.id, execId, args.timeoutSeconds > 0 ? args.timeoutSeconds * 1000 : 0);
       if (!exited) {
         await runtime.kill(c.id, 9, { execId });

@@ -1,6 +1,7 @@
 // The pauseless pod controller: run, stop, remove, status, list and recover. A pod is a set of pinned
 // namespaces (bind mounts), a /dev/shm, a cgroup, its /etc files and a CNI attachment: no process runs
 // for it, except the tiny pid-namespace holder of a shareProcessNamespace pod.
+import { makeDir } from '../../common/make-dir.js';
 import { randomBytes } from 'node:crypto';
 import { hostname as osHostname } from 'node:os';
 import { existsSync } from 'node:fs';
@@ -165,7 +166,7 @@ export class PodController {
     try {
       // kubelet makes the log directory too; making it here keeps direct CRI clients working.
       if (spec.logDirectory) await mkdir(spec.logDirectory, { recursive: true, mode: 0o755 });
-      await mkdir(rec.dir, { recursive: true, mode: 0o700 });
+      await makeDir(rec.dir, 0o700);
       undo.push('pod directory', () => rm(rec.dir, { recursive: true, force: true }));
       const nsDir = join(rec.runDir, 'ns');
       const ns = spec.namespaces;

@@ -62,6 +62,8 @@ test('NRI self-test: register, configure, synchronize, create, fallback, unsolic
   const fromRuntime: Buffer[] = [];
   const runtimeReady = new Promise<{ mux: Mux; plugin: TypedTtrpcClient<PluginMethods> }>((resolve) => {
     const server = net.createServer((sock) => {
+      // A failed assertion must not leave the connection open: the test file would never exit.
+      t.after(() => sock.destroy());
       sock.on('data', (b: Buffer) => fromPlugin.push(b));
       const mux = new Mux(sock, { name: 'runtime<-plugin' });
       const rtServer = new TtrpcServer(mux.open(RUNTIME_SERVICE_CONN), { name: 'runtime Runtime server' });
@@ -88,6 +90,7 @@ test('NRI self-test: register, configure, synchronize, create, fallback, unsolic
 
   // ---- plugin side ----
   const sock = net.connect(sockPath);
+  t.after(() => sock.destroy());
   await new Promise<void>((r, j) => sock.once('connect', r).once('error', j));
   sock.on('data', (b: Buffer) => fromRuntime.push(b));
   const pmux = new Mux(sock, { name: 'plugin->runtime' });

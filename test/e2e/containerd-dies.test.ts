@@ -11,7 +11,7 @@ import * as grpc from '@grpc/grpc-js';
 import { startStack, type Stack } from './lib/stack.js';
 import { uniqueId } from './lib/crispd.js';
 import { PrivateContainerd } from './lib/private-containerd.js';
-import { takeCensus, censusDiff, type Census, type CensusTarget } from './lib/resource-census.js';
+import { takeCensus, settledDiff, type CensusTarget } from './lib/resource-census.js';
 import { TICK_CMD, TICK_MS, readTickLog } from './lib/tick-log.js';
 import { CriClient } from '../../cri/client.js';
 import { isGrpcError, errorMessage } from '../../common/errors.js';
@@ -52,15 +52,6 @@ async function runtimeCondition(s: Stack): Promise<{ ready: boolean; reason: str
   const st = await s.d.client.runtime.unary('Status', {});
   const c = st.status?.conditions.find((x) => x.type === 'RuntimeReady');
   return { ready: c?.status ?? false, reason: c?.reason ?? '', message: c?.message ?? '' };
-}
-
-async function settledDiff(target: CensusTarget, want: Census, ms = 15_000): Promise<string[]> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const diff = censusDiff(want, await takeCensus(target));
-    if (diff.length === 0 || Date.now() > deadline) return diff;
-    await sleep(250);
-  }
 }
 
 /** Removes every pod but `keep` (the client's half-done ones). */

@@ -7,104 +7,41 @@
 // a containerd restart, image removal and GC. Skipped when that containerd is not installed.
 import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, openSync, closeSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { startStack, type Stack } from './lib/stack.js';
-import { pidsWhere, unmountBelow } from './lib/crispd.js';
+import { PrivateContainerd } from './lib/private-containerd.js';
 import { ContainerdClient } from '../../backend/containerd/client.js';
-import { processAlive } from '../../common/process.js';
 import { sleep } from '../../common/time.js';
 
 const CTRD2_DIR = process.env.CRISP_CONTAINERD2_DIR ?? '/opt/ctrd2';
 const CTRD2_BIN = join(CTRD2_DIR, 'usr', 'bin', 'containerd');
 const skip = existsSync(CTRD2_BIN) ? false : `no containerd 2 at ${CTRD2_BIN} (set CRISP_CONTAINERD2_DIR)`;
 
-/** A private containerd 2 on its own socket, started and stopped by pid. */
-class Containerd2 {
-  readonly dir = mkdtempSync('/tmp/crisp-e2e-ctrd2-');
-  readonly socket = join(this.dir, 'containerd.sock');
-  readonly config = join(this.dir, 'config.toml');
-  readonly logFile = join(this.dir, 'containerd.log');
-  pid: number | undefined;
-
-  constructor() {
-    writeFileSync(
-      this.config,
-      [
-        'version = 3',
-        `root = ${JSON.stringify(join(this.dir, 'root'))}`,
-        `state = ${JSON.stringify(join(this.dir, 'state'))}`,
-        // crisp is the CRI runtime and the NRI host: containerd's own must not run.
-        'disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.cri.v1.images", "io.containerd.cri.v1.runtime",',
-        '  "io.containerd.podsandbox.controller.v1.podsandbox", "io.containerd.grpc.v1.sandbox-controllers", "io.containerd.nri.v1.nri"]',
-        '[grpc]',
-        `  address = ${JSON.stringify(this.socket)}`,
-        '[ttrpc]',
-        `  address = ${JSON.stringify(`${this.socket}.ttrpc`)}`,
-        "[plugins.'io.containerd.internal.v1.opt']",
-        `  path = ${JSON.stringify(join(this.dir, 'opt'))}`,
-        '',
-      ].join('\n'),
-    );
-  }
-
-  async start(): Promise<void> {
-    const fd = openSync(this.logFile, 'a');
-    const PATH = [join(CTRD2_DIR, 'usr', 'bin'), join(CTRD2_DIR, 'usr', 'sbin'), process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin'].join(':');
-    const child = spawn(CTRD2_BIN, ['--config', this.config], { detached: true, stdio: ['ignore', fd, fd], env: { ...process.env, PATH } });
-    closeSync(fd);
-    child.unref();
-    await new Promise<void>((res, rej) => {
-      child.once('spawn', res);
-      child.once('error', rej);
-    });
-    this.pid = child.pid!;
-    const client = new ContainerdClient({ address: this.socket, namespace: 'k8s.io', timeoutMs: 1000 });
-    try {
-      for (let i = 0; i < 200; i++) {
-        if (!processAlive(this.pid)) throw new Error(`containerd 2 exited at start:\n${readFileSync(this.logFile, 'utf8').slice(-3000)}`);
-        if (existsSync(this.socket) && (await client.ping(1000).then(() => true, () => false))) return;
-        await sleep(50);
-      }
-      throw new Error('containerd 2 did not answer within 10 s');
-    } finally {
-      client.close();
-    }
-  }
-
-  async stop(): Promise<void> {
-    const pid = this.pid;
-    if (!pid || !processAlive(pid)) return;
-    process.kill(pid, 'SIGTERM');
-    for (let i = 0; i < 200 && processAlive(pid); i++) await sleep(50);
-    if (processAlive(pid)) process.kill(pid, 'SIGKILL');
-    for (let i = 0; i < 100 && processAlive(pid); i++) await sleep(50);
-  }
-
-  /** Stop containerd, kill the shims it started (their argv names its socket), remove its dir. */
-  async cleanup(): Promise<void> {
-    await this.stop();
-    for (const pid of pidsWhere((argv) => argv.includes(this.socket))) {
-      try {
-        process.kill(pid, 'SIGKILL');
-      } catch {
-        // gone
-      }
-    }
-    await sleep(100);
-    unmountBelow(this.dir);
-    rmSync(this.dir, { recursive: true, force: true });
-  }
+/** A private containerd 2 on its own socket, its own shim and runc first in PATH; every CRI plugin and NRI off. */
+function containerd2(): PrivateContainerd {
+  return new PrivateContainerd({
+    binary: CTRD2_BIN,
+    configVersion: 3,
+    disabledPlugins: [
+      'io.containerd.grpc.v1.cri',
+      'io.containerd.cri.v1.images',
+      'io.containerd.cri.v1.runtime',
+      'io.containerd.podsandbox.controller.v1.podsandbox',
+      'io.containerd.grpc.v1.sandbox-controllers',
+      'io.containerd.nri.v1.nri',
+    ],
+    env: { ...process.env, PATH: [join(CTRD2_DIR, 'usr', 'bin'), join(CTRD2_DIR, 'usr', 'sbin'), process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin'].join(':') },
+  });
 }
 
 describe('containerd 2 as external containerd', { skip }, () => {
-  let ctd: Containerd2;
+  let ctd: PrivateContainerd;
   let s: Stack;
   let pod: string;
 
   before(async () => {
-    ctd = new Containerd2();
+    ctd = containerd2();
     await ctd.start();
     s = await startStack({ containerd_address: ctd.socket });
     pod = await s.runPod('c2');

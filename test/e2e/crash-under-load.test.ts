@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { startStack, type Stack } from './lib/stack.js';
 import { uniqueId } from './lib/crispd.js';
-import { takeCensus, censusDiff, processFootprint, type Census, type CensusTarget } from './lib/resource-census.js';
+import { takeCensus, settledDiff, processFootprint, type CensusTarget } from './lib/resource-census.js';
 import { Gate, RetryingCri } from './lib/retrying-client.js';
 import { TICK_CMD, TICK_MS, readTickLog } from './lib/tick-log.js';
 import { envCount, seededRandom } from './lib/seeded-random.js';
@@ -29,16 +29,6 @@ const WEB_CMD = ['sh', '-c', 'echo hello-from-pod > /tmp/index.html; exec httpd 
 
 type PodIntent = 'ready' | 'stopping' | 'notready' | 'removing';
 type ContainerIntent = 'created' | 'starting' | 'running';
-
-/** Polls `census` until it equals `want` (exits and cleanups settle) or `ms` passes; returns the diff. */
-async function settledDiff(target: CensusTarget, want: Census, ms = 15_000): Promise<string[]> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const diff = censusDiff(want, await takeCensus(target));
-    if (diff.length === 0 || Date.now() > deadline) return diff;
-    await sleep(250);
-  }
-}
 
 describe(`crispd killed ${KILLS} times under load (${PODS} pods × 2 containers, ${WORKERS} clients)`, () => {
   let s: Stack;

@@ -10,6 +10,17 @@ import { processAlive } from '../../../common/process.js';
 import { sleep } from '../../../common/time.js';
 import { pidsWhere, unmountBelow } from './crispd.js';
 
+export interface PrivateContainerdOptions {
+  /** The containerd binary (default: `containerd` from PATH). */
+  binary?: string;
+  /** Config format: 2 for containerd 1.x, 3 for 2.x. */
+  configVersion?: 2 | 3;
+  /** Plugins to disable (default: what the embedded containerd disables). */
+  disabledPlugins?: readonly string[];
+  /** Environment of the containerd process (e.g. a PATH that finds its own shim and runc first). */
+  env?: NodeJS.ProcessEnv;
+}
+
 export class PrivateContainerd {
   readonly dir = mkdtempSync('/tmp/crisp-e2e-ctrd-');
   readonly socket = join(this.dir, 'containerd.sock');
@@ -17,15 +28,16 @@ export class PrivateContainerd {
   readonly logFile = join(this.dir, 'containerd.log');
   pid: number | undefined;
 
-  constructor(private readonly binary = 'containerd') {
+  constructor(private readonly opts: PrivateContainerdOptions = {}) {
+    const disabled = opts.disabledPlugins ?? EMBEDDED_DISABLED_PLUGINS;
     writeFileSync(
       this.config,
       [
-        'version = 2',
+        `version = ${opts.configVersion ?? 2}`,
         `root = ${JSON.stringify(join(this.dir, 'root'))}`,
         `state = ${JSON.stringify(join(this.dir, 'state'))}`,
         // crisp is the CRI runtime and the NRI host: containerd's own must not run.
-        `disabled_plugins = [${EMBEDDED_DISABLED_PLUGINS.map((p) => JSON.stringify(p)).join(', ')}]`,
+        `disabled_plugins = [${disabled.map((p) => JSON.stringify(p)).join(', ')}]`,
         '[grpc]',
         `  address = ${JSON.stringify(this.socket)}`,
         '[ttrpc]',
@@ -39,7 +51,11 @@ export class PrivateContainerd {
 
   async start(): Promise<void> {
     const fd = openSync(this.logFile, 'a');
-    const child = spawn(this.binary, ['--config', this.config], { detached: true, stdio: ['ignore', fd, fd] });
+    const child = spawn(this.opts.binary ?? 'containerd', ['--config', this.config], {
+      detached: true,
+      stdio: ['ignore', fd, fd],
+      ...(this.opts.env ? { env: this.opts.env } : {}),
+    });
     closeSync(fd);
     child.unref();
     await new Promise<void>((res, rej) => {

@@ -149,3 +149,13 @@ export function censusDiff(before: Census, after: Census): string[] {
   return (Object.keys(before) as (keyof Census)[]).filter((k) => before[k] !== after[k]).map((k) => `${k}: ${before[k]} → ${after[k]}`);
 }
 
+
+/** Polls the census until it equals `want` (exits and cleanups settle) or `ms` passes; returns the diff. */
+export async function settledDiff(target: CensusTarget, want: Census, ms = 15_000): Promise<string[]> {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const diff = censusDiff(want, await takeCensus(target));
+    if (diff.length === 0 || Date.now() > deadline) return diff;
+    await new Promise((r) => setTimeout(r, 250));
+  }
+}

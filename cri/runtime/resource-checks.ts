@@ -8,10 +8,10 @@ import { toResourceSpec } from './container-mapping.js';
 
 const CPUSET_RE = /^[0-9]+(-[0-9]+)?(,[0-9]+(-[0-9]+)?)*$/;
 
-/** The kernel's limits (CFS period 1 ms..1 s, quota at least 1 ms, cgroup v1 shares up to 2^18). */
+/** The kernel's limits (CFS period 1 ms..1 s, quota at least 1 ms, cgroup v1 shares 2..2^18, as runc checks them). */
 const CPU_PERIOD_US = { min: 1000, max: 1_000_000 };
 const CPU_QUOTA_MIN_US = 1000;
-const CPU_SHARES_MAX = 262_144;
+const CPU_SHARES = { min: 2, max: 262_144 };
 
 export function checkedResourceSpec(r: LinuxContainerResources, field: string): ResourceSpec {
   const fail = (name: string, why: string) => invalidArgument(`${field}.${name}: ${why}`);
@@ -37,7 +37,16 @@ export function checkedResourceSpec(r: LinuxContainerResources, field: string): 
     throw fail('cpu_period', `${r.cpuPeriod} is outside ${CPU_PERIOD_US.min}..${CPU_PERIOD_US.max} µs`);
   }
   if (r.cpuQuota > 0 && r.cpuQuota < CPU_QUOTA_MIN_US) throw fail('cpu_quota', `${r.cpuQuota} is below ${CPU_QUOTA_MIN_US} µs`);
-  if (r.cpuShares > CPU_SHARES_MAX) throw fail('cpu_shares', `${r.cpuShares} is above ${CPU_SHARES_MAX}`);
+  if (r.cpuShares !== 0 && (r.cpuShares < CPU_SHARES.min || r.cpuShares > CPU_SHARES.max)) {
+    throw fail('cpu_shares', `${r.cpuShares} is outside ${CPU_SHARES.min}..${CPU_SHARES.max}`);
+  }
+  // runc refuses a swap limit without a memory limit, and memory+swap below memory.
+  if (r.memorySwapLimitInBytes > 0) {
+    if (r.memoryLimitInBytes === 0) throw fail('memory_swap_limit_in_bytes', 'a swap limit needs memory_limit_in_bytes');
+    if (r.memorySwapLimitInBytes < r.memoryLimitInBytes) {
+      throw fail('memory_swap_limit_in_bytes', `${r.memorySwapLimitInBytes} is below memory_limit_in_bytes ${r.memoryLimitInBytes} (it counts memory plus swap)`);
+    }
+  }
   if (r.oomScoreAdj < -1000 || r.oomScoreAdj > 1000) throw fail('oom_score_adj', `${r.oomScoreAdj} is outside -1000..1000`);
   for (const [name, v] of [['cpuset_cpus', r.cpusetCpus], ['cpuset_mems', r.cpusetMems]] as const) {
     if (v !== '' && !CPUSET_RE.test(v)) throw fail(name, `"${v}" is not a cpu/node list like 0-3,6`);

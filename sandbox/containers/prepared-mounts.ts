@@ -4,10 +4,10 @@
 // optionally a sub path of it). The container's spec then binds these instead of the originals; they
 // are detached from the host once runc has bound them into the container (a host path must not stay
 // busy), the image views are released with the container; both are found again after a restart.
-import { mkdir, realpath, stat, writeFile } from 'node:fs/promises';
+import { mkdir, realpath, rmdir, stat, writeFile } from 'node:fs/promises';
 import { join, relative, isAbsolute } from 'node:path';
 import { execa } from 'execa';
-import { errorMessage, invalidArgument, isENOENT, withContext } from '../../common/errors.js';
+import { errorMessage, invalidArgument, isENOENT, isErrno, withContext } from '../../common/errors.js';
 import { roMount } from '../../native/nshelper.js';
 import { detachAndRemove } from '../userns/mounts.js';
 import type { RootfsMount } from '../../backend/containerd/runtime.js';
@@ -118,6 +118,17 @@ export class PreparedMounts {
       throw withContext(`container ${containerId.slice(0, 12)}: releasing prepared mounts`, err);
     }
     for (const [i, m] of mounts.entries()) if (m.image) await this.backend.removeSnapshot(viewKey(containerId, i));
+    await removeEmptyDir(join(this.dir, containerId));
+  }
+}
+
+/** rmdir, never recursive (nothing below may be crossed); gone already or still holding something is fine. */
+async function removeEmptyDir(dir: string): Promise<void> {
+  try {
+    await rmdir(dir);
+  } catch (err) {
+    // ENOENT: nothing was prepared; ENOTEMPTY: something else lives there and goes with its owner.
+    if (!isErrno(err, 'ENOENT') && !isErrno(err, 'ENOTEMPTY')) throw withContext(`removing ${dir}`, err);
   }
 }
 

@@ -2,7 +2,7 @@
 // config. Each test is the request shape the client sent, so CI keeps what they found fixed.
 import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { execFileSync } from 'node:child_process';
 import { hostname as nodeHostname } from 'node:os';
 import { join } from 'node:path';
@@ -154,6 +154,7 @@ describe('what real CRI clients send', () => {
       execFileSync('umount', ['-l', join(host, 'tmpfs')]);
       rmSync(host, { recursive: true });
       await removePod(pod);
+      assert.equal(existsSync(join(s.d.state, 'containers', rro)), false, 'the container run dir goes with the container');
     } finally {
       if (existsSync(join(host, 'tmpfs'))) execFileSync('umount', ['-l', join(host, 'tmpfs')]);
     }
@@ -177,6 +178,9 @@ describe('what real CRI clients send', () => {
     assert.deepEqual(mountsBelow(join(s.d.state, 'containers', ctr, 'mounts')), [], 'no host copy once the container runs');
     await removePod(pod);
     assert.deepEqual(mountsBelow(join(s.d.state, 'containers')), [], 'no image volume left mounted');
+    const known = new Set((await s.d.client.runtime.unary('ListContainers', {})).containers.map((c) => c.id));
+    const runDirs = readdirSync(join(s.d.state, 'containers')).filter((id) => !known.has(id));
+    assert.deepEqual(runDirs, [], 'no run dir outlives its container, also after a refused create');
   });
   test('CRI metrics: cadvisor descriptors, and values for a running container and its pod network', async () => {
     const descs = (await s.d.client.runtime.unary('ListMetricDescriptors', {})).descriptors;

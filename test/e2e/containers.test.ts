@@ -65,7 +65,11 @@ describe('containers', () => {
     const long = lines.filter((l) => /^a+$/.test(l.msg));
     assert.deepEqual(long.map((l) => l.tag), ['P', 'P', 'F']);
     assert.equal(long.map((l) => l.msg).join('').length, 40000);
-    assert.deepEqual(lines[lines.length - 1], { stream: 'stdout', tag: 'F', msg: 'no-newline' });
+    // The unterminated tail: one F record, or (when the exit comes more than the logger's quiet time
+    // after the printf, as on a loaded machine) a P record closed by an empty F at EOF.
+    const tail = lines.slice(lines.lastIndexOf(long[long.length - 1]!) + 1).filter((l) => l.stream === 'stdout');
+    const tailForms = [[['F', 'no-newline']], [['P', 'no-newline'], ['F', '']]].map((f) => JSON.stringify(f));
+    assert.ok(tailForms.includes(JSON.stringify(tail.map((l) => [l.tag, l.msg]))), `tail records: ${JSON.stringify(tail)}`);
     await remove(id);
   });
 

@@ -321,16 +321,18 @@ describe('streaming server', () => {
     const url = await execUrl(['sh', '-c', `exec ${marker}`], { stdin: true });
     const ws = new WebSocket(url, ['v5.channel.k8s.io']);
     await new Promise((r) => ws.once('open', r));
+    // Whole lines: "sleep 360" is a substring of the pod's own "sleep 3600".
+    const running = async () => (await psArgs()).split('\n').some((l) => l.trim() === marker);
     let seen = false;
     for (let i = 0; i < 50 && !seen; i++) {
-      seen = (await psArgs()).includes(marker);
+      seen = await running();
       if (!seen) await sleep(100);
     }
     assert.ok(seen, 'the exec process ran');
     ws.terminate();
     let gone = false;
     for (let i = 0; i < 100 && !gone; i++) {
-      gone = !(await psArgs()).includes(marker);
+      gone = !(await running());
       if (!gone) await sleep(100);
     }
     assert.ok(gone, `${marker} still runs after the client left:\n${await psArgs()}`);
@@ -557,16 +559,17 @@ describe('streaming server', () => {
         env: { ...process.env, KUBECTL_REMOTE_COMMAND_WEBSOCKETS: 'false' },
         stdio: ['ignore', 'pipe', 'pipe'],
       });
+      const running = async () => (await psArgs()).split('\n').some((l) => l.trim() === marker);
       let seen = false;
       for (let i = 0; i < 100 && !seen; i++) {
-        seen = (await psArgs()).includes(marker);
+        seen = await running();
         if (!seen) await sleep(100);
       }
       assert.ok(seen, 'the exec process ran');
       child.kill('SIGKILL');
       let gone = false;
       for (let i = 0; i < 100 && !gone; i++) {
-        gone = !(await psArgs()).includes(marker);
+        gone = !(await running());
         if (!gone) await sleep(100);
       }
       assert.ok(gone, `${marker} still runs after kubectl died`);

@@ -18,19 +18,11 @@ const CTRD2_DIR = process.env.CRISP_CONTAINERD2_DIR ?? '/opt/ctrd2';
 const CTRD2_BIN = join(CTRD2_DIR, 'usr', 'bin', 'containerd');
 const skip = existsSync(CTRD2_BIN) ? false : `no containerd 2 at ${CTRD2_BIN} (set CRISP_CONTAINERD2_DIR)`;
 
-/** A private containerd 2 on its own socket, its own shim and runc first in PATH; every CRI plugin and NRI off. */
+/** A private containerd 2 on its own socket, its own shim and runc first in PATH; every CRI plugin and NRI off (the embedded list). */
 function containerd2(): PrivateContainerd {
   return new PrivateContainerd({
     binary: CTRD2_BIN,
     configVersion: 3,
-    disabledPlugins: [
-      'io.containerd.grpc.v1.cri',
-      'io.containerd.cri.v1.images',
-      'io.containerd.cri.v1.runtime',
-      'io.containerd.podsandbox.controller.v1.podsandbox',
-      'io.containerd.grpc.v1.sandbox-controllers',
-      'io.containerd.nri.v1.nri',
-    ],
     env: { ...process.env, PATH: [join(CTRD2_DIR, 'usr', 'bin'), join(CTRD2_DIR, 'usr', 'sbin'), process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin'].join(':') },
   });
 }

@@ -4,12 +4,13 @@
 // UpdatePodSandboxResources goes through UpdatePodSandbox / PostUpdatePodSandbox.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFileSync, existsSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawnSync, type ChildProcess } from 'node:child_process';
 import { startStack, type Stack } from './lib/stack.js';
 import { CLI } from './lib/crispd.js';
-import { SCRIPTED_PLUGIN_JS, type PluginScript } from './fixtures/nri-plugins/scripted-plugin.js';
+import { type PluginScript } from './fixtures/nri-plugins/scripted-plugin.js';
+import { recordedEvents, startScriptedPlugin } from './fixtures/nri-plugins/scripted-launch.js';
 import { isGrpcError } from '../../common/errors.js';
 import { sleep } from '../../common/time.js';
 import { status } from '@grpc/grpc-js';
@@ -19,22 +20,8 @@ let socket: string;
 let nriDir: string;
 const plugins: ChildProcess[] = [];
 
-async function startPlugin(script: PluginScript, name: string): Promise<string> {
-  const record = join(s.d.dir, `${name}.jsonl`);
-  const child = spawn(process.execPath, [SCRIPTED_PLUGIN_JS, JSON.stringify({ ...script, name, socketPath: socket, record })], { stdio: 'ignore' });
-  plugins.push(child);
-  for (let i = 0; i < 100; i++) {
-    if (existsSync(record) && readFileSync(record, 'utf8').includes('"Synchronize"')) return record;
-    await sleep(50);
-  }
-  throw new Error(`plugin ${name} did not synchronize`);
-}
-
-const events = (record: string) =>
-  readFileSync(record, 'utf8')
-    .split('\n')
-    .filter(Boolean)
-    .map((l) => JSON.parse(l) as { ev: string; pod?: string; container?: string });
+const startPlugin = (script: PluginScript, name: string) => startScriptedPlugin(script, name, { socket, recordDir: s.d.dir, children: plugins });
+const events = recordedEvents;
 
 before(async () => {
   const dir = `/tmp/crisp-e2e-nri-${process.pid}-${Date.now().toString(36)}`;

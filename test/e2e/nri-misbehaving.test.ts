@@ -5,11 +5,12 @@
 // every RunPodSandbox, CreateContainer and StartContainer.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
+import { mkdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { spawn, type ChildProcess } from 'node:child_process';
+import { type ChildProcess } from 'node:child_process';
 import { startStack, type Stack } from './lib/stack.js';
-import { SCRIPTED_PLUGIN_JS, type PluginScript } from './fixtures/nri-plugins/scripted-plugin.js';
+import { type PluginScript } from './fixtures/nri-plugins/scripted-plugin.js';
+import { recordedEvents, startScriptedPlugin } from './fixtures/nri-plugins/scripted-launch.js';
 import { sleep } from '../../common/time.js';
 
 const PODS = 20;
@@ -24,22 +25,8 @@ let dir: string;
 let socket: string;
 const plugins: ChildProcess[] = [];
 
-async function startPlugin(script: PluginScript, name: string): Promise<string> {
-  const record = join(dir, `${name}.jsonl`);
-  const child = spawn(process.execPath, [SCRIPTED_PLUGIN_JS, JSON.stringify({ ...script, name, socketPath: socket, record })], { stdio: 'ignore' });
-  plugins.push(child);
-  for (let i = 0; i < 100; i++) {
-    if (existsSync(record) && readFileSync(record, 'utf8').includes('"Synchronize"')) return record;
-    await sleep(50);
-  }
-  throw new Error(`plugin ${name} did not synchronize`);
-}
-
-const events = (record: string) =>
-  readFileSync(record, 'utf8')
-    .split('\n')
-    .filter(Boolean)
-    .map((l) => JSON.parse(l) as { ev: string; pod?: string; container?: string });
+const startPlugin = (script: PluginScript, name: string) => startScriptedPlugin(script, name, { socket, recordDir: dir, children: plugins });
+const events = recordedEvents;
 
 interface PluginView {
   name: string;

@@ -124,11 +124,7 @@ after(async () => {
   try {
     unfill(d.root);
     unfill(d.state);
-    const pods = await d.client.runtime.unary('ListPodSandbox', {}).catch(() => ({ items: [] }));
-    for (const p of pods.items) {
-      await d.client.runtime.unary('StopPodSandbox', { podSandboxId: p.id }).catch(() => undefined);
-      await d.client.runtime.unary('RemovePodSandbox', { podSandboxId: p.id }).catch(() => undefined);
-    }
+    await d.removeAllPods();
   } finally {
     await d.cleanup();
     await registry.stop();

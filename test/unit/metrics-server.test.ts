@@ -5,8 +5,7 @@ import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import { createServer } from 'node:net';
 import type { AddressInfo } from 'node:net';
-import { Writable } from 'node:stream';
-import { pino, type Logger } from 'pino';
+import { pino } from 'pino';
 import { Registry } from 'prom-client';
 import * as grpc from '@grpc/grpc-js';
 import { MetricsServer, registerRuntimeMetrics, instrumentImagePulls } from '../../daemon/metrics-server.js';
@@ -16,37 +15,17 @@ import { createInstrument } from '../../cri/instrument.js';
 import { CrispError, notFound } from '../../common/errors.js';
 import type { PullOptions, PullResult } from '../../backend/images/pull.js';
 import type { NriPluginInfo } from '../../nri/host/index.js';
+import { captureLog } from '../lib/capture-log.js';
+import { promSample } from '../lib/prom-sample.js';
 
 const silent = pino({ level: 'silent' });
-
-/** A logger whose JSON lines land in `lines`. */
-function capture(): { log: Logger; lines: Record<string, unknown>[] } {
-  const lines: Record<string, unknown>[] = [];
-  const stream = new Writable({
-    write(chunk: Buffer, _enc, cb) {
-      for (const l of chunk.toString().split('\n').filter(Boolean)) lines.push(JSON.parse(l) as Record<string, unknown>);
-      cb();
-    },
-  });
-  return { log: pino({ level: 'debug' }, stream), lines };
-}
 
 async function get(address: string, path: string): Promise<{ status: number; body: string; type: string }> {
   const res = await fetch(`http://${address}${path}`);
   return { status: res.status, body: await res.text(), type: res.headers.get('content-type') ?? '' };
 }
 
-/** The value of one sample line (`name{labels} value`) in a scrape; undefined when absent. */
-function sample(text: string, name: string, labels: Record<string, string> = {}): number | undefined {
-  for (const line of text.split('\n')) {
-    if (line.startsWith('#')) continue;
-    const m = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? (\S+)$/.exec(line);
-    if (!m || m[1] !== name) continue;
-    const got = Object.fromEntries([...(m[2] ?? '').matchAll(/(\w+)="((?:[^"\\]|\\.)*)"/g)].map((x) => [x[1], x[2]]));
-    if (Object.entries(labels).every(([k, v]) => got[k] === v)) return Number(m[3]);
-  }
-  return undefined;
-}
+const sample = promSample;
 
 describe('metrics_address', () => {
   test('HOST:PORT, [v6]:PORT and :PORT parse; anything else names the key', () => {
@@ -227,7 +206,7 @@ describe('per-RPC metrics and logs (cri/instrument.ts)', () => {
 
   test("containerd's grpc_server_* names, crisp's latency by method and code, one warn line per failed call", async () => {
     const registry = new Registry();
-    const { log, lines } = capture();
+    const { log, lines } = captureLog();
     const inst = createInstrument(log, registry);
     await inst.intercept(call('Version'), {}, async () => 'ok');
     await inst.intercept(call('PullImage', 'runtime.v1.ImageService'), {}, async () => 'ok');

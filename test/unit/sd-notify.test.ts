@@ -6,24 +6,12 @@ import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
 import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { Writable } from 'node:stream';
-import { pino } from 'pino';
 import { SdNotify } from '../../daemon/sd-notify.js';
 import { sleep } from '../../common/time.js';
+import { captureLog } from '../lib/capture-log.js';
 
 const dir = mkdtempSync('/tmp/crisp-sdnotify-');
 after(() => rmSync(dir, { recursive: true, force: true }));
-
-function capture() {
-  const lines: Record<string, unknown>[] = [];
-  const stream = new Writable({
-    write(chunk: Buffer, _enc, cb) {
-      for (const l of chunk.toString().split('\n').filter(Boolean)) lines.push(JSON.parse(l) as Record<string, unknown>);
-      cb();
-    },
-  });
-  return { log: pino({ level: 'debug' }, stream), lines };
-}
 
 /** A stand-in systemd-notify that records its arguments and NOTIFY_SOCKET. */
 function fakeSender(name: string, exitCode = 0): { binary: string; calls: () => string[] } {
@@ -38,7 +26,7 @@ describe('sd_notify', () => {
   test('takes NOTIFY_SOCKET out of the environment and sends READY=1 / STOPPING=1 with it', async () => {
     const env: NodeJS.ProcessEnv = { NOTIFY_SOCKET: '/run/systemd/notify', PATH: '/usr/bin' };
     const fake = fakeSender('ok');
-    const { log } = capture();
+    const { log } = captureLog();
     const n = SdNotify.fromEnvironment(log, env, { binary: fake.binary });
     assert.equal(env.NOTIFY_SOCKET, undefined, 'children (the embedded containerd) must not inherit it');
     assert.equal(n.enabled, true);
@@ -54,7 +42,7 @@ describe('sd_notify', () => {
 
   test('without NOTIFY_SOCKET nothing is sent', async () => {
     const fake = fakeSender('unused');
-    const n = SdNotify.fromEnvironment(capture().log, { PATH: '/usr/bin' }, { binary: fake.binary });
+    const n = SdNotify.fromEnvironment(captureLog().log, { PATH: '/usr/bin' }, { binary: fake.binary });
     assert.equal(n.enabled, false);
     assert.equal(await n.ready('x'), false);
     assert.deepEqual(fake.calls(), []);
@@ -62,7 +50,7 @@ describe('sd_notify', () => {
 
   test('a failing or missing sender is one warn line, never an exception', async () => {
     const failing = fakeSender('fails', 1);
-    const { log, lines } = capture();
+    const { log, lines } = captureLog();
     assert.equal(await SdNotify.fromEnvironment(log, { NOTIFY_SOCKET: '/x' }, { binary: failing.binary }).ready('x'), false);
     assert.equal(await SdNotify.fromEnvironment(log, { NOTIFY_SOCKET: '/x' }, { binary: join(dir, 'absent') }).ready('x'), false);
     const warns = lines.filter((l) => l.level === 40);
@@ -93,7 +81,7 @@ describe('sd_notify', () => {
         receiver.stdout.once('data', () => resolve());
         receiver.once('exit', (code) => reject(new Error(`receiver exited ${code}`)));
       });
-      const n = SdNotify.fromEnvironment(capture().log, { NOTIFY_SOCKET: socket });
+      const n = SdNotify.fromEnvironment(captureLog().log, { NOTIFY_SOCKET: socket });
       assert.equal(await n.ready('serving'), true);
       for (let i = 0; i < 50 && !existsSync(received); i++) await sleep(20);
       const got = readFileSync(received, 'utf8');

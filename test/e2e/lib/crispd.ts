@@ -180,20 +180,34 @@ export class TestCrispd {
     await this.stop().catch(() => undefined);
     const ctdSocket = join(this.state, 'containerd', 'containerd.sock');
     // Shims started by our containerd carry its address on their command line.
-    for (const pid of pidsWhere((argv) => argv.includes(ctdSocket) || argv.includes(this.configFile) || argv.includes(join(this.root, 'containerd', 'config.toml')))) {
-      try {
-        process.kill(pid, 'SIGKILL');
-      } catch {
-        // gone
-      }
+    await sweepTestDir(this.dir, (argv) => argv.includes(ctdSocket) || argv.includes(this.configFile) || argv.includes(join(this.root, 'containerd', 'config.toml')));
+  }
+
+  /** Stop and remove every pod it has, best effort (a teardown helper: errors are the test's business elsewhere). */
+  async removeAllPods(): Promise<void> {
+    const pods = await this.client.runtime.unary('ListPodSandbox', {}).catch(() => ({ items: [] }));
+    for (const p of pods.items) {
+      await this.client.runtime.unary('StopPodSandbox', { podSandboxId: p.id }).catch(() => undefined);
+      await this.client.runtime.unary('RemovePodSandbox', { podSandboxId: p.id }).catch(() => undefined);
     }
-    await sleep(100);
-    unmountBelow(this.dir);
-    rmSync(this.dir, { recursive: true, force: true });
   }
 }
 
 /** Pids of processes whose argv satisfies `match` (read from /proc, no pattern kill). */
+/** Kills the processes `owns` matches (shims and the like a test started), then unmounts and removes `dir`. */
+export async function sweepTestDir(dir: string, owns: (argv: string[]) => boolean): Promise<void> {
+  for (const pid of pidsWhere(owns)) {
+    try {
+      process.kill(pid, 'SIGKILL');
+    } catch {
+      // gone
+    }
+  }
+  await sleep(100);
+  unmountBelow(dir);
+  rmSync(dir, { recursive: true, force: true });
+}
+
 export function pidsWhere(match: (argv: string[]) => boolean): number[] {
   const out: number[] = [];
   for (const name of readdirSync('/proc')) {

@@ -2,13 +2,13 @@
 // and socket, for crispd's `containerd_address`: started, killed and restarted by pid, and cleaned up
 // with the shims it started (their argv names its socket).
 import { spawn } from 'node:child_process';
-import { closeSync, existsSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { closeSync, existsSync, mkdtempSync, openSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { ContainerdClient } from '../../../backend/containerd/client.js';
 import { EMBEDDED_DISABLED_PLUGINS } from '../../../backend/containerd/embedded.js';
 import { processAlive } from '../../../common/process.js';
 import { sleep } from '../../../common/time.js';
-import { pidsWhere, unmountBelow } from './crispd.js';
+import { sweepTestDir } from './crispd.js';
 
 export interface PrivateContainerdOptions {
   /** The containerd binary (default: `containerd` from PATH). */
@@ -94,15 +94,6 @@ export class PrivateContainerd {
 
   async cleanup(): Promise<void> {
     await this.stop();
-    for (const pid of pidsWhere((argv) => argv.includes(this.socket))) {
-      try {
-        process.kill(pid, 'SIGKILL');
-      } catch {
-        // already gone
-      }
-    }
-    await sleep(100);
-    unmountBelow(this.dir);
-    rmSync(this.dir, { recursive: true, force: true });
+    await sweepTestDir(this.dir, (argv) => argv.includes(this.socket));
   }
 }

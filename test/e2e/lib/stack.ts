@@ -79,11 +79,7 @@ export async function startStack(config: Record<string, unknown> = {}, options: 
     },
     teardown: async () => {
       try {
-        const pods = await d.client.runtime.unary('ListPodSandbox', {}).catch(() => ({ items: [] }));
-        for (const p of pods.items) {
-          await d.client.runtime.unary('StopPodSandbox', { podSandboxId: p.id }).catch(() => undefined);
-          await d.client.runtime.unary('RemovePodSandbox', { podSandboxId: p.id }).catch(() => undefined);
-        }
+        await d.removeAllPods();
       } finally {
         await d.cleanup();
         await registry.stop();

@@ -54,6 +54,7 @@ export interface CrispConfig {
   nri_registration_timeout: number;
   nri_request_timeout: number;
   userns_chown_fallback: boolean;
+  warm_pod_shims: boolean;
   cdi_spec_dirs: string[];
   metrics_address: string;
   nshelper_path: string;
@@ -114,6 +115,7 @@ export const DEFAULT_CONFIG: CrispConfig = {
   nri_registration_timeout: 5,
   nri_request_timeout: 2,
   userns_chown_fallback: false,
+  warm_pod_shims: true,
   cdi_spec_dirs: ['/etc/cdi', '/var/run/cdi'],
   metrics_address: '',
   nshelper_path: '',
@@ -163,6 +165,7 @@ const DOCS: Record<keyof CrispConfig, KeyDoc> = {
   nri_registration_timeout: { doc: 'seconds a connected NRI plugin has to register; then it is dropped', positive: true },
   nri_request_timeout: { doc: 'seconds an NRI plugin has to answer one call (Configure, Synchronize, an event); then it is dropped', positive: true },
   userns_chown_fallback: { doc: 'allow chown-based rootfs for user-namespace pods where idmapped mounts are unavailable' },
+  warm_pod_shims: { doc: "start each pod's runc shim during RunPodSandbox (embedded containerd with a runc v2 default handler only)" },
   cdi_spec_dirs: { doc: 'Container Device Interface spec directories, later ones winning for a device named in several' },
   metrics_address: { doc: 'HOST:PORT serving Prometheus /metrics and /healthz (e.g. "127.0.0.1:9099"; empty = off; a port that cannot be bound stops the daemon)' },
   nshelper_path: {

@@ -18,6 +18,8 @@ import { createPodNetwork } from '../cni/index.js';
 import { PodController } from '../sandbox/pods/controller.js';
 import { ContainerController } from '../sandbox/containers/controller.js';
 import { ContainerdRuntime } from '../backend/containerd/runtime.js';
+import { WarmShims } from '../backend/containerd/warm-shims.js';
+import { resolveShimBinary } from '../backend/containerd/shim-binary.js';
 import { ensureDefaultProfile } from '../sandbox/apparmor.js';
 import { CniStatusCache } from '../cni/status-cache.js';
 import { probeHostFeatures } from '../sandbox/host-features.js';
@@ -183,6 +185,8 @@ export class Crispd {
     }), this.metrics);
     // ImageStatus/ListImages answer from memory once containerd's image events are followed.
     this.undo.push('image event stream', images.followEvents());
+    const shims = this.warmShims(c, address);
+    if (shims) this.undo.push('warm pod shims', async () => shims.close());
     const pods = new PodController({
       podsDir: join(c.root, 'pods'),
       runDir: join(c.state, 'pods'),
@@ -192,6 +196,7 @@ export class Crispd {
       network,
       podCidr: () => node.getPodCidr(),
       userns,
+      ...(shims ? { shims } : {}),
       log: this.log.child({ component: 'pods' }),
     });
     await pods.recover();
@@ -306,6 +311,30 @@ export class Crispd {
           { name: 'containerd', check: (ms) => containerd.ping(ms) },
         ]);
     }
+  }
+
+  /**
+   * Warm pod shims need the shim binary the embedded containerd would run for the default handler
+   * (found the way containerd finds it); with an external containerd crisp cannot know it.
+   */
+  private warmShims(c: CrispConfig, address: string): WarmShims | undefined {
+    const runtimeType = c.runtimes[c.default_runtime_handler]?.runtime_type ?? '';
+    if (!c.warm_pod_shims || !this.embedded || runtimeType !== 'io.containerd.runc.v2') return undefined;
+    const lookup = this.embedded.shimLookup();
+    const shimBinary = lookup && resolveShimBinary(runtimeType, lookup);
+    if (!lookup || !shimBinary) {
+      this.log.warn({ runtimeType }, 'no shim binary found for warm pod shims; the first container of each pod starts its shim');
+      return undefined;
+    }
+    return new WarmShims({
+      dir: join(c.state, 'shims'),
+      shimBinary,
+      containerdAddress: address,
+      ttrpcAddress: `${address}.ttrpc`,
+      containerdBinary: lookup.containerdBinary,
+      namespace: c.containerd_namespace,
+      log: this.log.child({ component: 'shims' }),
+    });
   }
 
   private async runUndo(): Promise<void> {

@@ -2,7 +2,7 @@
 // CRI plugin disabled. A child left running by a crispd that was killed is adopted on the next start
 // (running tasks and their shims are untouched either way); a child that dies is restarted.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdirSync, openSync, readFileSync, writeFileSync, closeSync, existsSync } from 'node:fs';
+import { mkdirSync, openSync, readFileSync, readlinkSync, writeFileSync, closeSync, existsSync } from 'node:fs';
 import { join, delimiter } from 'node:path';
 import type { Logger } from 'pino';
 import { ContainerdClient } from './client.js';
@@ -11,6 +11,7 @@ import { sleep } from '../../common/time.js';
 import { processAlive } from '../../common/process.js';
 import { countContainerdRestart } from '../../common/operation-metrics.js';
 import { RestartBackoff } from './restart-backoff.js';
+import type { ShimLookup } from './shim-binary.js';
 
 export interface EmbeddedContainerdOptions {
   binary: string;
@@ -138,6 +139,19 @@ export class EmbeddedContainerd {
 
   get address(): string {
     return this.paths.socket;
+  }
+
+  /** Where the running child looks for shim binaries: its working directory, its PATH, its binary (from /proc). */
+  shimLookup(): ShimLookup | undefined {
+    if (!this.pid) return undefined;
+    try {
+      const environ = readFileSync(`/proc/${this.pid}/environ`, 'utf8').split('\0');
+      const path = environ.find((e) => e.startsWith('PATH='))?.slice('PATH='.length) ?? '';
+      return { cwd: readlinkSync(`/proc/${this.pid}/cwd`), path, containerdBinary: readlinkSync(`/proc/${this.pid}/exe`) };
+    } catch {
+      // The child is gone (it is restarted by the watcher): no lookup now.
+      return undefined;
+    }
   }
 
   /** Start (or adopt) the child and wait until it answers on its socket. */

@@ -169,7 +169,9 @@ async function startEnv(opts: BenchEnvOptions, undo: Teardown[], log: (m: string
   const pull = opts.pullImages ?? true;
 
   if (opts.crisp ?? true) {
-    const d = new TestCrispd({ config: { log_level: 'info', ...opts.crispConfig } });
+    // CRISP_BENCH_CRISP_CONFIG='{"key": value}' adds crispd config keys (A/B runs of one setting).
+    const fromEnv = JSON.parse(process.env.CRISP_BENCH_CRISP_CONFIG ?? '{}') as Record<string, unknown>;
+    const d = new TestCrispd({ config: { log_level: 'info', ...opts.crispConfig, ...fromEnv } });
     const ctdSocket = join(d.state, 'containerd', 'containerd.sock');
     const network = distinctNetwork(d.cniConfDir, d.dir, networks);
     networks.push(network);

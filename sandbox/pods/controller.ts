@@ -27,6 +27,7 @@ import { startPodPidNamespace, stopPodPidNamespace } from './pid-namespace.js';
 import { NO_NRI, type NriHooks } from '../nri-hooks.js';
 import type { UsernsMounts } from '../userns/userns-mounts.js';
 import { timePodStartPhase } from '../../common/operation-metrics.js';
+import type { PodShims } from './pod-shims.js';
 
 /** What the pod controller needs from the container layer when a pod stops or goes away. */
 export interface PodContainerHooks {
@@ -48,6 +49,8 @@ export interface PodControllerOptions {
   podCidr: () => string;
   /** Idmapped pod files and a mapped /dev/shm for user-namespace pods. */
   userns?: UsernsMounts;
+  /** Starts each pod's shim while the pod is set up (none: the first container starts it). */
+  shims?: PodShims;
   log: Logger;
 }
 
@@ -211,6 +214,13 @@ export class PodController {
       rec.cgroup = { path: cgroupPath, created: cgroup.status === 'fulfilled' && cgroup.value };
       rec.pins = pinning.status === 'fulfilled' ? { ...pinning.value } : {};
 
+      // The pod's shim starts while CNI and the rest run; the first StartContainer finds it serving.
+      const shims = this.opts.shims;
+      if (shims) {
+        undo.push('warm shim', () => shims.forget(id));
+        shims.warm(id);
+      }
+
       if (Object.keys(spec.sysctls).length > 0) {
         await step('applying sysctls', () =>
           applySysctls({ ...(rec.pins.net ? { netns: rec.pins.net } : {}), ...(rec.pins.ipc ? { ipcns: rec.pins.ipc } : {}) }, spec.sysctls),
@@ -288,6 +298,8 @@ export class PodController {
         await stopPodPidNamespace(join(pod.runDir, 'ns'), pod.pidInit);
         pod.pidInit = undefined;
       }
+      // No container starts in a stopped pod: its shim goes once it serves none.
+      await this.opts.shims?.retire(pod.id).catch((err: unknown) => this.opts.log.warn({ pod: pod.id.slice(0, 12), err: errorMessage(err) }, 'retiring the pod shim failed'));
       if (pod.state !== 'notready') {
         pod.state = 'notready';
         await this.nri.stopPodSandbox(pod).catch((err: unknown) => this.opts.log.warn({ pod: pod.id.slice(0, 12), err: errorMessage(err) }, 'NRI StopPodSandbox failed'));
@@ -316,6 +328,8 @@ export class PodController {
       steps.push(['pinned namespaces', () => unpinNamespaces(nsDir)]);
     }
     if (pod.cgroup?.created) steps.push(['cgroup', () => this.removePodCgroup(pod.cgroup.path)]);
+    const shims = this.opts.shims;
+    if (shims) steps.push(['warm shim', () => shims.forget(pod.id)]);
     let failed = false;
     for (const [what, run] of steps) {
       try {
@@ -340,6 +354,7 @@ export class PodController {
     await this.withLock(pod.id, async () => {
       if (!this.store.get(pod.id)) return;
       await this.containers.removeAll(pod.id);
+      await this.opts.shims?.forget(pod.id);
       if (pod.shmPath) await unmountIfMounted(pod.shmPath);
       // Before the run dir goes: a recursive rm would otherwise walk into the idmapped pod dir.
       await this.opts.userns?.releasePod(pod);
@@ -411,6 +426,9 @@ export class PodController {
         this.opts.log.warn({ pod: pod.id.slice(0, 12), reason: pod.notReadyReason }, 'recovered pod is not ready');
       }
     }
+    await this.opts.shims
+      ?.recover(new Set(pods.filter((p) => p.state === 'ready').map((p) => p.id)), new Set(pods.map((p) => p.id)))
+      .catch((err: unknown) => this.opts.log.warn({ err: errorMessage(err) }, 'recovering warm pod shims failed'));
     this.opts.log.info({ pods: pods.length }, 'pods recovered');
     return pods;
   }

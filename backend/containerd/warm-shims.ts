@@ -1,0 +1,261 @@
+// A warm shim per pod. containerd's CRI pays for a pod's shim when it starts the pause container; a
+// pauseless pod would pay for it in its first StartContainer. So crispd starts the runc v2 shim of the
+// pod's group (the shim groups containers by io.kubernetes.cri.sandbox-id = the pod id) while the pod
+// is being set up, exactly as containerd would start it — the same binary, `-namespace N -address A
+// -publish-binary B -id <pod> start`, TTRPC_ADDRESS in the environment — from a directory of crisp's:
+// config.json naming the group, `log` (a link to the one FIFO all warm shims write their logs to, which
+// crispd drains), and the `address` file the shim writes. containerd's own `start` for the pod's first container finds the
+// group's socket served and hands that shim the task.
+//
+// The shim exits when it serves no container and is told to shut down: by containerd after it deletes
+// the pod's last task, or by crispd when the pod stops or goes (a shim still serving a container
+// ignores Shutdown). Everything here is best effort: when a warm shim is missing, containerd simply
+// starts one, as it would without crisp's help.
+import { lstat, mkdir, readdir, readFile, rm, symlink, writeFile } from 'node:fs/promises';
+import { execFile } from 'node:child_process';
+import { connect, Socket } from 'node:net';
+import { join } from 'node:path';
+import { constants, openSync } from 'node:fs';
+import type { Logger } from '../../common/logger.js';
+import { errorMessage, isErrno } from '../../common/errors.js';
+import { makeFifos } from '../../common/fifo.js';
+import { sleep } from '../../common/time.js';
+import { codecFor } from '../../common/proto-registry.js';
+import { TtrpcClient } from '../../nri/transport/ttrpc.js';
+import type { PodShims } from '../../sandbox/pods/pod-shims.js';
+import type { ConnectRequest, ConnectResponse, ShutdownRequest } from '../../gen/containerd.task.v2.js';
+
+/** The annotation the runc v2 shim groups a pod's containers by (crisp's OCI spec sets it). */
+export const SHIM_GROUP_ANNOTATION = 'io.kubernetes.cri.sandbox-id';
+
+/** The shim's task service: v2 for containerd 1.x shims, v3 (same messages) for 2.x shims. */
+const TASK_SERVICES = ['containerd.task.v2.Task', 'containerd.task.v3.Task'];
+const UNIMPLEMENTED = 12;
+const CALL_TIMEOUT_MS = 2000;
+/** Longest shim log line passed on to crispd's log. */
+const MAX_LOG_LINE = 2048;
+/** The shared log FIFO's name in the shims directory (no pod id looks like it). */
+const LOG_FIFO = 'log.fifo';
+
+export interface WarmShimsOptions {
+  /** <state>/shims: one directory per pod with a warm shim. */
+  dir: string;
+  shimBinary: string;
+  /** containerd's gRPC address exactly as containerd passes it to shims (its [grpc] address). */
+  containerdAddress: string;
+  /** containerd's ttrpc address (the shim publishes events there). */
+  ttrpcAddress: string;
+  /** The containerd binary (the shim's -publish-binary). */
+  containerdBinary: string;
+  namespace: string;
+  log: Logger;
+}
+
+function isGone(err: unknown): boolean {
+  return isErrno(err, 'ENOENT') || isErrno(err, 'ECONNREFUSED');
+}
+
+function socketPath(address: string): string {
+  return address.startsWith('unix://') ? address.slice('unix://'.length) : address;
+}
+
+export class WarmShims implements PodShims {
+  private fifoReady: Promise<void> | undefined;
+  private drainSocket: Socket | undefined;
+  private readonly starting = new Map<string, Promise<void>>();
+  private readonly connectCodec = codecFor<ConnectRequest>('containerd.task.v2.ConnectRequest');
+  private readonly connectResponse = codecFor<ConnectResponse>('containerd.task.v2.ConnectResponse');
+  private readonly shutdownCodec = codecFor<ShutdownRequest>('containerd.task.v2.ShutdownRequest');
+
+  constructor(private readonly opts: WarmShimsOptions) {}
+
+  podDir(podId: string): string {
+    return join(this.opts.dir, podId);
+  }
+
+  warm(podId: string): void {
+    if (this.starting.has(podId)) return;
+    const started = this.start(podId)
+      .catch((err: unknown) => this.opts.log.warn({ pod: podId.slice(0, 12), err: errorMessage(err) }, 'warm shim did not start; the first container starts one'))
+      .finally(() => this.starting.delete(podId));
+    this.starting.set(podId, started);
+  }
+
+  private async start(podId: string): Promise<void> {
+    const dir = this.podDir(podId);
+    await this.logFifo();
+    await mkdir(dir, { recursive: true, mode: 0o700 });
+    await writeFile(join(dir, 'config.json'), JSON.stringify({ annotations: { [SHIM_GROUP_ANNOTATION]: podId } }), { mode: 0o600 });
+    // Every warm shim logs into the one FIFO crispd drains: no FIFO (and no mkfifo exec) per pod.
+    await symlink(join(this.opts.dir, LOG_FIFO), join(dir, 'log')).catch((err: unknown) => {
+      if (!isErrno(err, 'EEXIST')) throw err;
+    });
+    const address = await new Promise<string>((resolve, reject) => {
+      const child = execFile(
+        this.opts.shimBinary,
+        ['-namespace', this.opts.namespace, '-address', this.opts.containerdAddress, '-publish-binary', this.opts.containerdBinary, '-id', podId, 'start'],
+        { cwd: dir, env: { ...process.env, TTRPC_ADDRESS: this.opts.ttrpcAddress, GOMAXPROCS: '2' }, timeout: 10_000 },
+        (err, stdout, stderr) => (err ? reject(new Error(`${this.opts.shimBinary} start: ${errorMessage(err)} ${String(stderr).trim().slice(0, 500)}`)) : resolve(String(stdout).trim())),
+      );
+      // The start command reads runtime options from stdin until EOF: it gets none.
+      child.stdin?.end();
+    });
+    this.opts.log.debug({ pod: podId.slice(0, 12), address: address.slice(0, 200) }, 'warm shim started');
+  }
+
+  /** The FIFO every warm shim writes its log to (`log` in a shim's directory links to it), drained from the first warm-up on. */
+  private logFifo(): Promise<void> {
+    this.fifoReady ??= (async () => {
+      await mkdir(this.opts.dir, { recursive: true, mode: 0o700 });
+      const fifo = join(this.opts.dir, LOG_FIFO);
+      // Kept across crispd restarts: running shims hold it open and write to it again once drained.
+      const existing = await lstat(fifo).catch((err: unknown) => {
+        if (isErrno(err, 'ENOENT')) return undefined;
+        throw err;
+      });
+      if (existing && !existing.isFIFO()) throw new Error(`${fifo} exists and is not a FIFO`);
+      if (!existing) await makeFifos(fifo);
+      this.drain(fifo);
+    })();
+    return this.fifoReady;
+  }
+
+  /** Passes shim log lines on at debug level; the O_RDWR end never sees EOF, so it never blocks a shim. */
+  private drain(fifo: string): void {
+    const fd = openSync(fifo, constants.O_RDWR | constants.O_NONBLOCK);
+    const socket = new Socket({ fd, readable: true, writable: false });
+    let partial = '';
+    socket.setEncoding('utf8');
+    socket.on('data', (chunk: string) => {
+      const lines = (partial + chunk).split('\n');
+      partial = (lines.pop() ?? '').slice(-MAX_LOG_LINE);
+      if (!this.opts.log.isLevelEnabled('debug')) return;
+      for (const line of lines) if (line) this.opts.log.debug({ shim: line.slice(0, MAX_LOG_LINE) }, 'shim log');
+    });
+    socket.on('error', (err) => this.opts.log.warn({ err: errorMessage(err) }, 'the shim log FIFO broke'));
+    this.drainSocket = socket;
+  }
+
+  /** Stops draining (crispd stops; running shims find a reader again after the restart). */
+  close(): void {
+    this.drainSocket?.destroy();
+  }
+
+  /** The address the shim wrote into its directory, if it did. */
+  private async address(podId: string): Promise<string | undefined> {
+    try {
+      return (await readFile(join(this.podDir(podId), 'address'), 'utf8')).trim() || undefined;
+    } catch (err) {
+      if (isErrno(err, 'ENOENT')) return undefined;
+      throw err;
+    }
+  }
+
+  /** One unary call on the shim's socket, on v2 then v3 of the task service. */
+  private async call(address: string, method: 'Connect' | 'Shutdown', payload: Buffer): Promise<Buffer> {
+    const conn = connect(socketPath(address));
+    await new Promise<void>((resolve, reject) => {
+      conn.once('connect', resolve);
+      conn.once('error', reject);
+    });
+    const client = new TtrpcClient(conn, { name: 'warm shim' });
+    try {
+      for (const service of TASK_SERVICES) {
+        try {
+          return await client.call(service, method, payload, CALL_TIMEOUT_MS);
+        } catch (err) {
+          const code = (err as { code?: number }).code;
+          if (code !== UNIMPLEMENTED || service === TASK_SERVICES.at(-1)) throw err;
+        }
+      }
+      throw new Error('unreachable');
+    } finally {
+      client.close();
+    }
+  }
+
+  /** The shim's pid, or undefined when no shim serves the pod's address. */
+  async shimPid(podId: string): Promise<number | undefined> {
+    const address = await this.address(podId);
+    if (!address) return undefined;
+    try {
+      const res = this.connectResponse.decode(await this.call(address, 'Connect', this.connectCodec.encode({ id: podId })));
+      return res.shimPid || undefined;
+    } catch (err) {
+      if (isGone(err)) return undefined;
+      throw err;
+    }
+  }
+
+  async retire(podId: string): Promise<void> {
+    await this.starting.get(podId);
+    const address = await this.address(podId);
+    if (address) {
+      try {
+        await this.call(address, 'Shutdown', this.shutdownCodec.encode({ id: podId }));
+      } catch (err) {
+        // No shim there any more (containerd shut it down with the pod's last task): nothing to do.
+        if (!isGone(err) && !/closed/.test(errorMessage(err))) throw err;
+      }
+    }
+  }
+
+  async forget(podId: string): Promise<void> {
+    await this.retire(podId);
+    const address = await this.address(podId);
+    // The exiting shim reads `address` in its directory to remove its socket: wait for that first.
+    if (address) await this.waitSocketGone(socketPath(address));
+    await rm(this.podDir(podId), { recursive: true, force: true });
+  }
+
+  /** Waits up to ~1 s for a shutting-down shim to remove its socket; removes it if nobody serves it. */
+  private async waitSocketGone(path: string): Promise<void> {
+    for (let i = 0; i < 20; i++) {
+      const served = await new Promise<boolean | undefined>((resolve) => {
+        const c = connect(path);
+        c.once('connect', () => {
+          c.destroy();
+          resolve(true);
+        });
+        c.once('error', (err) => resolve(isErrno(err, 'ENOENT') ? undefined : false));
+      });
+      if (served === undefined) return;
+      if (served === false) {
+        // A socket file nobody listens on: the shim died before removing it.
+        await rm(path, { force: true });
+        return;
+      }
+      await sleep(50);
+    }
+    this.opts.log.warn({ socket: path }, 'a pod shim still serves after its pod was removed');
+  }
+
+  /**
+   * After a crispd restart: pods that are still ready keep their shim (its log is drained again);
+   * the shims of pods that are gone or stopped are retired and their directories removed.
+   */
+  async recover(readyPods: ReadonlySet<string>, knownPods: ReadonlySet<string>): Promise<void> {
+    let entries: string[];
+    try {
+      entries = await readdir(this.opts.dir);
+    } catch (err) {
+      if (isErrno(err, 'ENOENT')) return;
+      throw err;
+    }
+    // Shims still running write to the FIFO again once it is drained.
+    if (entries.length > 0) await this.logFifo();
+    for (const podId of entries) {
+      try {
+        if (podId === LOG_FIFO || readyPods.has(podId)) {
+          continue;
+        } else if (knownPods.has(podId)) {
+          await this.retire(podId);
+        } else {
+          await this.forget(podId);
+        }
+      } catch (err) {
+        this.opts.log.warn({ pod: podId.slice(0, 12), err: errorMessage(err) }, 'recovering a warm shim failed');
+      }
+    }
+  }
+}

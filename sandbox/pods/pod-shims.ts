@@ -1,0 +1,13 @@
+// What the pod controller asks of a pod's shim (backend/containerd/warm-shims.ts starts it): pods have
+// no pause container, so the shim containerd would have started for it is started ahead of the first
+// container instead.
+export interface PodShims {
+  /** Start the pod's shim in the background (errors are logged, never thrown). */
+  warm(podId: string): void;
+  /** The pod stopped: its shim exits unless it still serves a container. */
+  retire(podId: string): Promise<void>;
+  /** The pod is removed: retire, then remove what crisp kept for the pod's shim. */
+  forget(podId: string): Promise<void>;
+  /** After a crispd restart: keep the shims of ready pods, retire the others, forget unknown pods'. */
+  recover(readyPods: ReadonlySet<string>, knownPods: ReadonlySet<string>): Promise<void>;
+}

@@ -1,0 +1,129 @@
+// Warm pod shims against the embedded containerd: RunPodSandbox starts the pod's runc v2 shim from
+// <state>/shims/<pod>; the pod's containers run under that very shim (containerd's own `start` finds
+// the group's socket served); stopping or removing the pod ends it and leaves no process, socket or
+// directory; a kill -9 of crispd keeps a warm shim usable; warm_pod_shims = false starts none.
+import { test, describe, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { existsSync, readFileSync, readlinkSync } from 'node:fs';
+import { join } from 'node:path';
+import { startStack, type Stack } from './lib/stack.js';
+import { pidsWhere } from './lib/crispd.js';
+import { sleep } from '../../common/time.js';
+
+/** Pids of runc v2 shims of this crispd's containerd serving group `podId`. */
+function shimPids(s: Stack, podId: string): number[] {
+  const address = join(s.d.state, 'containerd', 'containerd.sock');
+  return pidsWhere((argv) => argv[0]?.endsWith('containerd-shim-runc-v2') === true && argv.includes(address) && argv.includes(podId) && !argv.includes('start'));
+}
+
+async function waitFor<T>(what: string, probe: () => T | undefined, timeoutMs = 10_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const v = probe();
+    if (v !== undefined) return v;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await sleep(50);
+  }
+}
+
+function parentPid(pid: number): number {
+  const line = readFileSync(`/proc/${pid}/status`, 'utf8').split('\n').find((l) => l.startsWith('PPid:'))!;
+  return Number(line.split(/\s+/)[1]);
+}
+
+async function containerPid(s: Stack, id: string): Promise<number> {
+  const st = await s.d.client.runtime.unary('ContainerStatus', { containerId: id, verbose: true });
+  return (JSON.parse(st.info.info!) as { pid: number }).pid;
+}
+
+function socketOf(s: Stack, podId: string): string {
+  return readFileSync(join(s.d.state, 'shims', podId, 'address'), 'utf8').trim().replace(/^unix:\/\//, '');
+}
+
+async function removePod(s: Stack, podId: string): Promise<void> {
+  await s.d.client.runtime.unary('StopPodSandbox', { podSandboxId: podId });
+  await s.d.client.runtime.unary('RemovePodSandbox', { podSandboxId: podId });
+}
+
+describe('warm pod shims', () => {
+  let s: Stack;
+  before(async () => {
+    s = await startStack();
+  });
+  after(async () => {
+    assert.deepEqual(await s?.teardown(), []);
+  });
+
+  test('the pod shim starts with the pod and runs its containers', async () => {
+    const pod = await s.runPod('warm-a');
+    const [shim] = await waitFor('the warm shim', () => {
+      const p = shimPids(s, pod);
+      return p.length > 0 ? p : undefined;
+    });
+    assert.equal(readlinkSync(`/proc/${shim}/cwd`), join(s.d.state, 'shims', pod));
+    const socket = await waitFor('the shim address', () => (existsSync(join(s.d.state, 'shims', pod, 'address')) ? socketOf(s, pod) : undefined));
+
+    const c1 = await s.runContainer(pod, 'one', ['sleep', '3600']);
+    const c2 = await s.runContainer(pod, 'two', ['sleep', '3600']);
+    assert.equal(parentPid(await containerPid(s, c1)), shim, 'first container runs under the warm shim');
+    assert.equal(parentPid(await containerPid(s, c2)), shim, 'second container runs under the warm shim');
+    assert.deepEqual(shimPids(s, pod), [shim], 'containerd started no second shim for the pod');
+
+    await removePod(s, pod);
+    await waitFor('the shim to exit', () => (shimPids(s, pod).length === 0 ? true : undefined));
+    assert.equal(existsSync(socket), false, 'shim socket removed');
+    assert.equal(existsSync(join(s.d.state, 'shims', pod)), false, 'shim directory removed');
+  });
+
+  test('a pod removed without ever running a container ends its idle shim', async () => {
+    const pod = await s.runPod('warm-b');
+    await waitFor('the warm shim', () => (shimPids(s, pod).length > 0 ? true : undefined));
+    const socket = await waitFor('the shim address', () => (existsSync(join(s.d.state, 'shims', pod, 'address')) ? socketOf(s, pod) : undefined));
+    await removePod(s, pod);
+    assert.deepEqual(shimPids(s, pod), [], 'no shim left');
+    assert.equal(existsSync(socket), false, 'shim socket removed');
+    assert.equal(existsSync(join(s.d.state, 'shims', pod)), false, 'shim directory removed');
+  });
+
+  test('after kill -9 of crispd the warm shim still serves the pod, and goes with it', async () => {
+    const pod = await s.runPod('warm-c');
+    const [shim] = await waitFor('the warm shim', () => {
+      const p = shimPids(s, pod);
+      return p.length > 0 ? p : undefined;
+    });
+    await waitFor('the shim address', () => (existsSync(join(s.d.state, 'shims', pod, 'address')) ? true : undefined));
+    await s.d.kill9();
+    await s.d.start();
+    const c = await s.runContainer(pod, 'after', ['sleep', '3600']);
+    assert.equal(parentPid(await containerPid(s, c)), shim, 'the container runs under the shim started before the crash');
+    const socket = socketOf(s, pod);
+    await removePod(s, pod);
+    await waitFor('the shim to exit', () => (shimPids(s, pod).length === 0 ? true : undefined));
+    assert.equal(existsSync(socket), false, 'shim socket removed');
+  });
+});
+
+describe('warm pod shims off', () => {
+  let s: Stack;
+  before(async () => {
+    s = await startStack({ warm_pod_shims: false });
+  });
+  after(async () => {
+    assert.deepEqual(await s?.teardown(), []);
+  });
+
+  test('no shim runs for a pod until its first container starts', async () => {
+    const pod = await s.runPod('cold');
+    await sleep(500);
+    assert.deepEqual(shimPids(s, pod), []);
+    assert.equal(existsSync(join(s.d.state, 'shims', pod)), false);
+    const c = await s.runContainer(pod, 'one', ['sleep', '3600']);
+    // containerd started the shim for the container (named after it, in its bundle).
+    const shim = parentPid(await containerPid(s, c));
+    const argv = readFileSync(`/proc/${shim}/cmdline`, 'utf8').split('\0');
+    assert.match(argv[0]!, /containerd-shim-runc-v2$/);
+    assert.equal(argv[argv.indexOf('-id') + 1], c);
+    assert.equal(existsSync(join(s.d.state, 'shims')), false, 'no warm shim directory');
+    await removePod(s, pod);
+  });
+});

@@ -15,7 +15,8 @@ import { lstat, mkdir, readdir, readFile, rm, symlink, writeFile } from 'node:fs
 import { execFile } from 'node:child_process';
 import { connect, Socket } from 'node:net';
 import { join } from 'node:path';
-import { constants, openSync } from 'node:fs';
+import { constants, existsSync, openSync } from 'node:fs';
+import { createHash } from 'node:crypto';
 import type { Logger } from '../../common/logger.js';
 import { errorMessage, isErrno } from '../../common/errors.js';
 import { makeFifos } from '../../common/fifo.js';
@@ -36,6 +37,7 @@ const CALL_TIMEOUT_MS = 2000;
 const MAX_LOG_LINE = 2048;
 /** The shared log FIFO's name in the shims directory (no pod id looks like it). */
 const LOG_FIFO = 'log.fifo';
+const SHIM_SOCKET_DIR = '/run/containerd/s';
 
 export interface WarmShimsOptions {
   /** <state>/shims: one directory per pod with a warm shim. */
@@ -73,9 +75,19 @@ export class WarmShims implements PodShims {
     return join(this.opts.dir, podId);
   }
 
-  warm(podId: string): void {
+  /**
+   * Where the group's shim listens: containerd's shims hash "<containerd address>/<namespace>/<group>"
+   * into a socket name below /run/containerd/s (a fixed root, whatever containerd's state dir is).
+   */
+  groupSocket(podId: string): string {
+    const hash = createHash('sha256').update(join(this.opts.containerdAddress, this.opts.namespace, podId)).digest('hex');
+    return join(SHIM_SOCKET_DIR, hash);
+  }
+
+  warm(podId: string, opts: { afterShimExit?: boolean } = {}): void {
     if (this.starting.has(podId)) return;
-    const started = this.start(podId)
+    const started = (opts.afterShimExit ? this.waitGroupFree(podId) : Promise.resolve())
+      .then(() => this.start(podId))
       .catch((err: unknown) => this.opts.log.warn({ pod: podId.slice(0, 12), err: errorMessage(err) }, 'warm shim did not start; the first container starts one'))
       .finally(() => this.starting.delete(podId));
     this.starting.set(podId, started);
@@ -101,6 +113,15 @@ export class WarmShims implements PodShims {
       child.stdin?.end();
     });
     this.opts.log.debug({ pod: podId.slice(0, 12), address: address.slice(0, 200) }, 'warm shim started');
+  }
+
+  /**
+   * A shim told to shut down still answers on its socket for a moment; a `start` then would join the
+   * exiting shim instead of starting one. Waits (up to ~1 s) until the socket is gone.
+   */
+  private async waitGroupFree(podId: string): Promise<void> {
+    const path = this.groupSocket(podId);
+    for (let i = 0; i < 40 && existsSync(path); i++) await sleep(25);
   }
 
   /** The FIFO every warm shim writes its log to (`log` in a shim's directory links to it), drained from the first warm-up on. */

@@ -581,6 +581,8 @@ export class ContainerController {
     }).catch((err: unknown) => {
       this.opts.log.warn({ container: rec.id.slice(0, 12), err: errorMessage(err) }, 'deleting exited task failed');
     });
+    // The pod's last task is gone and with it the pod's shim: a restarted container finds a new one warm.
+    if (!this.byPod(rec.podId).some((c) => c.state === 'running')) this.opts.pods.warmShim(rec.podId);
     await this.notifyStopped(rec);
   }
 

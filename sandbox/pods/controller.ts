@@ -77,6 +77,8 @@ export class PodController {
   private readonly inFlight = new Map<string, Promise<string>>();
   /** Serialises stop/remove per pod so concurrent calls cannot interleave. */
   private readonly locks = new KeyedLock();
+  /** Pods inside StopPodSandbox: their containers' exits warm no new shim. */
+  private readonly stopping = new Set<string>();
   private readonly defaultParent: DefaultCgroupParent;
   private containers: PodContainerHooks = { stopAll: async () => undefined, removeAll: async () => undefined };
 
@@ -282,10 +284,29 @@ export class PodController {
     }
   }
 
+  /**
+   * A warm shim for a ready pod whose shim has gone (containerd ends it with the pod's last task), so
+   * the next StartContainer does not pay for one; not for a pod being stopped.
+   */
+  warmShim(podId: string): void {
+    const pod = this.store.get(podId);
+    if (!this.opts.shims || pod?.state !== 'ready' || this.stopping.has(podId)) return;
+    this.opts.shims.warm(podId, { afterShimExit: true });
+  }
+
   /** StopPodSandbox: stop the pod's containers, release its network. Idempotent; unknown ids are fine. */
   async stop(id: string): Promise<void> {
     const pod = this.store.find(id);
     if (!pod) return;
+    this.stopping.add(pod.id);
+    try {
+      await this.stopLocked(pod);
+    } finally {
+      this.stopping.delete(pod.id);
+    }
+  }
+
+  private async stopLocked(pod: PodRecord): Promise<void> {
     await this.withLock(pod.id, async () => {
       await this.containers.stopAll(pod.id);
       if (pod.networkAttached) {

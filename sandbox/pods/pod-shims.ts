@@ -2,8 +2,11 @@
 // no pause container, so the shim containerd would have started for it is started ahead of the first
 // container instead.
 export interface PodShims {
-  /** Start the pod's shim in the background (errors are logged, never thrown). */
-  warm(podId: string): void;
+  /**
+   * Start the pod's shim in the background (errors are logged, never thrown). `afterShimExit`: the
+   * pod's previous shim is shutting down; wait for it to let go of the group's socket first.
+   */
+  warm(podId: string, opts?: { afterShimExit?: boolean }): void;
   /** The pod stopped: its shim exits unless it still serves a container. */
   retire(podId: string): Promise<void>;
   /** The pod is removed: retire, then remove what crisp kept for the pod's shim. */

@@ -6,6 +6,7 @@ import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync, readFileSync, readlinkSync } from 'node:fs';
 import { join } from 'node:path';
+import { createHash } from 'node:crypto';
 import { startStack, type Stack } from './lib/stack.js';
 import { pidsWhere } from './lib/crispd.js';
 import { sleep } from '../../common/time.js';
@@ -36,6 +37,12 @@ async function containerPid(s: Stack, id: string): Promise<number> {
   return (JSON.parse(st.info.info!) as { pid: number }).pid;
 }
 
+/** sha256("<containerd address>/<namespace>/<pod>") below /run/containerd/s, as containerd's shims name it. */
+function groupSocket(s: Stack, podId: string): string {
+  const address = join(s.d.state, 'containerd', 'containerd.sock');
+  return join('/run/containerd/s', createHash('sha256').update(join(address, 'k8s.io', podId)).digest('hex'));
+}
+
 function socketOf(s: Stack, podId: string): string {
   return readFileSync(join(s.d.state, 'shims', podId, 'address'), 'utf8').trim().replace(/^unix:\/\//, '');
 }
@@ -62,6 +69,7 @@ describe('warm pod shims', () => {
     });
     assert.equal(readlinkSync(`/proc/${shim}/cwd`), join(s.d.state, 'shims', pod));
     const socket = await waitFor('the shim address', () => (existsSync(join(s.d.state, 'shims', pod, 'address')) ? socketOf(s, pod) : undefined));
+    assert.equal(socket, groupSocket(s, pod), 'the socket containerd derives for the pod group');
 
     const c1 = await s.runContainer(pod, 'one', ['sleep', '3600']);
     const c2 = await s.runContainer(pod, 'two', ['sleep', '3600']);
@@ -73,6 +81,26 @@ describe('warm pod shims', () => {
     await waitFor('the shim to exit', () => (shimPids(s, pod).length === 0 ? true : undefined));
     assert.equal(existsSync(socket), false, 'shim socket removed');
     assert.equal(existsSync(join(s.d.state, 'shims', pod)), false, 'shim directory removed');
+  });
+
+  test('a container that exits takes the pod shim with it; the next one finds a new warm shim', async () => {
+    const pod = await s.runPod('warm-d');
+    const [first] = await waitFor('the warm shim', () => {
+      const p = shimPids(s, pod);
+      return p.length > 0 ? p : undefined;
+    });
+    const c1 = await s.runContainer(pod, 'short', ['true']);
+    await s.waitExited(c1);
+    const [second] = await waitFor('a new warm shim', () => {
+      const p = shimPids(s, pod).filter((x) => x !== first);
+      return p.length > 0 ? p : undefined;
+    });
+    await waitFor('the first shim to exit', () => (shimPids(s, pod).includes(first!) ? undefined : true));
+    assert.equal(readlinkSync(`/proc/${second}/cwd`), join(s.d.state, 'shims', pod));
+    const c2 = await s.runContainer(pod, 'long', ['sleep', '3600']);
+    assert.equal(parentPid(await containerPid(s, c2)), second, 'the restarted container runs under the new warm shim');
+    await removePod(s, pod);
+    await waitFor('the shim to exit', () => (shimPids(s, pod).length === 0 ? true : undefined));
   });
 
   test('a pod removed without ever running a container ends its idle shim', async () => {

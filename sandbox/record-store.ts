@@ -23,6 +23,8 @@ export class RecordStore<T extends StoredRecord> {
     private readonly fileName: string,
     private readonly nameOf: (r: T) => string,
     protected readonly log: Logger,
+    /** Whether a save is fsynced (survives a power cut) or only atomic (survives a crash of crispd). */
+    private readonly durable = true,
   ) {}
 
   recordDir(id: string): string {
@@ -82,7 +84,7 @@ export class RecordStore<T extends StoredRecord> {
 
   async save(rec: T): Promise<void> {
     await mkdir(rec.dir, { recursive: true, mode: 0o700 });
-    await writeFileAtomic(join(rec.dir, this.fileName), JSON.stringify(rec));
+    await writeFileAtomic(join(rec.dir, this.fileName), JSON.stringify(rec), 0o600, { durable: this.durable });
     this.records.set(rec.id, rec);
   }
 

@@ -116,7 +116,10 @@ export class ContainerController {
   }
 
   constructor(private readonly opts: ContainerControllerOptions) {
-    this.store = new RecordStore<ContainerRecord>(opts.dir, 'container', 'container.json', (c) => nameKey(c.podId, c.spec), opts.log);
+    // Not fsynced: a power cut ends every container anyway, and a record lost with it leaves only
+    // containerd objects labelled as crisp's, which recovery removes (removeOrphans). Pod records stay
+    // durable: they name the CNI attachment and cgroup that must be released after a reboot.
+    this.store = new RecordStore<ContainerRecord>(opts.dir, 'container', 'container.json', (c) => nameKey(c.podId, c.spec), opts.log, false);
     this.listeners = new Listeners((err) => opts.log.warn({ err: errorMessage(err) }, 'container event listener failed'));
     this.prepared = new PreparedMounts(opts.runDir, {
       image: (ref) => opts.images.require(ref),

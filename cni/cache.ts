@@ -37,7 +37,9 @@ export async function writeCacheEntry(dir: string, entry: CacheEntry): Promise<s
   await mkdir(dir, { recursive: true, mode: 0o700 });
   const path = cachePath(dir, entry);
   const body: JsonObject = { kind: CACHE_KIND, ...toJson(entry), updatedAt: new Date().toISOString() };
-  await writeFileAtomic(path, JSON.stringify(body, null, 2) + '\n', 0o600);
+  // Atomic, not fsynced (libcni's own cache is a plain write): after a power cut DEL runs from the
+  // network config when the result is gone, and CNI plugins must accept a DEL without prevResult.
+  await writeFileAtomic(path, JSON.stringify(body, null, 2) + '\n', 0o600, { durable: false });
   return path;
 }
 

@@ -203,16 +203,25 @@ export class ContainerController {
       const imageRef = image.repoDigests[0] ?? image.repoTags[0] ?? image.id;
 
       // The containerd record goes first: it references the snapshot key, so GC leaves the rootfs alone.
-      await this.opts.runtime.createContainer(id, {
-        spec: {},
-        image: imageRef,
-        labels: { 'io.cri-containerd.kind': 'container', [POD_LABEL]: pod.id, 'io.crisp.name': spec.metadata.name, [OWNER_LABEL]: this.opts.dir },
-      });
-      undo.push('containerd container', () => this.opts.runtime.deleteContainer(id));
-      const rootfs = await this.opts.runtime.prepareRootfs(id, image.topChainId);
-      undo.push('rootfs', () => this.opts.runtime.removeRootfs(id));
-
-      const files = await this.userFiles.get(image.id, layerDirs(rootfs));
+      // With the image's user files known, the spec is built first and the record is created with it
+      // (two containerd writes, as containerd's CRI does); otherwise the files are read from the
+      // prepared rootfs and the spec is set afterwards (a third write).
+      const createRecord = (oci: object) =>
+        this.opts.runtime.createContainer(id, {
+          spec: oci,
+          image: imageRef,
+          labels: { 'io.cri-containerd.kind': 'container', [POD_LABEL]: pod.id, 'io.crisp.name': spec.metadata.name, [OWNER_LABEL]: this.opts.dir },
+        });
+      const createWithRootfs = async (oci: object) => {
+        await createRecord(oci);
+        undo.push('containerd container', () => this.opts.runtime.deleteContainer(id));
+        const mounts = await this.opts.runtime.prepareRootfs(id, image.topChainId);
+        undo.push('rootfs', () => this.opts.runtime.removeRootfs(id));
+        return mounts;
+      };
+      const knownFiles = this.userFiles.peek(image.id);
+      let rootfs = knownFiles ? undefined : await createWithRootfs({});
+      const files = knownFiles ?? (await this.userFiles.get(image.id, layerDirs(rootfs!)));
       const user = resolveUser({ security: spec.security, imageUser: image.config.config?.User ?? '', passwd: files.passwd, group: files.group });
       const devices = spec.security.privileged ? await allHostDevices() : await resolveDevices(spec.devices);
       // Recursive read-only binds and image volumes are built on the host; the spec binds those.
@@ -287,9 +296,12 @@ export class ContainerController {
       if (fromNri.length > 0) {
         await applyCdiDevices(oci as unknown as OciSpec, fromNri.map((name) => ({ name, field: 'NRI adjustment CDI_devices' })), await cdi());
       }
-      await Promise.all([this.opts.runtime.updateContainerSpec(id, oci), logPath ? mkdir(dirname(logPath), { recursive: true, mode: 0o755 }) : undefined]);
+      await Promise.all([
+        rootfs ? this.opts.runtime.updateContainerSpec(id, oci) : createWithRootfs(oci).then((m) => (rootfs = m)),
+        logPath ? mkdir(dirname(logPath), { recursive: true, mode: 0o755 }) : undefined,
+      ]);
       await this.store.save(rec);
-      this.createdRootfs.set(id, rootfs);
+      this.createdRootfs.set(id, rootfs!);
       log.info({ image: imageRef }, 'container created');
       this.emit('created', rec);
       await this.nri.postCreateContainer(pod, rec).catch((err: unknown) => log.warn({ err: errorMessage(err) }, 'NRI PostCreateContainer failed'));

@@ -37,6 +37,11 @@ export class ImageUserFilesCache {
     return files;
   }
 
+  /** The files of `imageId` when they were read before (no rootfs needed), else undefined. */
+  peek(imageId: string): ImageUserFiles | undefined {
+    return this.files.get(imageId);
+  }
+
   get size(): number {
     return this.files.size;
   }

@@ -212,6 +212,8 @@ export class WarmShims implements PodShims {
     await this.starting.get(podId);
     const address = await this.address(podId);
     if (address) {
+      // A shim started by a crispd that died waits for a reader of its log before it serves calls.
+      await this.logFifo();
       try {
         await this.call(address, 'Shutdown', this.shutdownCodec.encode({ id: podId }));
       } catch (err) {

@@ -47,6 +47,15 @@ function socketOf(s: Stack, podId: string): string {
   return readFileSync(join(s.d.state, 'shims', podId, 'address'), 'utf8').trim().replace(/^unix:\/\//, '');
 }
 
+/** The pid of the pod's shim, once it runs. */
+async function warmShim(s: Stack, podId: string): Promise<number> {
+  const [pid] = await waitFor('the warm shim', () => {
+    const p = shimPids(s, podId);
+    return p.length > 0 ? p : undefined;
+  });
+  return pid!;
+}
+
 async function removePod(s: Stack, podId: string): Promise<void> {
   await s.d.client.runtime.unary('StopPodSandbox', { podSandboxId: podId });
   await s.d.client.runtime.unary('RemovePodSandbox', { podSandboxId: podId });
@@ -63,10 +72,7 @@ describe('warm pod shims', () => {
 
   test('the pod shim starts with the pod and runs its containers', async () => {
     const pod = await s.runPod('warm-a');
-    const [shim] = await waitFor('the warm shim', () => {
-      const p = shimPids(s, pod);
-      return p.length > 0 ? p : undefined;
-    });
+    const shim = await warmShim(s, pod);
     assert.equal(readlinkSync(`/proc/${shim}/cwd`), join(s.d.state, 'shims', pod));
     const socket = await waitFor('the shim address', () => (existsSync(join(s.d.state, 'shims', pod, 'address')) ? socketOf(s, pod) : undefined));
     assert.equal(socket, groupSocket(s, pod), 'the socket containerd derives for the pod group');
@@ -85,17 +91,14 @@ describe('warm pod shims', () => {
 
   test('a container that exits takes the pod shim with it; the next one finds a new warm shim', async () => {
     const pod = await s.runPod('warm-d');
-    const [first] = await waitFor('the warm shim', () => {
-      const p = shimPids(s, pod);
-      return p.length > 0 ? p : undefined;
-    });
+    const first = await warmShim(s, pod);
     const c1 = await s.runContainer(pod, 'short', ['true']);
     await s.waitExited(c1);
     const [second] = await waitFor('a new warm shim', () => {
       const p = shimPids(s, pod).filter((x) => x !== first);
       return p.length > 0 ? p : undefined;
     });
-    await waitFor('the first shim to exit', () => (shimPids(s, pod).includes(first!) ? undefined : true));
+    await waitFor('the first shim to exit', () => (shimPids(s, pod).includes(first) ? undefined : true));
     assert.equal(readlinkSync(`/proc/${second}/cwd`), join(s.d.state, 'shims', pod));
     const c2 = await s.runContainer(pod, 'long', ['sleep', '3600']);
     assert.equal(parentPid(await containerPid(s, c2)), second, 'the restarted container runs under the new warm shim');
@@ -105,7 +108,7 @@ describe('warm pod shims', () => {
 
   test('a pod removed without ever running a container ends its idle shim', async () => {
     const pod = await s.runPod('warm-b');
-    await waitFor('the warm shim', () => (shimPids(s, pod).length > 0 ? true : undefined));
+    await warmShim(s, pod);
     const socket = await waitFor('the shim address', () => (existsSync(join(s.d.state, 'shims', pod, 'address')) ? socketOf(s, pod) : undefined));
     await removePod(s, pod);
     assert.deepEqual(shimPids(s, pod), [], 'no shim left');
@@ -115,10 +118,7 @@ describe('warm pod shims', () => {
 
   test('after kill -9 of crispd the warm shim still serves the pod, and goes with it', async () => {
     const pod = await s.runPod('warm-c');
-    const [shim] = await waitFor('the warm shim', () => {
-      const p = shimPids(s, pod);
-      return p.length > 0 ? p : undefined;
-    });
+    const shim = await warmShim(s, pod);
     await waitFor('the shim address', () => (existsSync(join(s.d.state, 'shims', pod, 'address')) ? true : undefined));
     await s.d.kill9();
     await s.d.start();

@@ -169,7 +169,7 @@ async function startEnv(opts: BenchEnvOptions, undo: Teardown[], log: (m: string
   const pull = opts.pullImages ?? true;
 
   if (opts.crisp ?? true) {
-    const d = new TestCrispd({ config: { log_level: 'info', ...opts.crispConfig } });
+    const d = new TestCrispd({ config: { log_level: 'info', ...opts.crispConfig }, sourceMaps: false });
     const ctdSocket = join(d.state, 'containerd', 'containerd.sock');
     const network = distinctNetwork(d.cniConfDir, d.dir, networks);
     networks.push(network);

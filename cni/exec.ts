@@ -4,7 +4,7 @@ import { access, stat } from 'node:fs/promises';
 import { constants } from 'node:fs';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { execa } from 'execa';
+import { execa } from '../common/exec.js';
 import type { Logger } from 'pino';
 import { CrispError, type ErrorKind, errorMessage } from '../common/errors.js';
 import { traced } from '../common/tracing.js';

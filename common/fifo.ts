@@ -6,7 +6,7 @@ import { constants, openSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import { Socket } from 'node:net';
 import { randomBytes } from 'node:crypto';
-import { execa } from 'execa';
+import { execa } from './exec.js';
 import { isErrno } from './errors.js';
 
 export async function makeFifos(...paths: string[]): Promise<void> {

@@ -1,6 +1,8 @@
-// One protobufjs root for every package crisp speaks (CRI, containerd, NRI), built from the descriptor
+// One protobufjs root for the packages crisp speaks (CRI, containerd, NRI), built from the descriptor
 // that scripts/gen-proto-types.mjs writes, with encode/decode between wire bytes and plain objects
-// shaped like the generated interfaces in gen/.
+// shaped like the generated interfaces in gen/. A package enters the root on its first lookup, with the
+// packages its types refer to: a daemon with NRI off never builds the NRI types, nor the containerd
+// services it does not call (bench/README.md, "Where the memory goes").
 import protobuf from 'protobufjs';
 import { descriptor } from '../gen/descriptor.js';
 
@@ -35,24 +37,121 @@ function asBuffer(bytes: Uint8Array): Buffer {
   return Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
 }
 
-let rootCache: protobuf.Root | undefined;
+type Json = Record<string, unknown>;
+/** A proto package in the descriptor: its own types, enums and services (not its sub-packages). */
+interface Package {
+  name: string;
+  own: Record<string, Json>;
+}
+
+const SCALARS = new Set(['double', 'float', 'int32', 'int64', 'uint32', 'uint64', 'sint32', 'sint64', 'fixed32', 'fixed64', 'sfixed32', 'sfixed64', 'bool', 'string', 'bytes']);
+const isDefinition = (v: Json) => 'fields' in v || 'values' in v || 'methods' in v;
+const nestedOf = (v: Json) => (v.nested ?? {}) as Record<string, Json>;
+
+let packageIndex: Map<string, Package> | undefined;
+/** Packages by name: every namespace of the descriptor that holds a definition of its own. */
+function packages(): Map<string, Package> {
+  if (packageIndex) return packageIndex;
+  const index = new Map<string, Package>();
+  const walk = (ns: Json, prefix: string) => {
+    const own: Record<string, Json> = {};
+    for (const [name, v] of Object.entries(nestedOf(ns))) {
+      if (isDefinition(v)) own[name] = v;
+      else walk(v, prefix ? `${prefix}.${name}` : name);
+    }
+    if (Object.keys(own).length > 0) index.set(prefix, { name: prefix, own });
+  };
+  walk(descriptor, '');
+  packageIndex = index;
+  return index;
+}
+
+/** The package that defines `fullName` (a type, enum, service or a name nested in one). */
+function packageOf(fullName: string): Package | undefined {
+  const index = packages();
+  for (let name = fullName.replace(/^\./, ''); name.includes('.'); ) {
+    name = name.slice(0, name.lastIndexOf('.'));
+    const pkg = index.get(name);
+    if (pkg) return pkg;
+  }
+  return undefined;
+}
+
+/** True when the descriptor defines `fullName`. */
+function defined(fullName: string): boolean {
+  let node: Json | undefined = descriptor;
+  for (const part of fullName.split('.')) {
+    node = node ? nestedOf(node)[part] : undefined;
+    if (!node) return false;
+  }
+  return true;
+}
+
+/** Packages whose types `pkg` refers to, resolving names from the inside out as protobuf does. */
+function dependencies(pkg: Package): Set<Package> {
+  const deps = new Set<Package>();
+  const refer = (ref: string, scope: string) => {
+    if (SCALARS.has(ref)) return;
+    let target: string | undefined;
+    if (ref.startsWith('.')) target = ref.slice(1);
+    else {
+      for (let s = scope; target === undefined; s = s.includes('.') ? s.slice(0, s.lastIndexOf('.')) : '') {
+        const candidate = s ? `${s}.${ref}` : ref;
+        if (defined(candidate)) target = candidate;
+        else if (s === '') break;
+      }
+    }
+    const owner = target === undefined ? undefined : packageOf(target);
+    if (!owner) throw new Error(`proto descriptor: ${scope}: type ${ref} is not defined`);
+    if (owner !== pkg) deps.add(owner);
+  };
+  const visit = (name: string, v: Json) => {
+    for (const f of Object.values((v.fields ?? {}) as Record<string, Json>)) refer(f.type as string, name);
+    for (const m of Object.values((v.methods ?? {}) as Record<string, Json>)) {
+      refer(m.requestType as string, name);
+      refer(m.responseType as string, name);
+    }
+    for (const [child, c] of Object.entries(nestedOf(v))) visit(`${name}.${child}`, c);
+  };
+  for (const [name, v] of Object.entries(pkg.own)) visit(pkg.name ? `${pkg.name}.${name}` : name, v);
+  return deps;
+}
+
+const root = new protobuf.Root();
+const built = new Set<Package>();
 const codecs = new Map<string, Codec<unknown>>();
 
-export function protoRoot(): protobuf.Root {
-  if (!rootCache) {
-    const root = protobuf.Root.fromJSON(descriptor as protobuf.INamespace) as protobuf.Root;
-    root.resolveAll();
-    rootCache = root;
+/** Put `pkg` and the packages it refers to into the root, resolved. */
+function build(pkg: Package): void {
+  if (built.has(pkg)) return;
+  built.add(pkg);
+  for (const dep of dependencies(pkg)) build(dep);
+  const ns = pkg.name ? root.define(pkg.name) : root;
+  ns.addJSON(pkg.own as Record<string, protobuf.AnyNestedObject>);
+  for (const name of Object.keys(pkg.own)) {
+    const added = ns.get(name);
+    if (added instanceof protobuf.Namespace) added.resolveAll(); // types and services; enums refer to nothing
   }
-  return rootCache;
+}
+
+/** The root with every package of the descriptor in it. */
+export function protoRoot(): protobuf.Root {
+  for (const pkg of packages().values()) build(pkg);
+  return root;
+}
+
+function rootFor(fullName: string): protobuf.Root {
+  const pkg = packageOf(fullName);
+  if (pkg) build(pkg);
+  return root;
 }
 
 export function lookupType(fullName: string): protobuf.Type {
-  return protoRoot().lookupType(fullName);
+  return rootFor(fullName).lookupType(fullName);
 }
 
 export function lookupService(fullName: string): protobuf.Service {
-  return protoRoot().lookupService(fullName);
+  return rootFor(fullName).lookupService(fullName);
 }
 
 export function codecFor<T>(fullName: string): Codec<T> {

@@ -23,7 +23,7 @@ import { resolveShimBinary } from '../backend/containerd/shim-binary.js';
 import { ensureDefaultProfile } from '../sandbox/apparmor.js';
 import { CniStatusCache } from '../cni/status-cache.js';
 import { probeHostFeatures } from '../sandbox/host-features.js';
-import { NriHost } from '../nri/host/index.js';
+import type { NriHost } from '../nri/host/index.js';
 import { crispVersion } from '../common/version.js';
 import { probeUsernsSupport, describeSupport } from '../sandbox/userns/probe.js';
 import { UsernsMounts } from '../sandbox/userns/userns-mounts.js';
@@ -227,6 +227,8 @@ export class Crispd {
     await containers.recover();
     let nriHost: NriHost | undefined;
     if (c.nri_enabled) {
+      // The NRI host and its ttrpc transport load only when NRI is on.
+      const { NriHost } = await import('../nri/host/index.js');
       const nri = new NriHost({
         access: {
           pods: () => pods.list(),

@@ -3,7 +3,7 @@
 // profile that is not loaded (runc would fail the start). Localhost profiles must be loaded by the
 // operator; crisp checks the kernel's list before naming one.
 import { readFile } from 'node:fs/promises';
-import { execa } from 'execa';
+import { execa } from '../common/exec.js';
 import { errorMessage } from '../common/errors.js';
 import type { Logger } from '../common/logger.js';
 import { APPARMOR_DEFAULT_PROFILE } from './containers/oci-spec.js';

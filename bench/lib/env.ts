@@ -171,7 +171,7 @@ async function startEnv(opts: BenchEnvOptions, undo: Teardown[], log: (m: string
   if (opts.crisp ?? true) {
     // CRISP_BENCH_CRISP_CONFIG='{"key": value}' adds crispd config keys (A/B runs of one setting).
     const fromEnv = JSON.parse(process.env.CRISP_BENCH_CRISP_CONFIG ?? '{}') as Record<string, unknown>;
-    const d = new TestCrispd({ config: { log_level: 'info', ...opts.crispConfig, ...fromEnv } });
+    const d = new TestCrispd({ config: { log_level: 'info', ...opts.crispConfig, ...fromEnv }, sourceMaps: false });
     const ctdSocket = join(d.state, 'containerd', 'containerd.sock');
     const network = distinctNetwork(d.cniConfDir, d.dir, networks);
     networks.push(network);

@@ -12,8 +12,7 @@ import { errorMessage } from '../../common/errors.js';
 import type { StreamingRuntime } from '../../sandbox/streaming.js';
 import { TokenStore, DEFAULT_TOKEN_TTL_MS } from './tokens.js';
 import type { AttachTarget, ExecTarget } from './remote-command.js';
-import { serveSpdyPortForward, serveSpdyRemoteCommand, type LiveSession, type SessionLimits } from './spdy-handlers.js';
-import { createWsServer, isWebSocketUpgrade, serveWsPortForward, serveWsRemoteCommand } from './ws-handlers.js';
+import type { LiveSession, SessionLimits } from './spdy-handlers.js';
 import { trackStreamingSession } from '../../common/operation-metrics.js';
 
 export interface PortForwardTarget {
@@ -43,7 +42,8 @@ const ROUTE = /^\/(exec|attach|portforward)\/([A-Za-z0-9_-]{1,128})\/?$/;
 export class StreamingServer {
   private readonly tokens: TokenStore<StreamingTarget>;
   private readonly server: Server;
-  private readonly wss: WebSocketServer;
+  /** Created with the first WebSocket session. */
+  private wss: WebSocketServer | undefined;
   private readonly sessions = new Set<LiveSession>();
   private readonly limits: SessionLimits;
   private base = '';
@@ -51,7 +51,6 @@ export class StreamingServer {
   constructor(private readonly opts: StreamingServerOptions) {
     this.tokens = new TokenStore({ ttlMs: opts.tokenTtlMs ?? DEFAULT_TOKEN_TTL_MS });
     this.limits = { idleTimeoutMs: opts.idleTimeoutMs, streamCreationTimeoutMs: opts.streamCreationTimeoutMs ?? 30_000 };
-    this.wss = createWsServer();
     const onRequest = (req: IncomingMessage, res: ServerResponse) => this.onRequest(req, res);
     this.server = opts.tls ? createHttpsServer({ cert: opts.tls.cert, key: opts.tls.key }, onRequest) : createHttpServer(onRequest);
     this.server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
@@ -98,7 +97,7 @@ export class StreamingServer {
     for (const s of this.sessions) s.destroy();
     this.server.closeAllConnections();
     await Promise.race([Promise.all([...this.sessions].map((s) => s.done)), new Promise((r) => setTimeout(r, 5000).unref())]);
-    this.wss.close();
+    this.wss?.close();
     await closed;
   }
 
@@ -132,17 +131,20 @@ export class StreamingServer {
       return;
     }
     const { runtime, log } = this.opts;
-    const ws = isWebSocketUpgrade(req);
+    // The session code (SPDY framing, the ws package) loads with the first session: an idle crispd
+    // serves none.
+    const [spdy, wsh] = await Promise.all([import('./spdy-handlers.js'), import('./ws-handlers.js')]);
+    const ws = wsh.isWebSocketUpgrade(req);
     const slog = log.child({ session: target.kind, transport: ws ? 'websocket' : 'spdy' });
     let live: LiveSession | undefined;
     if (target.kind === 'portforward') {
       live = ws
-        ? await serveWsPortForward(this.wss, req, socket, head, target, runtime, this.limits, slog)
-        : serveSpdyPortForward(req, socket, head, target, runtime, this.limits, slog);
+        ? await wsh.serveWsPortForward((this.wss ??= wsh.createWsServer()), req, socket, head, target, runtime, this.limits, slog)
+        : spdy.serveSpdyPortForward(req, socket, head, target, runtime, this.limits, slog);
     } else {
       live = ws
-        ? await serveWsRemoteCommand(this.wss, req, socket, head, target, runtime, this.limits, slog)
-        : serveSpdyRemoteCommand(req, socket, head, target, runtime, this.limits, slog);
+        ? await wsh.serveWsRemoteCommand((this.wss ??= wsh.createWsServer()), req, socket, head, target, runtime, this.limits, slog)
+        : spdy.serveSpdyRemoteCommand(req, socket, head, target, runtime, this.limits, slog);
     }
     if (!live) return;
     const session = live;

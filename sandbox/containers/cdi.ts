@@ -6,7 +6,6 @@
 // is refused with the field named; nothing is dropped silently.
 import { readdir, readFile, stat } from 'node:fs/promises';
 import { isAbsolute, join } from 'node:path';
-import { parse as parseYaml } from 'yaml';
 import { invalidArgument, isENOENT } from '../../common/errors.js';
 import { splitDev } from './devices.js';
 import type { OciHook, OciSpec } from './oci-types.js';
@@ -74,7 +73,8 @@ export async function loadCdiRegistry(dirs: readonly string[] = CDI_SPEC_DIRS): 
       let spec: CdiSpecFile;
       try {
         const text = await readFile(file, 'utf8');
-        spec = (name.endsWith('.json') ? JSON.parse(text) : parseYaml(text)) as CdiSpecFile;
+        // yaml loads only when a node has YAML specs and a container asks for a CDI device.
+        spec = (name.endsWith('.json') ? JSON.parse(text) : (await import('yaml')).parse(text)) as CdiSpecFile;
       } catch (err) {
         throw invalidArgument(`CDI spec ${file} cannot be read: ${(err as Error).message}`);
       }

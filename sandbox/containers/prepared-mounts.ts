@@ -6,7 +6,7 @@
 // busy), the image views are released with the container; both are found again after a restart.
 import { mkdir, realpath, rmdir, stat, writeFile } from 'node:fs/promises';
 import { join, relative, isAbsolute } from 'node:path';
-import { execa } from 'execa';
+import { execa } from '../../common/exec.js';
 import { errorMessage, invalidArgument, isENOENT, isErrno, withContext } from '../../common/errors.js';
 import { roMount } from '../../native/nshelper.js';
 import { detachAndRemove } from '../userns/mounts.js';

@@ -1,6 +1,6 @@
 // Container and pod resource usage helpers: the CPU rate between samples, and the pod's network
 // counters read inside its pinned network namespace (cgroup counters: metrics-sample.ts).
-import { execa } from 'execa';
+import { execa } from '../../common/exec.js';
 
 /** Remembers the previous CPU sample per key to turn cumulative time into a rate. */
 export class CpuRate {

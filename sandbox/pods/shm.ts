@@ -1,7 +1,7 @@
 // The pod's /dev/shm: a size-limited tmpfs shared by the pod's containers (unless hostIPC).
 import { mkdir, rmdir } from 'node:fs/promises';
 import { readFileSync } from 'node:fs';
-import { execa } from 'execa';
+import { execa } from '../../common/exec.js';
 import { isENOENT } from '../../common/errors.js';
 
 export const DEFAULT_SHM_SIZE = 64 * 1024 * 1024;

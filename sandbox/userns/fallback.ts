@@ -7,7 +7,7 @@
 import { chmod, lchown, lstat, mkdir, opendir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { execa } from 'execa';
+import { execa } from '../../common/exec.js';
 import { failedPrecondition, internal, withContext, type CrispError } from '../../common/errors.js';
 import type { IdMapping } from '../../native/nshelper.js';
 import type { RootfsMount } from '../../backend/containerd/runtime.js';

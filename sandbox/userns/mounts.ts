@@ -2,7 +2,7 @@
 // directory (read from /proc/self/mountinfo, so a restarted crispd finds what it made before), lazy
 // detach of them, and removal of a directory only once nothing is mounted below it.
 import { readFile, rm } from 'node:fs/promises';
-import { execa } from 'execa';
+import { execa } from '../../common/exec.js';
 import { errorMessage, internal } from '../../common/errors.js';
 
 /** mountinfo escapes space, tab, newline and backslash as \ooo. */

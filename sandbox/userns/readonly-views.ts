@@ -5,7 +5,7 @@
 import { createHash } from 'node:crypto';
 import { mkdir } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
-import { execa } from 'execa';
+import { execa } from '../../common/exec.js';
 import { errorMessage, internal } from '../../common/errors.js';
 import { detachAndRemove, isMounted } from './mounts.js';
 

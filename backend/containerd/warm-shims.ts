@@ -22,7 +22,6 @@ import { errorMessage, isErrno } from '../../common/errors.js';
 import { makeFifos } from '../../common/fifo.js';
 import { sleep } from '../../common/time.js';
 import { codecFor } from '../../common/proto-registry.js';
-import { TtrpcClient } from '../../nri/transport/ttrpc.js';
 import type { PodShims } from '../../sandbox/pods/pod-shims.js';
 import type { ConnectRequest, ConnectResponse, ShutdownRequest } from '../../gen/containerd.task.v2.js';
 
@@ -179,6 +178,8 @@ export class WarmShims implements PodShims {
       conn.once('connect', resolve);
       conn.once('error', reject);
     });
+    // Loaded on first use: an idle crispd (NRI off) keeps the ttrpc transport out of memory.
+    const { TtrpcClient } = await import('../../nri/transport/ttrpc.js');
     const client = new TtrpcClient(conn, { name: 'warm shim' });
     try {
       for (const service of TASK_SERVICES) {

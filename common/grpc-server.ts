@@ -282,12 +282,19 @@ export class GrpcServer {
 
     const chunks: Buffer[] = [];
     let size = 0;
+    let declared: number | undefined;
     let refused = false;
+    let several = false;
     stream.on('data', (chunk: Buffer) => {
-      if (refused) return;
+      if (refused || several) return;
       chunks.push(chunk);
       size += chunk.length;
-      const declared = declaredLength(chunks);
+      declared ??= declaredLength(chunks);
+      // A second message (a unary or server-streaming request has one) is refused at 'end'; hold no more of it.
+      if (declared !== undefined && size > FRAME_HEADER + declared + FRAME_HEADER) {
+        several = true;
+        chunks.length = 0;
+      }
       if (declared !== undefined && declared > this.maxReceive) {
         refused = true;
         chunks.length = 0;
@@ -296,6 +303,7 @@ export class GrpcServer {
     });
     stream.once('end', () => {
       if (refused || call.answered) return;
+      if (several) return sendStatus(call, status.INTERNAL, 'more than one request message');
       const body = chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, size);
       const msg = unframeSingle(body);
       if (msg.kind !== 'message') {

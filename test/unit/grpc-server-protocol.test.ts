@@ -160,6 +160,10 @@ test('on the wire: an error is a trailers-only response, a success has headers, 
     const badTimeout = await rawCall(sock, { 'grpc-timeout': '5 seconds' }, frameMessage(ping.encode({ text: 'x' })));
     assert.equal(badTimeout.headers['grpc-status'], String(grpc.status.INTERNAL));
     assert.match(String(badTimeout.headers['grpc-message']), /grpc-timeout/);
+    const two = frameMessage(ping.encode({ text: 'x' }));
+    const twoMessages = await rawCall(sock, {}, Buffer.concat([two, two]));
+    assert.equal(twoMessages.headers['grpc-status'], String(grpc.status.INTERNAL));
+    assert.match(String(twoMessages.headers['grpc-message']), /more than one request message/);
     const noMessage = await rawCall(sock, {}, Buffer.alloc(0));
     assert.equal(noMessage.headers['grpc-status'], String(grpc.status.INTERNAL));
     const compressedFlag = frameMessage(ping.encode({ text: 'x' }));

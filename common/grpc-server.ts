@@ -57,6 +57,9 @@ export interface GrpcServerOptions {
 
 const { status } = grpc;
 
+/** The longest delay setTimeout keeps (2^31-1 ms). */
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
 /** Headers that are gRPC's or HTTP/2's own, not call metadata. */
 const RESERVED_HEADERS = new Set(['content-type', 'te', 'grpc-timeout', 'grpc-encoding', 'grpc-accept-encoding', 'content-length']);
 
@@ -131,9 +134,13 @@ class Call implements CallInfo {
     return this.controller.signal;
   }
 
-  /** The deadline timer runs only for a handler that listens (a handler that does not cannot stop early). */
+  /**
+   * The deadline timer runs only for a handler that listens (a handler that does not cannot stop early).
+   * A deadline beyond what a node timer holds (~24.8 days; longer fires at once) gets no timer.
+   */
   private armDeadline(): void {
     const ms = this.deadline! - Date.now();
+    if (ms > MAX_TIMER_MS) return;
     this.timer = setTimeout(() => {
       this.timer = undefined;
       this.cancel(new Error(`${this.method}: deadline exceeded`));

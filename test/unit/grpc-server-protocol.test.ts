@@ -204,6 +204,24 @@ test('a deadline aborts the signal of a handler that waits on it; the client get
   );
 });
 
+test('a deadline longer than a node timer holds (grpc-timeout 99999999H) does not cancel a handler that reads its signal', async () => {
+  await withServer(
+    {
+      Echo: async (req, call) => {
+        const signal = call.signal;
+        await new Promise((r) => setTimeout(r, 50));
+        return { text: signal.aborted ? 'aborted' : req.text };
+      },
+    },
+    async ({ sock }) => {
+      const res = await rawCall(sock, { 'grpc-timeout': '99999999H' }, frameMessage(ping.encode({ text: 'alive' })));
+      assert.equal(res.trailers['grpc-status'], '0');
+      const msg = unframeSingle(res.body);
+      assert.equal(msg.kind === 'message' && ping.decode(msg.payload).text, 'alive');
+    },
+  );
+});
+
 test('a server stream waits on flow control and ends its handler when the client cancels', async () => {
   let written = 0;
   let handlerDone = false;

@@ -187,6 +187,10 @@ function gone(stream: http2.ServerHttp2Stream): boolean {
   return stream.destroyed || stream.closed;
 }
 
+function sendTrailers(stream: http2.ServerHttp2Stream, trailers: http2.OutgoingHttpHeaders): void {
+  if (!gone(stream)) stream.sendTrailers(trailers);
+}
+
 /** Ends the call with `code`: trailers-only before any message, trailers after them. */
 function sendStatus(call: Pick<Call, 'answered' | 'headersSent' | 'stream'>, code: number, details?: string, metadata?: grpc.Metadata): void {
   if (call.answered) return;
@@ -199,7 +203,7 @@ function sendStatus(call: Pick<Call, 'answered' | 'headersSent' | 'stream'>, cod
     stream.respond({ ...RESPONSE_HEADERS, ...trailers }, { endStream: true });
     return;
   }
-  stream.once('wantTrailers', () => stream.sendTrailers(trailers));
+  stream.once('wantTrailers', () => sendTrailers(stream, trailers));
   stream.end();
 }
 
@@ -342,8 +346,10 @@ export class GrpcServer {
         call.answered = true;
         call.headersSent = true;
         const s = call.stream;
+        // A stream the client reset is destroyed before its 'close' event: respond() would throw.
+        if (gone(s)) return;
         s.respond(RESPONSE_HEADERS, { waitForTrailers: true });
-        s.once('wantTrailers', () => s.sendTrailers(OK_TRAILERS));
+        s.once('wantTrailers', () => sendTrailers(s, OK_TRAILERS));
         s.end(frame);
       },
       (err: unknown) => {
@@ -351,7 +357,9 @@ export class GrpcServer {
         const st = method.mapError(err);
         sendStatus(call, st.code ?? status.UNKNOWN, st.details, st.metadata);
       },
-    );
+    )
+      // Answering failed at the transport (a stream node already tore down): reset it; the daemon lives on.
+      .catch(() => call.stream.destroy());
   }
 
   private serverStream(method: BoundMethod, call: Call): ServerStream<unknown> {

@@ -1,9 +1,22 @@
-// Binds typed handlers to a grpc-js server. Every call passes through one interceptor (the CRI
-// instrument layer) so handlers stay free of logging, metrics and error mapping.
+// A lean gRPC server on node:http2 for unary and server-streaming methods, with typed handlers bound
+// through one interceptor (the CRI instrument layer) so handlers stay free of logging, metrics and
+// error mapping. What it implements of gRPC over HTTP/2 (grpc/grpc PROTOCOL-HTTP2.md):
+// - requests: POST, content-type application/grpc[+proto] (else HTTP 415), one length-prefixed message,
+//   grpc-timeout, metadata from the headers (-bin values base64), grpc-encoding identity only
+//   (a compressed message or another encoding → UNIMPLEMENTED), at most maxReceiveMessageLength bytes
+//   (→ RESOURCE_EXHAUSTED), an unknown path → UNIMPLEMENTED;
+// - responses: headers, length-prefixed messages, trailers grpc-status / grpc-message (percent-encoded);
+//   an error before any message is a trailers-only response;
+// - cancellation: a client RST_STREAM or the deadline aborts the call's signal; a server stream waits
+//   on HTTP/2 flow control (back-pressure) and stops waiting when the stream closes;
+// - shutdown: GOAWAY, running calls finish (tryShutdown) or every session is destroyed (forceShutdown).
+// node:http2 itself answers PINGs (keepalive) and SETTINGS.
+import * as http2 from 'node:http2';
 import * as grpc from '@grpc/grpc-js';
 import { codecFor, lookupService, type Input } from './proto-registry.js';
 import type { MethodTable } from './grpc-types.js';
 import { undecodableRequest } from './undecodable-request.js';
+import { FRAME_HEADER, declaredLength, encodeGrpcMessage, frameMessage, parseGrpcTimeout, unframeSingle } from './grpc-wire.js';
 
 export interface CallInfo {
   /** "/runtime.v1.RuntimeService/Version" */
@@ -35,43 +48,36 @@ export type Handlers<M extends MethodTable<M>> = {
 export type Interceptor = <T>(call: CallInfo, request: unknown, run: () => Promise<T>) => Promise<T>;
 export type ErrorMapper = (err: unknown) => Partial<grpc.StatusObject>;
 
-/**
- * The CallInfo of one call. grpc-js emits 'cancelled' when a call's stream closes, also after a normal
- * finish, so the abort (an Error with its stack) happens only while the handler still runs, and the
- * AbortController is made only when a handler asks for the signal (most never do).
- */
-function callInfo(
-  path: string,
-  method: string,
-  call: grpc.ServerUnaryCall<unknown, unknown> | grpc.ServerWritableStream<unknown, unknown>,
-): { info: CallInfo; finished: () => void } {
-  let controller: AbortController | undefined;
-  let cancelled = false;
-  let done = false;
-  const reason = () => new Error(`${method}: cancelled by client`);
-  call.once('cancelled', () => {
-    if (done) return;
-    cancelled = true;
-    controller?.abort(reason());
-  });
-  const info: CallInfo = {
-    path,
-    method,
-    metadata: call.metadata,
-    get signal() {
-      if (!controller) {
-        controller = new AbortController();
-        if (cancelled) controller.abort(reason());
+export interface GrpcServerOptions {
+  /** Largest request message accepted (default 4 MiB, as grpc-js and grpc-go). */
+  maxReceiveMessageLength?: number;
+  /** Largest response message sent (default unlimited). */
+  maxSendMessageLength?: number;
+}
+
+const { status } = grpc;
+
+/** The longest delay setTimeout keeps (2^31-1 ms). */
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
+/** Headers that are gRPC's or HTTP/2's own, not call metadata. */
+const RESERVED_HEADERS = new Set(['content-type', 'te', 'grpc-timeout', 'grpc-encoding', 'grpc-accept-encoding', 'content-length']);
+
+function metadataOf(headers: http2.IncomingHttpHeaders): grpc.Metadata {
+  const md = new grpc.Metadata();
+  for (const [key, value] of Object.entries(headers)) {
+    if (key.startsWith(':') || RESERVED_HEADERS.has(key) || value === undefined) continue;
+    const values = Array.isArray(value) ? value : key.endsWith('-bin') ? value.split(',') : [value];
+    try {
+      for (const v of values) {
+        if (key.endsWith('-bin')) md.add(key, Buffer.from(v, 'base64'));
+        else md.add(key, v);
       }
-      return controller.signal;
-    },
-  };
-  return {
-    info,
-    finished: () => {
-      done = true;
-    },
-  };
+    } catch {
+      // a header name grpc.Metadata refuses (not [0-9a-z_.-]) is no gRPC metadata: leave it out
+    }
+  }
+  return md;
 }
 
 /** What a request that did not decode becomes; the call then fails INVALID_ARGUMENT naming why. */
@@ -79,7 +85,310 @@ class Undecodable {
   constructor(readonly error: Error) {}
 }
 
-/** A deserializer that never throws (grpc-js would answer a bare INTERNAL): bad bytes become Undecodable. */
+interface BoundMethod {
+  name: string;
+  path: string;
+  decode(bytes: Buffer): unknown;
+  encode(message: unknown): Buffer;
+  /** Runs the handler through the interceptor; for a server stream, `stream` carries the messages. */
+  invoke(request: unknown, call: Call, stream: ServerStream<unknown> | undefined): Promise<unknown>;
+  responseStream: boolean;
+  mapError: ErrorMapper;
+}
+
+/**
+ * One call: its CallInfo (metadata and the AbortController made only when a handler reads them; most
+ * never do) and its answer, sent at most once.
+ */
+class Call implements CallInfo {
+  private md: grpc.Metadata | undefined;
+  private controller: AbortController | undefined;
+  private cancelReason: Error | undefined;
+  private timer: NodeJS.Timeout | undefined;
+  /** The handler finished; a later close of the stream is no cancellation. */
+  done = false;
+  /** The status was sent (or the stream is gone): nothing more goes out. */
+  answered = false;
+  headersSent = false;
+
+  constructor(
+    readonly path: string,
+    readonly method: string,
+    private readonly headers: http2.IncomingHttpHeaders,
+    readonly stream: http2.ServerHttp2Stream,
+    readonly deadline: number | undefined,
+    private readonly onDeadline: () => void,
+  ) {}
+
+  get metadata(): grpc.Metadata {
+    this.md ??= metadataOf(this.headers);
+    return this.md;
+  }
+
+  get signal(): AbortSignal {
+    if (!this.controller) {
+      this.controller = new AbortController();
+      if (this.cancelReason) this.controller.abort(this.cancelReason);
+      else if (this.deadline !== undefined && !this.done) this.armDeadline();
+    }
+    return this.controller.signal;
+  }
+
+  /**
+   * The deadline timer runs only for a handler that listens (a handler that does not cannot stop early).
+   * A deadline beyond what a node timer holds (~24.8 days; longer fires at once) gets no timer.
+   */
+  private armDeadline(): void {
+    const ms = this.deadline! - Date.now();
+    if (ms > MAX_TIMER_MS) return;
+    this.timer = setTimeout(() => {
+      this.timer = undefined;
+      this.cancel(new Error(`${this.method}: deadline exceeded`));
+      this.onDeadline();
+    }, Math.max(0, ms));
+    this.timer.unref();
+  }
+
+  cancel(reason: Error): void {
+    if (this.done || this.cancelReason) return;
+    this.cancelReason = reason;
+    this.controller?.abort(reason);
+    this.clearTimer();
+  }
+
+  finish(): void {
+    this.done = true;
+    this.clearTimer();
+  }
+
+  private clearTimer(): void {
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = undefined;
+  }
+}
+
+const RESPONSE_HEADERS: http2.OutgoingHttpHeaders = {
+  ':status': 200,
+  'content-type': 'application/grpc',
+  'grpc-accept-encoding': 'identity',
+};
+const OK_TRAILERS: http2.OutgoingHttpHeaders = { 'grpc-status': '0' };
+
+function statusHeaders(code: number, details: string | undefined, metadata: grpc.Metadata | undefined): http2.OutgoingHttpHeaders {
+  const out: http2.OutgoingHttpHeaders = { 'grpc-status': String(code) };
+  if (details) out['grpc-message'] = encodeGrpcMessage(details);
+  if (metadata) {
+    for (const [k, v] of Object.entries(metadata.toHttp2Headers())) if (!(k in out)) out[k] = v;
+  }
+  return out;
+}
+
+function gone(stream: http2.ServerHttp2Stream): boolean {
+  return stream.destroyed || stream.closed;
+}
+
+function sendTrailers(stream: http2.ServerHttp2Stream, trailers: http2.OutgoingHttpHeaders): void {
+  if (!gone(stream)) stream.sendTrailers(trailers);
+}
+
+/** Ends the call with `code`: trailers-only before any message, trailers after them. */
+function sendStatus(call: Pick<Call, 'answered' | 'headersSent' | 'stream'>, code: number, details?: string, metadata?: grpc.Metadata): void {
+  if (call.answered) return;
+  call.answered = true;
+  const stream = call.stream;
+  if (gone(stream)) return;
+  const trailers = statusHeaders(code, details, metadata);
+  if (!call.headersSent) {
+    call.headersSent = true;
+    stream.respond({ ...RESPONSE_HEADERS, ...trailers }, { endStream: true });
+    return;
+  }
+  stream.once('wantTrailers', () => sendTrailers(stream, trailers));
+  stream.end();
+}
+
+/** Ends a call that never reached a handler (trailers-only). */
+function refuse(stream: http2.ServerHttp2Stream, code: number, details: string): void {
+  sendStatus({ answered: false, headersSent: false, stream }, code, details);
+}
+
+export class GrpcServer {
+  private readonly methods = new Map<string, BoundMethod>();
+  private readonly sessions = new Set<http2.ServerHttp2Session>();
+  private readonly http: http2.Http2Server;
+  private readonly maxReceive: number;
+  private readonly maxSend: number;
+
+  constructor(options: GrpcServerOptions = {}) {
+    this.maxReceive = options.maxReceiveMessageLength ?? 4 * 1024 * 1024;
+    this.maxSend = options.maxSendMessageLength ?? Number.MAX_SAFE_INTEGER;
+    this.http = http2.createServer({
+      // As grpc-js's server: node's per-session memory cap would refuse streams under a burst of large
+      // messages (ENHANCE_YOUR_CALM); the message size limit bounds what one call holds.
+      maxSessionMemory: Number.MAX_SAFE_INTEGER,
+      maxSendHeaderBlockLength: Number.MAX_SAFE_INTEGER,
+    });
+    this.http.on('session', (session) => {
+      this.sessions.add(session);
+      session.once('close', () => this.sessions.delete(session));
+      session.on('error', () => {
+        // a connection failing (peer gone, protocol error) ends its streams, which cancels their calls
+      });
+    });
+    this.http.on('stream', (stream, headers) => this.onStream(stream, headers));
+  }
+
+  /** Methods are added before listen(). */
+  addMethod(method: BoundMethod): void {
+    this.methods.set(method.path, method);
+  }
+
+  listen(path: string): Promise<void> {
+    return new Promise((resolve, reject) => {
+      this.http.once('error', reject);
+      this.http.listen(path, () => {
+        this.http.off('error', reject);
+        resolve();
+      });
+    });
+  }
+
+  /** GOAWAY to every client, accept nothing new, call `done` once running calls have finished. */
+  tryShutdown(done: () => void): void {
+    this.http.close(() => done());
+    for (const s of this.sessions) s.close();
+  }
+
+  forceShutdown(): void {
+    this.http.close();
+    for (const s of this.sessions) s.destroy();
+  }
+
+  private onStream(stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders): void {
+    stream.on('error', () => {
+      // a reset or broken stream: its 'close' cancels the call; nothing else is to be done with it
+    });
+    const contentType = headers['content-type'];
+    if (headers[':method'] !== 'POST' || typeof contentType !== 'string' || !contentType.startsWith('application/grpc')) {
+      stream.respond({ ':status': headers[':method'] !== 'POST' ? 405 : 415 }, { endStream: true });
+      return;
+    }
+    const path = headers[':path'] ?? '';
+    const method = this.methods.get(path);
+    if (!method) return refuse(stream, status.UNIMPLEMENTED, `unknown method ${path}`);
+    const encoding = headers['grpc-encoding'];
+    if (encoding !== undefined && encoding !== 'identity') return refuse(stream, status.UNIMPLEMENTED, `grpc-encoding ${encoding} is not supported (identity only)`);
+    let deadline: number | undefined;
+    const timeout = headers['grpc-timeout'];
+    if (typeof timeout === 'string') {
+      const ms = parseGrpcTimeout(timeout);
+      if (ms === undefined) return refuse(stream, status.INTERNAL, `malformed grpc-timeout "${timeout}"`);
+      deadline = Date.now() + ms;
+    }
+    const call: Call = new Call(path, method.name, headers, stream, deadline, () => sendStatus(call, status.DEADLINE_EXCEEDED, 'deadline exceeded'));
+    stream.once('close', () => {
+      call.answered = true;
+      call.cancel(new Error(`${method.name}: cancelled by client`));
+    });
+
+    const chunks: Buffer[] = [];
+    let size = 0;
+    let declared: number | undefined;
+    let refused = false;
+    let several = false;
+    stream.on('data', (chunk: Buffer) => {
+      if (refused || several) return;
+      chunks.push(chunk);
+      size += chunk.length;
+      declared ??= declaredLength(chunks);
+      // A second message (a unary or server-streaming request has one) is refused at 'end'; hold no more of it.
+      if (declared !== undefined && size > FRAME_HEADER + declared + FRAME_HEADER) {
+        several = true;
+        chunks.length = 0;
+      }
+      if (declared !== undefined && declared > this.maxReceive) {
+        refused = true;
+        chunks.length = 0;
+        sendStatus(call, status.RESOURCE_EXHAUSTED, `request message larger than max (${declared} vs. ${this.maxReceive})`);
+      }
+    });
+    stream.once('end', () => {
+      if (refused || call.answered) return;
+      if (several) return sendStatus(call, status.INTERNAL, 'more than one request message');
+      const body = chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, size);
+      const msg = unframeSingle(body);
+      if (msg.kind !== 'message') {
+        const why = msg.kind === 'none' ? 'no request message' : msg.kind === 'several' ? 'more than one request message' : `request message cut short (${msg.have} of ${msg.declared} bytes)`;
+        return sendStatus(call, status.INTERNAL, why);
+      }
+      if (msg.compressed) return sendStatus(call, status.UNIMPLEMENTED, 'compressed messages are not supported (grpc-encoding identity only)');
+      this.dispatch(method, call, msg.payload);
+    });
+  }
+
+  private dispatch(method: BoundMethod, call: Call, payload: Buffer): void {
+    const request = method.decode(payload);
+    const stream = method.responseStream ? this.serverStream(method, call) : undefined;
+    method.invoke(request, call, stream).then(
+      (response) => {
+        call.finish();
+        if (call.answered) return;
+        if (call.deadline !== undefined && Date.now() > call.deadline) return sendStatus(call, status.DEADLINE_EXCEEDED, 'deadline exceeded');
+        if (stream) return sendStatus(call, status.OK);
+        let frame: Buffer;
+        try {
+          frame = frameMessage(method.encode(response));
+        } catch (err) {
+          const st = method.mapError(err);
+          return sendStatus(call, st.code ?? status.INTERNAL, st.details);
+        }
+        if (frame.length - FRAME_HEADER > this.maxSend) return sendStatus(call, status.RESOURCE_EXHAUSTED, `response message larger than max (${frame.length - FRAME_HEADER} vs. ${this.maxSend})`);
+        call.answered = true;
+        call.headersSent = true;
+        const s = call.stream;
+        // A stream the client reset is destroyed before its 'close' event: respond() would throw.
+        if (gone(s)) return;
+        s.respond(RESPONSE_HEADERS, { waitForTrailers: true });
+        s.once('wantTrailers', () => sendTrailers(s, OK_TRAILERS));
+        s.end(frame);
+      },
+      (err: unknown) => {
+        call.finish();
+        const st = method.mapError(err);
+        sendStatus(call, st.code ?? status.UNKNOWN, st.details, st.metadata);
+      },
+    )
+      // Answering failed at the transport (a stream node already tore down): reset it; the daemon lives on.
+      .catch(() => call.stream.destroy());
+  }
+
+  private serverStream(method: BoundMethod, call: Call): ServerStream<unknown> {
+    const s = call.stream;
+    return {
+      write: (message) => {
+        if (call.answered || gone(s)) return Promise.resolve();
+        const frame = frameMessage(method.encode(message));
+        if (frame.length - FRAME_HEADER > this.maxSend) return Promise.reject(new Error(`${method.name}: message larger than max (${frame.length - FRAME_HEADER} vs. ${this.maxSend})`));
+        if (!call.headersSent) {
+          call.headersSent = true;
+          s.respond(RESPONSE_HEADERS, { waitForTrailers: true });
+        }
+        if (s.write(frame)) return Promise.resolve();
+        return new Promise<void>((resolve) => {
+          const done = () => {
+            s.off('drain', done);
+            s.off('close', done);
+            resolve();
+          };
+          s.on('drain', done);
+          s.on('close', done);
+        });
+      },
+    };
+  }
+}
+
+/** A deserializer that never throws: bad bytes become Undecodable (→ INVALID_ARGUMENT naming the field). */
 function lenientDecoder(typeName: string, decode: (b: Buffer) => unknown): (b: Buffer) => unknown {
   return (b) => {
     try {
@@ -91,70 +400,35 @@ function lenientDecoder(typeName: string, decode: (b: Buffer) => unknown): (b: B
 }
 
 export function bindService<M extends MethodTable<M>>(
-  server: grpc.Server,
+  server: GrpcServer,
   serviceName: string,
   handlers: Handlers<M>,
   intercept: Interceptor,
   mapError: ErrorMapper,
 ): void {
   const service = lookupService(serviceName);
-  const definition: Record<string, grpc.MethodDefinition<unknown, unknown>> = {};
-  const implementation: grpc.UntypedServiceImplementation = {};
   for (const m of service.methodsArray) {
     if (m.requestStream) throw new Error(`${serviceName}/${m.name}: client streaming is not supported by this server`);
     const reqType = m.resolvedRequestType!.fullName.slice(1);
     const reqCodec = codecFor<unknown>(reqType);
     const resCodec = codecFor<unknown>(m.resolvedResponseType!.fullName.slice(1));
-    const path = `/${serviceName}/${m.name}`;
-    definition[m.name] = {
-      path,
-      requestStream: false,
-      responseStream: Boolean(m.responseStream),
-      requestSerialize: (v: Input<unknown>) => reqCodec.encode(v),
-      requestDeserialize: lenientDecoder(reqType, (b: Buffer) => reqCodec.decode(b)),
-      responseSerialize: (v: Input<unknown>) => resCodec.encode(v),
-      responseDeserialize: (b: Buffer) => resCodec.decode(b),
-    };
     const handler = (handlers as Record<string, unknown>)[m.name];
     if (typeof handler !== 'function') throw new Error(`${serviceName}/${m.name}: no handler bound`);
-    if (m.responseStream) {
-      const run = handler as ServerStreamHandler<unknown, unknown>;
-      implementation[m.name] = (call: grpc.ServerWritableStream<unknown, unknown>) => {
-        const { info, finished } = callInfo(path, m.name, call);
-        const stream: ServerStream<unknown> = {
-          write: (message) =>
-            new Promise<void>((resolve) => {
-              if (call.write(message)) resolve();
-              else call.once('drain', () => resolve());
-            }),
-        };
-        intercept(info, call.request, () => (call.request instanceof Undecodable ? Promise.reject(call.request.error) : run(call.request, stream, info))).then(
-          () => {
-            finished();
-            call.end();
-          },
-          (err: unknown) => {
-            finished();
-            call.destroy(Object.assign(new Error('stream failed'), mapError(err)));
-          },
-        );
-      };
-    } else {
-      const run = handler as UnaryHandler<unknown, unknown>;
-      implementation[m.name] = (call: grpc.ServerUnaryCall<unknown, unknown>, callback: grpc.sendUnaryData<unknown>) => {
-        const { info, finished } = callInfo(path, m.name, call);
-        intercept(info, call.request, () => (call.request instanceof Undecodable ? Promise.reject(call.request.error) : run(call.request, info))).then(
-          (res) => {
-            finished();
-            callback(null, res);
-          },
-          (err: unknown) => {
-            finished();
-            callback(mapError(err));
-          },
-        );
-      };
-    }
+    const responseStream = Boolean(m.responseStream);
+    server.addMethod({
+      name: m.name,
+      path: `/${serviceName}/${m.name}`,
+      responseStream,
+      decode: lenientDecoder(reqType, (b) => reqCodec.decode(b)),
+      encode: (v) => resCodec.encode(v as Input<unknown>),
+      mapError,
+      invoke: (request, call, stream) =>
+        intercept(call, request, () => {
+          if (request instanceof Undecodable) return Promise.reject(request.error);
+          return responseStream
+            ? (handler as ServerStreamHandler<unknown, unknown>)(request, stream!, call)
+            : (handler as UnaryHandler<unknown, unknown>)(request, call);
+        }),
+    });
   }
-  server.addService(definition as grpc.ServiceDefinition, implementation);
 }

@@ -8,7 +8,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
-import { bindService, type Handlers } from '../../common/grpc-server.js';
+import { GrpcServer, bindService, type Handlers } from '../../common/grpc-server.js';
 import { ServiceClient, unixChannel } from '../../common/grpc-client.js';
 import { CrispError, isGrpcError, notFound } from '../../common/errors.js';
 import { stringsAsBytesRoot } from '../../common/undecodable-request.js';
@@ -19,13 +19,13 @@ import { ProberName, type ProberMethods } from '../../gen/crisp.test.js';
 async function withProber(fn: (client: ServiceClient<ProberMethods>, raw: (body: Buffer) => Promise<grpc.ServiceError | null>) => Promise<void>): Promise<void> {
   const dir = mkdtempSync(join(tmpdir(), 'crisp-unit-hostile-'));
   const sock = join(dir, 's.sock');
-  const server = new grpc.Server();
+  const server = new GrpcServer();
   const handlers: Handlers<ProberMethods> = {
     Echo: async (req) => ({ text: req.text }),
     Watch: async () => undefined,
   };
   bindService(server, ProberName, handlers, (_call, _req, run) => run(), toStatus);
-  await new Promise<void>((res, rej) => server.bindAsync(`unix://${sock}`, grpc.ServerCredentials.createInsecure(), (e) => (e ? rej(e) : res())));
+  await server.listen(sock);
   const channel = unixChannel(sock);
   const client = new ServiceClient<ProberMethods>(channel, ProberName, () => ({ metadata: {}, timeoutMs: 5000 }));
   const raw = (body: Buffer) =>
@@ -79,11 +79,11 @@ test('status details quoting a huge value are cut to MAX_STATUS_DETAILS, and the
   const status = toStatus(notFound(`container "${huge}" not found`));
   assert.ok(status.details!.length < MAX_STATUS_DETAILS + 100);
   assert.match(status.details!, /characters in all\)$/);
-  const server = new grpc.Server();
+  const server = new GrpcServer();
   const dir = mkdtempSync(join(tmpdir(), 'crisp-unit-hostile-'));
   const sock = join(dir, 's.sock');
   bindService(server, ProberName, { Echo: async (req) => Promise.reject(notFound(`ping "${req.text}" not found`)), Watch: async () => undefined } as Handlers<ProberMethods>, (_c, _r, run) => run(), toStatus);
-  await new Promise<void>((res, rej) => server.bindAsync(`unix://${sock}`, grpc.ServerCredentials.createInsecure(), (e) => (e ? rej(e) : res())));
+  await server.listen(sock);
   const channel = unixChannel(sock);
   const client = new ServiceClient<ProberMethods>(channel, ProberName, () => ({ metadata: {}, timeoutMs: 10_000 }));
   try {

@@ -4,7 +4,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
-import { bindService, type Handlers } from '../../common/grpc-server.js';
+import { GrpcServer, bindService, type Handlers } from '../../common/grpc-server.js';
 import { ServiceClient, unixChannel } from '../../common/grpc-client.js';
 import { codecFor } from '../../common/proto-registry.js';
 import { notFound, isGrpcError } from '../../common/errors.js';
@@ -27,7 +27,7 @@ test('codec keeps int64, maps, oneofs and defaults', () => {
 test('typed server and client round-trip unary, stream and errors over a unix socket', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'crisp-unit-grpc-'));
   const sock = join(dir, 's.sock');
-  const server = new grpc.Server();
+  const server = new GrpcServer();
   const handlers: Handlers<ProberMethods> = {
     Echo: async (req) => {
       if (req.text === 'missing') throw notFound('ping "missing" not found');
@@ -41,7 +41,7 @@ test('typed server and client round-trip unary, stream and errors over a unix so
     code: err instanceof Error && 'grpcCode' in err ? (err as { grpcCode: number }).grpcCode : grpc.status.INTERNAL,
     details: err instanceof Error ? err.message : String(err),
   }));
-  await new Promise<void>((res, rej) => server.bindAsync(`unix://${sock}`, grpc.ServerCredentials.createInsecure(), (e) => (e ? rej(e) : res())));
+  await server.listen(sock);
   const channel = unixChannel(sock);
   const client = new ServiceClient<ProberMethods>(channel, ProberName, () => ({ metadata: { 'x-test': '1' }, timeoutMs: 5000 }));
   try {
@@ -66,7 +66,7 @@ test('typed server and client round-trip unary, stream and errors over a unix so
 test('a call signal aborts when the client cancels a running call, and stays quiet once the call has finished', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'crisp-unit-grpc-'));
   const sock = join(dir, 's.sock');
-  const server = new grpc.Server();
+  const server = new GrpcServer();
   const finishedSignals: AbortSignal[] = [];
   let abortedReason: unknown;
   let running: () => void = () => undefined;
@@ -85,7 +85,7 @@ test('a call signal aborts when the client cancels a running call, and stays qui
     Watch: async () => undefined,
   };
   bindService(server, ProberName, handlers, (_call, _req, run) => run(), () => ({ code: grpc.status.INTERNAL }));
-  await new Promise<void>((res, rej) => server.bindAsync(`unix://${sock}`, grpc.ServerCredentials.createInsecure(), (e) => (e ? rej(e) : res())));
+  await server.listen(sock);
   const channel = unixChannel(sock);
   const client = new ServiceClient<ProberMethods>(channel, ProberName, () => ({ metadata: {}, timeoutMs: 5000 }));
   try {

@@ -1,0 +1,61 @@
+// The parts of gRPC over HTTP/2 (grpc/grpc PROTOCOL-HTTP2.md) that are plain data: length-prefixed
+// messages, the grpc-timeout header and the percent-encoded grpc-message trailer.
+
+/** A message on the wire: 1 byte compressed-flag, 4 bytes big-endian length, the bytes. */
+export const FRAME_HEADER = 5;
+
+export function frameMessage(payload: Uint8Array): Buffer {
+  const out = Buffer.allocUnsafe(FRAME_HEADER + payload.length);
+  out[0] = 0;
+  out.writeUInt32BE(payload.length, 1);
+  out.set(payload, FRAME_HEADER);
+  return out;
+}
+
+export type Unframed =
+  | { kind: 'message'; compressed: boolean; payload: Buffer }
+  | { kind: 'none' }
+  | { kind: 'truncated'; declared: number; have: number }
+  | { kind: 'several' };
+
+/** The one message a unary or server-streaming request carries. */
+export function unframeSingle(body: Buffer): Unframed {
+  if (body.length === 0) return { kind: 'none' };
+  if (body.length < FRAME_HEADER) return { kind: 'truncated', declared: -1, have: body.length };
+  const declared = body.readUInt32BE(1);
+  const end = FRAME_HEADER + declared;
+  if (body.length < end) return { kind: 'truncated', declared, have: body.length - FRAME_HEADER };
+  if (body.length > end) return { kind: 'several' };
+  return { kind: 'message', compressed: body[0] !== 0, payload: body.subarray(FRAME_HEADER, end) };
+}
+
+/** The declared length of the first message, once its 5-byte prefix has arrived (chunks as received). */
+export function declaredLength(chunks: readonly Buffer[]): number | undefined {
+  let have = 0;
+  for (const c of chunks) have += c.length;
+  if (have < FRAME_HEADER) return undefined;
+  const head = chunks[0]!.length >= FRAME_HEADER ? chunks[0]! : Buffer.concat(chunks as Buffer[]);
+  return head.readUInt32BE(1);
+}
+
+const TIMEOUT_UNIT_MS: Record<string, number> = { H: 3_600_000, M: 60_000, S: 1000, m: 1, u: 0.001, n: 0.000_001 };
+
+/** grpc-timeout ("TimeoutValue TimeoutUnit": at most 8 digits, one of H M S m u n) in ms; undefined when malformed. */
+export function parseGrpcTimeout(value: string): number | undefined {
+  const m = /^(\d{1,8})([HMSmun])$/.exec(value);
+  if (!m) return undefined;
+  return Number(m[1]) * TIMEOUT_UNIT_MS[m[2]!]!;
+}
+
+/** Bytes a grpc-message may carry as they are: printable ASCII except '%'. */
+const PLAIN = /^[\x20-\x24\x26-\x7e]*$/;
+
+/** grpc-message value: the UTF-8 bytes of `text`, each outside 0x20–0x7E (and '%') as %XX. */
+export function encodeGrpcMessage(text: string): string {
+  if (PLAIN.test(text)) return text;
+  let out = '';
+  for (const b of Buffer.from(text, 'utf8')) {
+    out += b >= 0x20 && b <= 0x7e && b !== 0x25 ? String.fromCharCode(b) : `%${b.toString(16).toUpperCase().padStart(2, '0')}`;
+  }
+  return out;
+}

@@ -18,6 +18,7 @@ import type { Logger } from '../../common/logger.js';
 import { traced } from '../../common/tracing.js';
 import { ContentStore } from './content-store.js';
 import { IngestFiles } from './ingest-files.js';
+import { BlobFetcher } from './blob-fetcher.js';
 import { Unpacker, chainIds } from './unpack.js';
 import { ImageRecords, CRI_MANAGED_LABEL } from './records.js';
 import { PullProgressFile, RateMeter, pullProgressPath, type LayerProgress, type PullProgress } from './progress.js';
@@ -41,6 +42,13 @@ export interface PullerOptions {
    * are then written to the ingest files directly (see ingest-files.ts); otherwise over the content API.
    */
   contentRoot?: string;
+  /**
+   * With a local content store: download layers on worker threads (blob-fetcher.ts), one per download.
+   * Default true; false keeps every byte on this thread.
+   */
+  downloadWorkers?: boolean;
+  /** The worker launcher (tests pass one with a stand-in worker). */
+  blobFetcher?: BlobFetcher;
   log: Logger;
 }
 
@@ -141,6 +149,8 @@ export class ImagePuller {
   /** In-flight pulls by normalised reference; and blob downloads by digest, shared across pulls. */
   private readonly pulls = new Map<string, Promise<PullResult>>();
   private readonly blobs = new Map<string, Promise<void>>();
+  /** Downloads on worker threads, into local ingest files; unset: on this thread. */
+  private readonly fetcher: BlobFetcher | undefined;
 
   constructor(
     private readonly ctd: ContainerdClient,
@@ -149,6 +159,7 @@ export class ImagePuller {
     private readonly opts: PullerOptions,
   ) {
     this.content = new ContentStore(ctd, opts.contentRoot !== undefined ? new IngestFiles(opts.contentRoot, ctd.options.namespace) : undefined);
+    if (opts.contentRoot !== undefined && opts.downloadWorkers !== false) this.fetcher = opts.blobFetcher ?? new BlobFetcher();
     this.unpacker = new Unpacker(ctd, opts.snapshotter);
   }
 
@@ -345,16 +356,31 @@ export class ImagePuller {
     progress.start();
     try {
       let resumedAt = 0;
+      const resumeFrom = (offset: number) => {
+        // A fill that fell back to `open` reports the same offset once.
+        if (offset > resumedAt) progress.resumed(offset - resumedAt);
+        resumedAt = offset;
+      };
+      const fetcher = this.fetcher;
       await this.content.write({
         ref: iref,
         digest: desc.digest,
         size: desc.size,
         open: async (offset) => {
-          resumedAt = offset;
-          if (offset > 0) progress.resumed(offset);
+          resumeFrom(offset);
           const blob = await this.registry.fetchBlob(ref, desc, { auth: auth ?? null, signal, offset });
           return { stream: blob.stream, origin: blob.endpoint || ref.domain };
         },
+        ...(fetcher
+          ? {
+              fill: async (file: string, offset: number) => {
+                resumeFrom(offset);
+                const request = await this.registry.blobRequest(ref, desc, { auth: auth ?? null, offset });
+                if (!request) return false;
+                return fetcher.fetch({ request, file, offset, size: desc.size, digest: desc.digest }, signal, progress.bytes);
+              },
+            }
+          : {}),
         labels,
         opts: { ...Ctd.withLease(lease), signal },
         onBytes: progress.bytes,

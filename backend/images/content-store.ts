@@ -38,6 +38,8 @@ export interface WriteArgs {
    * Only called when the data file is local. A ContentMismatchError discards the ingest.
    */
   fill?: (path: string, offset: number) => Promise<boolean>;
+  /** Every byte of the blob is in the store's hands; verify and commit follow. */
+  onReceived?: () => void;
 }
 
 /** Another writer still holds the ingest ref. */
@@ -137,12 +139,14 @@ export class ContentStore {
           // Nothing more is expected before the server closes; drain whatever comes.
         }
         if (!(await this.fillElsewhere(file, offset, args, state))) await this.fillFile(file, offset, args, state);
+        args.onReceived?.();
         second = this.ctd.content.duplex('Write', args.opts);
         const held = await this.stat(second, args, state);
         if (held !== size) throw unavailable(`ingest ${ref} holds ${held} of ${size} bytes after writing its file`);
         await this.commit(second, args, state, 0);
       } else {
         const sent = await this.streamToCall(call, offset, args, state);
+        args.onReceived?.();
         await this.commit(call, args, state, sent);
       }
     } catch (err) {

@@ -129,6 +129,8 @@ export class RegistryClient {
   private readonly maxRedirects: number;
   /** Hosts found to speak plain HTTP behind an httpFallback endpoint. */
   private readonly plainHttp = new Set<string>();
+  /** Endpoint hosts that have given an HTTP answer (any status): blobRequest skips the others. */
+  private readonly answered = new Set<string>();
 
   constructor(private readonly options: RegistryClientOptions = {}) {
     this.transport = new HttpTransport(options.userAgent ?? 'crisp/0.1');
@@ -218,8 +220,10 @@ export class RegistryClient {
   }
 
   /**
-   * A blob GET ready to be sent by someone else (a download worker): the first endpoint allowed to pull,
-   * with the Authorization header this client would send now (a cached token or Basic credentials; none
+   * A blob GET ready to be sent by someone else (a download worker): the first endpoint allowed to pull
+   * that has answered this client before (the pull's manifest and config requests went first; a mirror
+   * that never answers is left to fetchBlob, so the worker does not wait out its timeouts), with the
+   * Authorization header this client would send now (a cached token or Basic credentials; none
    * before the registry's first challenge), the TLS settings and timeouts. Anything the sender cannot
    * handle by itself (401, 403, an error status, no answer) is for fetchBlob to redo: it knows the
    * challenges, the mirrors and the error classes. Redirects are the sender's to follow, sending
@@ -230,7 +234,7 @@ export class RegistryClient {
     parseDigest(desc.digest);
     const offset = opts.offset ?? 0;
     if (offset < 0 || offset >= desc.size) return undefined;
-    const ep = endpointsFor('pull', await loadEndpoints(ctx.ref.domain, this.options.hosts))[0];
+    const ep = endpointsFor('pull', await loadEndpoints(ctx.ref.domain, this.options.hosts)).find((e) => this.answered.has(e.host));
     if (!ep) return undefined;
     const scheme = ep.httpFallback && this.plainHttp.has(ep.host) ? 'http' : ep.scheme;
     const query = ep.mirror ? `?ns=${encodeURIComponent(ctx.ref.domain)}` : '';
@@ -468,12 +472,16 @@ export class RegistryClient {
         ...(signal ? { signal } : {}),
       });
     try {
-      return await request(scheme);
+      const res = await request(scheme);
+      this.answered.add(ep.host);
+      return res;
     } catch (err) {
       if (scheme === 'https' && ep.httpFallback && err instanceof TransportError && err.notTls) {
         this.options.logger?.debug({ host: ep.host }, 'registry does not speak TLS; using plain HTTP');
         this.plainHttp.add(ep.host);
-        return request('http');
+        const res = await request('http');
+        this.answered.add(ep.host);
+        return res;
       }
       throw err;
     }

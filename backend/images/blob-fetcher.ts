@@ -58,7 +58,7 @@ export class FetchPool {
   /**
    * Download the rest of a blob into `job.file`. Resolves true when the file holds the whole blob, false
    * when nothing was written and the caller should use its own path (the worker met an answer it leaves to
-   * the main thread's client). Settles only once the worker is done with the file (it answered, or it
+   * the main thread's client, or it ended before a byte arrived). Settles only once the worker is done with the file (it answered, or it
    * ended), so nothing writes to the file afterwards. A broken download or a dead worker is UNAVAILABLE
    * with the bytes written so far kept (the next attempt resumes); too many bytes is a
    * ContentMismatchError.
@@ -172,6 +172,9 @@ function settle(r: { end?: FetchEnd; error?: Error; received: number }, job: Fet
   if (end?.type === 'done') return true;
   if (signal?.aborted) throw cancelled(signal, what);
   if (end?.type === 'fallback' && r.received === 0) return false;
+  // A worker that ended before reporting a byte (it could not start): the main thread's path can still
+  // do the job. Bytes it wrote unreported are the blob's own at their own offsets, written over again.
+  if (!end && r.received === 0) return false;
   if (!end) {
     const at = job.offset + r.received;
     throw unavailable(`${what}: download worker ended at byte ${at} of ${job.size}${r.error ? `: ${r.error.message}` : ''}`, r.error);

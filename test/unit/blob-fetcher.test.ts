@@ -206,6 +206,15 @@ describe('BlobFetcher', () => {
     }
   });
 
+  test('a worker that cannot start leaves the job to the caller', async () => {
+    const broken = new BlobFetcher(new URL('../lib/no-such-worker.js', import.meta.url)).pool(1);
+    try {
+      assert.equal(await broken.fetch(job(host, '/blob'), undefined, () => undefined), false);
+    } finally {
+      await broken.close();
+    }
+  });
+
   test('a worker that dies mid-download: UNAVAILABLE naming it, its bytes kept; the next job gets a new worker', async () => {
     const dying = new BlobFetcher(new URL('../lib/dying-fetch-worker.js', import.meta.url)).pool(1);
     try {

@@ -32,6 +32,14 @@ export interface WriteArgs {
   labels?: Record<string, string>;
   opts?: CallOptions;
   onBytes?: (n: number) => void;
+  /**
+   * Fill the ingest's data file `path` from `offset` to the end by other means (a download worker, see
+   * blob-fetcher.ts), reporting its bytes itself; false when it wrote nothing and `open` should be used.
+   * Only called when the data file is local. A ContentMismatchError discards the ingest.
+   */
+  fill?: (path: string, offset: number) => Promise<boolean>;
+  /** Every byte of the blob is in the store's hands; verify and commit follow. */
+  onReceived?: () => void;
 }
 
 /** Another writer still holds the ingest ref. */
@@ -130,13 +138,15 @@ export class ContentStore {
         while (await call.read()) {
           // Nothing more is expected before the server closes; drain whatever comes.
         }
-        await this.fillFile(file, offset, args, state);
+        if (!(await this.fillElsewhere(file, offset, args, state))) await this.fillFile(file, offset, args, state);
+        args.onReceived?.();
         second = this.ctd.content.duplex('Write', args.opts);
         const held = await this.stat(second, args, state);
         if (held !== size) throw unavailable(`ingest ${ref} holds ${held} of ${size} bytes after writing its file`);
         await this.commit(second, args, state, 0);
       } else {
         const sent = await this.streamToCall(call, offset, args, state);
+        args.onReceived?.();
         await this.commit(call, args, state, sent);
       }
     } catch (err) {
@@ -245,6 +255,17 @@ export class ContentStore {
     }
     if (pendingBytes > 0) await flush();
     return sent;
+  }
+
+  /** `args.fill`, with bad content marked for discarding. */
+  private async fillElsewhere(path: string, offset: number, args: WriteArgs, state: WriteState): Promise<boolean> {
+    if (!args.fill) return false;
+    try {
+      return await args.fill(path, offset);
+    } catch (err) {
+      if (err instanceof ContentMismatchError) state.discard = true;
+      throw err;
+    }
   }
 
   /** Write the rest of the blob into the ingest's data file at `offset`, in order, flushed to the file. */

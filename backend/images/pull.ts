@@ -18,6 +18,7 @@ import type { Logger } from '../../common/logger.js';
 import { traced } from '../../common/tracing.js';
 import { ContentStore } from './content-store.js';
 import { IngestFiles } from './ingest-files.js';
+import { BlobFetcher, type FetchPool } from './blob-fetcher.js';
 import { Unpacker, chainIds } from './unpack.js';
 import { ImageRecords, CRI_MANAGED_LABEL } from './records.js';
 import { PullProgressFile, RateMeter, pullProgressPath, type LayerProgress, type PullProgress } from './progress.js';
@@ -41,6 +42,13 @@ export interface PullerOptions {
    * are then written to the ingest files directly (see ingest-files.ts); otherwise over the content API.
    */
   contentRoot?: string;
+  /**
+   * With a local content store: download layers on worker threads (blob-fetcher.ts), a pool per pull of
+   * at most maxConcurrentDownloads. Default true; false keeps every byte on this thread.
+   */
+  downloadWorkers?: boolean;
+  /** The worker launcher (tests pass one with a stand-in worker). */
+  blobFetcher?: BlobFetcher;
   log: Logger;
 }
 
@@ -83,6 +91,8 @@ interface DownloadProgress {
   /** Bytes an earlier attempt left in the store. */
   resumed: (n: number) => void;
   bytes: (n: number) => void;
+  /** Every byte is in; containerd has yet to verify and commit them. */
+  received: () => void;
   end: () => void;
 }
 
@@ -141,6 +151,8 @@ export class ImagePuller {
   /** In-flight pulls by normalised reference; and blob downloads by digest, shared across pulls. */
   private readonly pulls = new Map<string, Promise<PullResult>>();
   private readonly blobs = new Map<string, Promise<void>>();
+  /** Downloads on worker threads, into local ingest files; unset: on this thread. */
+  private readonly fetcher: BlobFetcher | undefined;
 
   constructor(
     private readonly ctd: ContainerdClient,
@@ -149,6 +161,7 @@ export class ImagePuller {
     private readonly opts: PullerOptions,
   ) {
     this.content = new ContentStore(ctd, opts.contentRoot !== undefined ? new IngestFiles(opts.contentRoot, ctd.options.namespace) : undefined);
+    if (opts.contentRoot !== undefined && opts.downloadWorkers !== false) this.fetcher = opts.blobFetcher ?? new BlobFetcher();
     this.unpacker = new Unpacker(ctd, opts.snapshotter);
   }
 
@@ -184,6 +197,9 @@ export class ImagePuller {
       options.onProgress?.(p);
       return p;
     };
+    // The pull's download workers, started on first use and ended with the pull.
+    let pool: FetchPool | undefined;
+    const workers = this.fetcher ? () => (pool ??= this.fetcher!.pool(this.opts.maxConcurrentDownloads)) : undefined;
     const tick = setInterval(() => {
       const now = Date.now();
       // Unpacking and metadata writes move no bytes; only downloads in flight can stall.
@@ -223,24 +239,35 @@ export class ImagePuller {
           p.catch(() => undefined);
           return { p, resolve, reject };
         });
+        // A download holds its slot until its bytes are in, not through containerd's verify and commit: the
+        // next layer's bytes can flow meanwhile. `fetches` are the whole downloads.
+        const fetches: Promise<void>[] = [];
         const downloads = forEachLimited(layers, this.opts.maxConcurrentDownloads, abort.signal, async (layer, i) => {
-          try {
-            const spanned = { 'oci.layer.digest': layer.digest, 'oci.layer.size': layer.size, 'oci.layer.index': i };
-            await traced('pull.fetch', spanned, () => this.fetchBlob(ref, layer, { 'containerd.io/uncompressed': diffIds[i]!, [source]: ref.path }, leaseId, abort.signal, options.auth, {
-              start: () => meter.active.add(layer.digest),
-              resumed: (n) => meter.resume(i, n),
-              bytes: (n) => meter.bytes(i, n),
-              end: () => meter.active.delete(layer.digest),
-            }));
-            meter.done += layer.size - meter.layers[i]!.done;
-            meter.layers[i]!.done = layer.size;
-            downloaded[i]!.resolve();
-          } catch (err) {
-            downloaded[i]!.reject(err);
-            // One failed layer fails the pull: stop the others now rather than after the unpack loop gets there.
-            if (!abort.signal.aborted) abort.abort(err);
-            throw err;
-          }
+          let received!: () => void;
+          const slot = new Promise<void>((res) => (received = res));
+          const fetch = (async () => {
+            try {
+              const spanned = { 'oci.layer.digest': layer.digest, 'oci.layer.size': layer.size, 'oci.layer.index': i };
+              await traced('pull.fetch', spanned, () => this.fetchBlob(ref, layer, { 'containerd.io/uncompressed': diffIds[i]!, [source]: ref.path }, leaseId, abort.signal, options.auth, {
+                start: () => meter.active.add(layer.digest),
+                resumed: (n) => meter.resume(i, n),
+                bytes: (n) => meter.bytes(i, n),
+                received,
+                end: () => meter.active.delete(layer.digest),
+              }, workers));
+              meter.done += layer.size - meter.layers[i]!.done;
+              meter.layers[i]!.done = layer.size;
+              downloaded[i]!.resolve();
+            } catch (err) {
+              downloaded[i]!.reject(err);
+              // One failed layer fails the pull: stop the others now rather than after the unpack loop gets there.
+              if (!abort.signal.aborted) abort.abort(err);
+              throw err;
+            }
+          })();
+          fetch.catch(() => undefined);
+          fetches.push(fetch);
+          await Promise.race([slot, fetch]);
         });
         downloads.catch(() => undefined);
         // Unpack in order, each layer as soon as it is in the store.
@@ -249,6 +276,7 @@ export class ImagePuller {
           await traced('pull.unpack', { 'oci.layer.digest': layers[i]!.digest, 'oci.layer.index': i }, () => this.unpacker.applyLayer(layers[i]!, diffIds[i]!, chains[i]!, i === 0 ? '' : chains[i - 1]!, callOpts));
         }
         await downloads;
+        await Promise.all(fetches);
       } catch (err) {
         // The first cause wins: a stall or the layer that failed, not the cancellations that followed.
         const cause: unknown = abort.signal.aborted ? abort.signal.reason : err;
@@ -284,6 +312,7 @@ export class ImagePuller {
       throw withContext(`pulling "${name}"`, err);
     } finally {
       clearInterval(tick);
+      await pool?.close();
       await file?.close();
       await this.ctd.leases.unary('Delete', { id: leaseId, sync: false }).catch((err: unknown) => {
         log.warn({ lease: leaseId, err: errorMessage(err) }, 'deleting pull lease failed');
@@ -303,6 +332,7 @@ export class ImagePuller {
     signal: AbortSignal,
     auth: RegistryAuth | null | undefined,
     progress: DownloadProgress,
+    workers: (() => FetchPool) | undefined,
   ): Promise<void> {
     let shared = this.blobs.get(desc.digest);
     if (!shared) {
@@ -318,7 +348,7 @@ export class ImagePuller {
             if (!isNotFound(err)) throw err;
           }
         }
-        await this.download(ref, desc, labels, pullLease, signal, auth, progress);
+        await this.download(ref, desc, labels, pullLease, signal, auth, progress, workers);
       })().finally(() => this.blobs.delete(desc.digest));
       this.blobs.set(desc.digest, shared);
     }
@@ -338,6 +368,7 @@ export class ImagePuller {
     signal: AbortSignal,
     auth: RegistryAuth | null | undefined,
     progress: DownloadProgress,
+    workers: (() => FetchPool) | undefined,
   ): Promise<void> {
     const lease = downloadLeaseId(desc.digest);
     const iref = ingestRef(desc.digest);
@@ -345,16 +376,31 @@ export class ImagePuller {
     progress.start();
     try {
       let resumedAt = 0;
+      const resumeFrom = (offset: number) => {
+        // A fill that fell back to `open` reports the same offset once.
+        if (offset > resumedAt) progress.resumed(offset - resumedAt);
+        resumedAt = offset;
+      };
       await this.content.write({
         ref: iref,
         digest: desc.digest,
         size: desc.size,
         open: async (offset) => {
-          resumedAt = offset;
-          if (offset > 0) progress.resumed(offset);
+          resumeFrom(offset);
           const blob = await this.registry.fetchBlob(ref, desc, { auth: auth ?? null, signal, offset });
           return { stream: blob.stream, origin: blob.endpoint || ref.domain };
         },
+        onReceived: progress.received,
+        ...(workers
+          ? {
+              fill: async (file: string, offset: number) => {
+                resumeFrom(offset);
+                const request = await this.registry.blobRequest(ref, desc, { auth: auth ?? null, offset });
+                if (!request) return false;
+                return workers().fetch({ request, file, offset, size: desc.size, digest: desc.digest }, signal, progress.bytes);
+              },
+            }
+          : {}),
         labels,
         opts: { ...Ctd.withLease(lease), signal },
         onBytes: progress.bytes,

@@ -21,7 +21,7 @@ import {
 } from './oci.js';
 import { hostPlatform, pickPlatform } from './platform.js';
 import { manifestObject, parseImageReference, referenceString, type ImageReference } from './reference.js';
-import { DEFAULT_TIMEOUTS, HttpTransport, TransportError, discardBody, readBody, type HttpResponse, type Timeouts } from './transport.js';
+import { DEFAULT_TIMEOUTS, HttpTransport, TransportError, discardBody, readBody, type HttpResponse, type Timeouts, type TlsSettings } from './transport.js';
 import { ContentMismatchError } from './verify.js';
 
 /** Manifests and configs are small; a bigger answer is a broken or hostile registry. */
@@ -98,6 +98,20 @@ export interface ResolvedImage {
   config: ImageConfig;
 }
 
+/** See RegistryClient.blobRequest. Holds a credential: never log it whole. */
+export interface PreparedBlobRequest {
+  url: string;
+  /** Everything but the Authorization header (the endpoint's configured headers, Range, User-Agent). */
+  headers: Record<string, string>;
+  /** Sent to `url`'s origin only, never after a redirect to another origin. */
+  authorization?: string;
+  tls: TlsSettings;
+  timeouts: Timeouts;
+  maxRedirects: number;
+  /** The endpoint's host, for messages. */
+  endpoint: string;
+}
+
 /** Per-call context: the reference, its parsed credentials, the auth scope. */
 interface CallContext {
   ref: ImageReference;
@@ -115,6 +129,8 @@ export class RegistryClient {
   private readonly maxRedirects: number;
   /** Hosts found to speak plain HTTP behind an httpFallback endpoint. */
   private readonly plainHttp = new Set<string>();
+  /** Endpoint hosts that have given an HTTP answer (any status): blobRequest skips the others. */
+  private readonly answered = new Set<string>();
 
   constructor(private readonly options: RegistryClientOptions = {}) {
     this.transport = new HttpTransport(options.userAgent ?? 'crisp/0.1');
@@ -201,6 +217,40 @@ export class RegistryClient {
       const stream: Readable = offset > 0 ? res.body.pipe(skipBytes(offset, res.body)) : res.body;
       return { stream, offset, size: desc.size, endpoint: ep.host };
     });
+  }
+
+  /**
+   * A blob GET ready to be sent by someone else (a download worker): the first endpoint allowed to pull
+   * that has answered this client before (the pull's manifest and config requests went first; a mirror
+   * that never answers is left to fetchBlob, so the worker does not wait out its timeouts), with the
+   * Authorization header this client would send now (a cached token or Basic credentials; none
+   * before the registry's first challenge), the TLS settings and timeouts. Anything the sender cannot
+   * handle by itself (401, 403, an error status, no answer) is for fetchBlob to redo: it knows the
+   * challenges, the mirrors and the error classes. Redirects are the sender's to follow, sending
+   * `authorization` only to `url`'s origin.
+   */
+  async blobRequest(reference: string | ImageReference, desc: Descriptor, opts: BlobRequestOptions = {}): Promise<PreparedBlobRequest | undefined> {
+    const ctx = this.context(reference, opts);
+    parseDigest(desc.digest);
+    const offset = opts.offset ?? 0;
+    if (offset < 0 || offset >= desc.size) return undefined;
+    const ep = endpointsFor('pull', await loadEndpoints(ctx.ref.domain, this.options.hosts)).find((e) => this.answered.has(e.host));
+    if (!ep) return undefined;
+    const scheme = ep.httpFallback && this.plainHttp.has(ep.host) ? 'http' : ep.scheme;
+    const query = ep.mirror ? `?ns=${encodeURIComponent(ctx.ref.domain)}` : '';
+    const headers: Record<string, string> = { 'user-agent': this.transport.userAgent };
+    for (const [k, v] of Object.entries(ep.header)) headers[k.toLowerCase()] = v.join(', ');
+    if (offset > 0) headers.range = `bytes=${offset}-`;
+    const authorization = await this.authorizer.authorization(ep.host, ctx.scopes, credentialsForEndpoint(ctx, ep));
+    return {
+      url: `${scheme}://${ep.host}${ep.path}/${ctx.ref.path}/blobs/${desc.digest}${query}`,
+      headers,
+      ...(authorization ? { authorization } : {}),
+      tls: { caFiles: ep.caFiles, clientCertificates: ep.clientCertificates, skipVerify: ep.skipVerify },
+      timeouts: this.timeoutsFor(ep),
+      maxRedirects: this.maxRedirects,
+      endpoint: ep.host,
+    };
   }
 
   /** A small blob (an image config) read whole and verified. */
@@ -422,12 +472,16 @@ export class RegistryClient {
         ...(signal ? { signal } : {}),
       });
     try {
-      return await request(scheme);
+      const res = await request(scheme);
+      this.answered.add(ep.host);
+      return res;
     } catch (err) {
       if (scheme === 'https' && ep.httpFallback && err instanceof TransportError && err.notTls) {
         this.options.logger?.debug({ host: ep.host }, 'registry does not speak TLS; using plain HTTP');
         this.plainHttp.add(ep.host);
-        return request('http');
+        const res = await request('http');
+        this.answered.add(ep.host);
+        return res;
       }
       throw err;
     }

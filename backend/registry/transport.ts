@@ -65,7 +65,7 @@ export class HttpTransport {
   private readonly agents = new Map<string, http.Agent>();
   private readonly pending = new Map<string, Promise<http.Agent>>();
 
-  constructor(private readonly userAgent: string) {}
+  constructor(readonly userAgent: string) {}
 
   async request(req: HttpRequest): Promise<HttpResponse> {
     const agent = await this.agentFor(req.url.protocol, req.tls);

@@ -101,6 +101,27 @@ describe('image pull robustness', () => {
     assert.equal(await contentInfo(bad), 'present');
   });
 
+  test('an overlong layer (the download worker sees more bytes than the manifest says) fails the pull; nothing is kept', async () => {
+    const img = uniqueImage(2);
+    const repo = 'e2e/overlong';
+    await registry.push(img, repo, 'v1');
+    const bad = img.manifest.layers[0]!.digest;
+    proxy.addRule({ path: blobPath(repo, bad), action: { kind: 'extra', bytes: 4096 } });
+    const ref = `${proxy.host}/${repo}:v1`;
+
+    await assert.rejects(pull(ref), (err: unknown) => {
+      assert.ok(isGrpcError(err, grpc.status.FAILED_PRECONDITION), `FAILED_PRECONDITION, got ${String(err)}`);
+      assert.ok(err.details.includes(bad) && /more data than the expected/.test(err.details), `the error names the digest and the cause: ${err.details}`);
+      return true;
+    });
+    assert.equal(await imageStatus(ref), null, 'no image record');
+    assert.equal(await contentInfo(bad), 'absent', 'the blob is not committed');
+    assert.equal(await ingestStatus(bad), undefined, 'and its partial data is not kept');
+
+    proxy.clearRules();
+    assert.equal(await pull(ref), img.manifest.config.digest, 'a clean pull succeeds');
+  });
+
   test('an interrupted layer download fails the pull; the retry resumes with a Range request', async () => {
     const big = await largeImage({ sizeMB: 24, layers: 3, seed: uniqueId('resume-'), withBusybox: false });
     images.push(big);

@@ -137,6 +137,36 @@ test('redirected blob downloads do not carry the registry credentials', async ()
   }
 });
 
+test('blobRequest: the first pull endpoint that has answered, with the Authorization it would send; a silent mirror is skipped', async () => {
+  const basic = `Basic ${Buffer.from('u:p').toString('base64')}`;
+  const server = await fake((req, res) => {
+    if (req.headers.authorization !== basic) return res.writeHead(401, { 'www-authenticate': 'Basic realm="r"' }).end();
+    res.writeHead(200, { 'content-type': MediaType.ociManifest, 'docker-content-digest': sha(manifestBytes), 'content-length': manifestBytes.length });
+    res.end(req.method === 'HEAD' ? undefined : manifestBytes);
+  });
+  const config = mkdtempSync(join(tmpdir(), 'crisp-unit-client-'));
+  dirs.push(config);
+  mkdirSync(join(config, 'reg.example'));
+  // Port 1 on loopback: nothing listens, the mirror never answers.
+  writeFileSync(join(config, 'reg.example', 'hosts.toml'), `server = "http://${server.host}"\n[host."http://127.0.0.1:1"]\n  header = { X-Extra = "x" }\n`);
+  const c = plainClient({ hosts: { configPath: config } });
+  const auth = { username: 'u', password: 'p' };
+  try {
+    assert.equal(await c.blobRequest('reg.example/a/b:t', blobDesc, { auth }), undefined, 'no endpoint has answered yet');
+    await c.resolve('reg.example/a/b:t', { auth });
+    const r = await c.blobRequest('reg.example/a/b:t', blobDesc, { auth, offset: 10 });
+    assert.ok(r);
+    assert.equal(r.url, `http://${server.host}/v2/a/b/blobs/${blobDesc.digest}`);
+    assert.equal(r.endpoint, server.host);
+    assert.equal(r.authorization, basic);
+    assert.equal(r.headers.range, 'bytes=10-');
+    assert.equal(r.headers['x-extra'], undefined, 'the mirror\'s headers are not the server\'s');
+    assert.equal(await c.blobRequest('reg.example/a/b:t', blobDesc, { auth, offset: blobDesc.size }), undefined, 'nothing left to fetch');
+  } finally {
+    c.close();
+  }
+});
+
 test('a server that ignores Range still yields bytes from the offset', async () => {
   const f = await fake((_req, res) => res.writeHead(200, { 'content-length': blob.length }).end(blob));
   const c = plainClient();

@@ -1,0 +1,194 @@
+// Blob downloads on worker threads. A pull opens a pool (BlobFetcher.pool) of at most its download
+// concurrency, whose workers are started on first use, reused for the pull's later layers (starting a
+// worker costs tens of milliseconds of CPU, hundreds on a loaded machine) and ended when the pull ends, so
+// an idle crispd holds no extra threads or heap. A worker (blob-fetch-worker.ts) writes the body into the
+// ingest's data file; the main thread only prepares the request (auth), counts the progress and turns the
+// worker's answer into a result. Digest and size are still containerd's to verify at commit
+// (content-store.ts).
+import { Worker } from 'node:worker_threads';
+import type { PreparedBlobRequest } from '../registry/client.js';
+import { ContentMismatchError } from '../registry/verify.js';
+import { CrispError, unavailable } from '../../common/errors.js';
+
+/** What a worker is given. */
+export interface FetchJob {
+  request: PreparedBlobRequest;
+  /** The ingest's data file, written from `offset` on. */
+  file: string;
+  offset: number;
+  size: number;
+  digest: string;
+}
+
+/** How a worker's job ended (`at`: the bytes the file holds). */
+export type FetchEnd = { type: 'done' } | { type: 'fallback' | 'broken' | 'overlong' | 'aborted' | 'io'; message: string; at: number };
+export type FetchMessage = { type: 'bytes'; n: number } | FetchEnd;
+
+/** How long a worker may take to stop after an abort before it is terminated. */
+const ABORT_GRACE_MS = 2000;
+
+export class BlobFetcher {
+  /** `script`: the worker's module (tests pass a stand-in). */
+  constructor(private readonly script: URL = new URL('./blob-fetch-worker.js', import.meta.url)) {}
+
+  /** A pool of at most `size` workers for one pull; close() it when the pull ends. */
+  pool(size: number): FetchPool {
+    return new FetchPool(this.script, Math.max(1, size));
+  }
+}
+
+export class FetchPool {
+  private readonly idle: Worker[] = [];
+  private readonly all = new Set<Worker>();
+  private readonly waiting: (() => void)[] = [];
+  /** Jobs in flight, settled once their worker is done with the file. */
+  private readonly running = new Set<Promise<unknown>>();
+  private closed = false;
+
+  constructor(
+    private readonly script: URL,
+    private readonly size: number,
+  ) {}
+
+  /** Workers running (busy or idle), for tests. */
+  get workers(): number {
+    return this.all.size;
+  }
+
+  /**
+   * Download the rest of a blob into `job.file`. Resolves true when the file holds the whole blob, false
+   * when nothing was written and the caller should use its own path (the worker met an answer it leaves to
+   * the main thread's client, or it ended before a byte arrived). Settles only once the worker is done with the file (it answered, or it
+   * ended), so nothing writes to the file afterwards. A broken download or a dead worker is UNAVAILABLE
+   * with the bytes written so far kept (the next attempt resumes); too many bytes is a
+   * ContentMismatchError.
+   */
+  async fetch(job: FetchJob, signal: AbortSignal | undefined, onBytes: (n: number) => void): Promise<boolean> {
+    const what = `${job.request.endpoint}: blob ${job.digest}`;
+    const worker = await this.acquire(signal, what);
+    let reusable = false;
+    try {
+      const running = this.run(worker, job, signal, onBytes);
+      this.running.add(running);
+      void running.finally(() => this.running.delete(running));
+      const end = await running;
+      reusable = end.reusable;
+      return settle(end, job, signal, what);
+    } finally {
+      this.release(worker, reusable);
+    }
+  }
+
+  /**
+   * End every worker, once the jobs in flight have ended: a failed pull aborts its downloads, and a worker
+   * is given the time to write what arrived (the next pull resumes after it) before it is terminated.
+   */
+  async close(): Promise<void> {
+    this.closed = true;
+    this.waiting.splice(0).forEach((wake) => wake());
+    await Promise.all(this.running);
+    const workers = [...this.all];
+    this.all.clear();
+    this.idle.length = 0;
+    await Promise.all(workers.map((w) => w.terminate()));
+  }
+
+  private async acquire(signal: AbortSignal | undefined, what: string): Promise<Worker> {
+    for (;;) {
+      if (signal?.aborted) throw cancelled(signal, what);
+      if (this.closed) throw new CrispError('CANCELLED', `${what}: the pull's download workers are closed`);
+      const idle = this.idle.pop();
+      if (idle) return idle;
+      if (this.all.size < this.size) {
+        const w = new Worker(this.script);
+        // A worker's own error ends it; the job in flight learns of it from 'exit'.
+        w.on('error', () => undefined);
+        w.once('exit', () => {
+          this.all.delete(w);
+          const i = this.idle.indexOf(w);
+          if (i >= 0) this.idle.splice(i, 1);
+          this.waiting.shift()?.();
+        });
+        this.all.add(w);
+        return w;
+      }
+      await new Promise<void>((wake) => this.waiting.push(wake));
+    }
+  }
+
+  private release(worker: Worker, reusable: boolean): void {
+    if (reusable && !this.closed && this.all.has(worker)) {
+      this.idle.push(worker);
+      this.waiting.shift()?.();
+    } else if (this.all.has(worker)) {
+      // Its 'exit' wakes a waiter.
+      void worker.terminate();
+    }
+  }
+
+  /** One job on `worker`: its answer, or undefined when the worker ended without one. */
+  private run(worker: Worker, job: FetchJob, signal: AbortSignal | undefined, onBytes: (n: number) => void): Promise<{ end?: FetchEnd; error?: Error; received: number; reusable: boolean }> {
+    return new Promise((resolve) => {
+      let received = 0;
+      let error: Error | undefined;
+      let killTimer: NodeJS.Timeout | undefined;
+      const onAbort = () => {
+        worker.postMessage({ type: 'abort' });
+        killTimer = setTimeout(() => void worker.terminate(), ABORT_GRACE_MS);
+      };
+      const onMessage = (m: FetchMessage) => {
+        if (m.type === 'bytes') {
+          received += m.n;
+          onBytes(m.n);
+          return;
+        }
+        done();
+        resolve({ end: m, received, reusable: true });
+      };
+      const onError = (err: Error) => (error = err);
+      const onExit = () => {
+        done();
+        resolve({ ...(error ? { error } : {}), received, reusable: false });
+      };
+      const done = () => {
+        clearTimeout(killTimer);
+        signal?.removeEventListener('abort', onAbort);
+        worker.off('message', onMessage);
+        worker.off('error', onError);
+        worker.off('exit', onExit);
+      };
+      worker.on('message', onMessage);
+      worker.on('error', onError);
+      worker.once('exit', onExit);
+      signal?.addEventListener('abort', onAbort, { once: true });
+      worker.postMessage({ type: 'job', job });
+      if (signal?.aborted) onAbort();
+    });
+  }
+}
+
+function settle(r: { end?: FetchEnd; error?: Error; received: number }, job: FetchJob, signal: AbortSignal | undefined, what: string): boolean {
+  const { end } = r;
+  if (end?.type === 'done') return true;
+  if (signal?.aborted) throw cancelled(signal, what);
+  if (end?.type === 'fallback' && r.received === 0) return false;
+  // A worker that ended before reporting a byte (it could not start): the main thread's path can still
+  // do the job. Bytes it wrote unreported are the blob's own at their own offsets, written over again.
+  if (!end && r.received === 0) return false;
+  if (!end) {
+    const at = job.offset + r.received;
+    throw unavailable(`${what}: download worker ended at byte ${at} of ${job.size}${r.error ? `: ${r.error.message}` : ''}`, r.error);
+  }
+  switch (end.type) {
+    case 'overlong':
+      throw new ContentMismatchError(job.digest, `${what}: ${end.message}`);
+    case 'io':
+      throw new Error(`${what}: writing ${job.file}: ${end.message}`);
+    default:
+      throw unavailable(`${what}: download broke off at byte ${end.at} of ${job.size}: ${end.message}`);
+  }
+}
+
+function cancelled(signal: AbortSignal, what: string): Error {
+  return signal.reason instanceof Error ? signal.reason : new CrispError('CANCELLED', `${what}: download cancelled`);
+}

@@ -85,8 +85,8 @@ export class WarmShims implements PodShims {
 
   warm(podId: string, opts: { afterShimExit?: boolean } = {}): void {
     if (this.starting.has(podId)) return;
-    const started = (opts.afterShimExit ? this.waitGroupFree(podId) : Promise.resolve())
-      .then(() => this.start(podId))
+    const started = (opts.afterShimExit ? this.waitGroupFree(podId) : Promise.resolve(true))
+      .then((free) => (free ? this.start(podId) : undefined))
       .catch((err: unknown) => this.opts.log.warn({ pod: podId.slice(0, 12), err: errorMessage(err) }, 'warm shim did not start; the first container starts one'))
       .finally(() => this.starting.delete(podId));
     this.starting.set(podId, started);
@@ -116,11 +116,13 @@ export class WarmShims implements PodShims {
 
   /**
    * A shim told to shut down still answers on its socket for a moment; a `start` then would join the
-   * exiting shim instead of starting one. Waits (up to ~1 s) until the socket is gone.
+   * exiting shim instead of starting one. Waits (up to ~1 s) until the socket is gone; false if it stays.
    */
-  private async waitGroupFree(podId: string): Promise<void> {
+  private async waitGroupFree(podId: string): Promise<boolean> {
     const path = this.groupSocket(podId);
     for (let i = 0; i < 40 && existsSync(path); i++) await sleep(25);
+    // Still there: a shim serves the pod again (a container started meanwhile); nothing to warm.
+    return !existsSync(path);
   }
 
   /** The FIFO every warm shim writes its log to (`log` in a shim's directory links to it), drained from the first warm-up on. */

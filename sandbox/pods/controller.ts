@@ -63,6 +63,9 @@ function setPodResources(spec: PodSpec, r: PodResources): void {
   else delete spec.resources;
 }
 
+/** How long after a pod's last task went its shim is started again (see warmShim). */
+const REWARM_DELAY_MS = 2000;
+
 /** Pod lifecycle as GetContainerEvents reports it for sandboxes (containerd does the same). */
 export type PodEventKind = 'created' | 'started' | 'stopped' | 'deleted';
 export interface PodEvent {
@@ -216,13 +219,6 @@ export class PodController {
       rec.cgroup = { path: cgroupPath, created: cgroup.status === 'fulfilled' && cgroup.value };
       rec.pins = pinning.status === 'fulfilled' ? { ...pinning.value } : {};
 
-      // The pod's shim starts while CNI and the rest run; the first StartContainer finds it serving.
-      const shims = this.opts.shims;
-      if (shims) {
-        undo.push('warm shim', () => shims.forget(id));
-        shims.warm(id);
-      }
-
       if (Object.keys(spec.sysctls).length > 0) {
         await step('applying sysctls', () =>
           applySysctls({ ...(rec.pins.net ? { netns: rec.pins.net } : {}), ...(rec.pins.ipc ? { ipcns: rec.pins.ipc } : {}) }, spec.sysctls),
@@ -277,6 +273,9 @@ export class PodController {
       log.info({ ms: Date.now() - started, ips: rec.ips.map((i) => i.ip) }, 'pod sandbox ready');
       this.emit('created', rec);
       this.emit('started', rec);
+      // The pod's shim starts as the answer goes out, beside kubelet's CreateContainer, so that the
+      // first StartContainer finds it; started inside RunPodSandbox it competed with CNI for the CPU.
+      this.opts.shims?.warm(id);
       return id;
     } catch (err) {
       await undo.unwind(log, `cleanup after failed RunPodSandbox of pod ${id.slice(0, 12)}`);
@@ -289,9 +288,14 @@ export class PodController {
    * the next StartContainer does not pay for one; not for a pod being stopped.
    */
   warmShim(podId: string): void {
-    const pod = this.store.get(podId);
-    if (!this.opts.shims || pod?.state !== 'ready' || this.stopping.has(podId)) return;
-    this.opts.shims.warm(podId, { afterShimExit: true });
+    if (!this.opts.shims) return;
+    // Later, not at once: kubelet stops a pod's containers before StopPodSandbox, and a shim started
+    // in between would only be shut down again. A restarted container comes after a back-off of 10 s.
+    setTimeout(() => {
+      const pod = this.store.get(podId);
+      if (pod?.state !== 'ready' || this.stopping.has(podId)) return;
+      this.opts.shims?.warm(podId, { afterShimExit: true });
+    }, REWARM_DELAY_MS).unref();
   }
 
   /** StopPodSandbox: stop the pod's containers, release its network. Idempotent; unknown ids are fine. */

@@ -199,10 +199,12 @@ export class TestCrispd {
   }
 }
 
-/** Pids of processes whose argv satisfies `match` (read from /proc, no pattern kill). */
 /** Kills the processes `owns` matches (shims and the like a test started), then unmounts and removes `dir`. */
 export async function sweepTestDir(dir: string, owns: (argv: string[]) => boolean): Promise<void> {
+  const sockets: string[] = [];
   for (const pid of pidsWhere(owns)) {
+    const socket = shimSocket(pid);
+    if (socket) sockets.push(socket);
     try {
       process.kill(pid, 'SIGKILL');
     } catch {
@@ -210,10 +212,24 @@ export async function sweepTestDir(dir: string, owns: (argv: string[]) => boolea
     }
   }
   await sleep(100);
+  // A killed shim leaves its socket below /run/containerd/s; it named it in `address` in its directory.
+  for (const socket of sockets) rmSync(socket, { force: true });
   unmountBelow(dir);
   rmSync(dir, { recursive: true, force: true });
 }
 
+/** The socket a runc shim serves (from the `address` file in its working directory), if `pid` is one. */
+function shimSocket(pid: number): string | undefined {
+  try {
+    const address = readFileSync(`/proc/${pid}/cwd/address`, 'utf8').trim().replace(/^unix:\/\//, '');
+    return address.startsWith('/run/containerd/s/') ? address : undefined;
+  } catch {
+    // not a shim, or it is gone
+    return undefined;
+  }
+}
+
+/** Pids of processes whose argv satisfies `match` (read from /proc, no pattern kill). */
 export function pidsWhere(match: (argv: string[]) => boolean): number[] {
   const out: number[] = [];
   for (const name of readdirSync('/proc')) {

@@ -17,6 +17,7 @@ import { codecFor, lookupService, type Input } from './proto-registry.js';
 import type { MethodTable } from './grpc-types.js';
 import { undecodableRequest } from './undecodable-request.js';
 import { FRAME_HEADER, declaredLength, encodeGrpcMessage, frameMessage, parseGrpcTimeout, unframeSingle } from './grpc-wire.js';
+import { firstEvent } from './first-event.js';
 
 export interface CallInfo {
   /** "/runtime.v1.RuntimeService/Version" */
@@ -374,15 +375,7 @@ export class GrpcServer {
           s.respond(RESPONSE_HEADERS, { waitForTrailers: true });
         }
         if (s.write(frame)) return Promise.resolve();
-        return new Promise<void>((resolve) => {
-          const done = () => {
-            s.off('drain', done);
-            s.off('close', done);
-            resolve();
-          };
-          s.on('drain', done);
-          s.on('close', done);
-        });
+        return firstEvent(s, ['drain', 'close']);
       },
     };
   }

@@ -7,6 +7,7 @@ import type { Logger } from '../../common/logger.js';
 import { errorMessage } from '../../common/errors.js';
 import type { StreamingRuntime, TerminalSizes } from '../../sandbox/streaming.js';
 import { exitCodeStatus, internalErrorStatus, successStatus, type KubeStatus } from './status.js';
+import { firstEvent } from '../../common/first-event.js';
 
 /** What a token stands for: an exec or attach request as CRI validated it. */
 export interface ExecTarget {
@@ -45,16 +46,9 @@ export interface RemoteCommandStreams {
 
 function endWritable(w: Writable | undefined): Promise<void> {
   if (!w || w.destroyed || w.writableFinished) return Promise.resolve();
-  return new Promise((resolve) => {
-    const done = () => {
-      w.off('finish', done);
-      w.off('close', done);
-      resolve();
-    };
-    w.on('finish', done);
-    w.on('close', done);
-    w.end();
-  });
+  const ended = firstEvent(w, ['finish', 'close']);
+  w.end();
+  return ended;
 }
 
 export async function runRemoteCommand(runtime: StreamingRuntime, target: RemoteCommandTarget, s: RemoteCommandStreams, log: Logger): Promise<void> {

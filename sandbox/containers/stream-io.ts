@@ -3,6 +3,7 @@
 // adapts its streams to this.
 import { EventEmitter } from 'node:events';
 import type { Readable, Writable } from 'node:stream';
+import { firstEvent } from '../../common/first-event.js';
 
 export interface TerminalSize {
   width: number;
@@ -53,13 +54,5 @@ export interface StreamIO {
 export function writeWithBackpressure(out: Writable, data: Buffer): Promise<void> {
   if (out.destroyed || out.writableEnded) return Promise.resolve();
   if (out.write(data)) return Promise.resolve();
-  return new Promise((resolve) => {
-    const done = () => {
-      out.off('drain', done);
-      out.off('close', done);
-      resolve();
-    };
-    out.on('drain', done);
-    out.on('close', done);
-  });
+  return firstEvent(out, ['drain', 'close']);
 }

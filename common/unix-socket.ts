@@ -7,6 +7,11 @@ import { connect } from 'node:net';
 import { dirname } from 'node:path';
 import { failedPrecondition, isENOENT } from './errors.js';
 
+/** The filesystem path of a `unix://path` address (a bare path is returned as it is). */
+export function unixSocketPath(address: string): string {
+  return address.startsWith('unix://') ? address.slice('unix://'.length) : address;
+}
+
 /** Resolves true when something accepts connections on `path`. */
 export function socketAnswers(path: string): Promise<boolean> {
   return new Promise((resolve) => {

@@ -4,11 +4,11 @@
 import { chmodSync, unlinkSync } from 'node:fs';
 import { RuntimeServiceName, ImageServiceName, type RuntimeServiceMethods, type ImageServiceMethods } from '../gen/runtime.v1.js';
 import { GrpcServer, bindService, type Handlers } from '../common/grpc-server.js';
-import { claimSocketPath } from '../common/unix-socket.js';
+import { claimSocketPath, unixSocketPath } from '../common/unix-socket.js';
 import type { Instrument } from './instrument.js';
 
 export function socketPath(endpoint: string): string {
-  return endpoint.startsWith('unix://') ? endpoint.slice('unix://'.length) : endpoint;
+  return unixSocketPath(endpoint);
 }
 
 /** Claim the CRI socket path: a stale socket is replaced, a live one or a non-socket refused. */

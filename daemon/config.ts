@@ -165,7 +165,7 @@ const DOCS: Record<keyof CrispConfig, KeyDoc> = {
   nri_registration_timeout: { doc: 'seconds a connected NRI plugin has to register; then it is dropped', positive: true },
   nri_request_timeout: { doc: 'seconds an NRI plugin has to answer one call (Configure, Synchronize, an event); then it is dropped', positive: true },
   userns_chown_fallback: { doc: 'allow chown-based rootfs for user-namespace pods where idmapped mounts are unavailable' },
-  warm_pod_shims: { doc: "start each pod's runc shim during RunPodSandbox (embedded containerd with a runc v2 default handler only)" },
+  warm_pod_shims: { doc: "start each pod's runc shim as RunPodSandbox answers (embedded containerd with a runc v2 default handler only)" },
   cdi_spec_dirs: { doc: 'Container Device Interface spec directories, later ones winning for a device named in several' },
   metrics_address: { doc: 'HOST:PORT serving Prometheus /metrics and /healthz (e.g. "127.0.0.1:9099"; empty = off; a port that cannot be bound stops the daemon)' },
   nshelper_path: {

@@ -1,11 +1,11 @@
 // A warm shim per pod. containerd's CRI pays for a pod's shim when it starts the pause container; a
 // pauseless pod would pay for it in its first StartContainer. So crispd starts the runc v2 shim of the
-// pod's group (the shim groups containers by io.kubernetes.cri.sandbox-id = the pod id) while the pod
-// is being set up, exactly as containerd would start it — the same binary, `-namespace N -address A
-// -publish-binary B -id <pod> start`, TTRPC_ADDRESS in the environment — from a directory of crisp's:
-// config.json naming the group, `log` (a link to the one FIFO all warm shims write their logs to, which
-// crispd drains), and the `address` file the shim writes. containerd's own `start` for the pod's first container finds the
-// group's socket served and hands that shim the task.
+// pod's group (the shim groups containers by io.kubernetes.cri.sandbox-id = the pod id) as
+// RunPodSandbox answers, exactly as containerd would start it — the same binary, `-namespace N
+// -address A -publish-binary B -id <pod> start`, TTRPC_ADDRESS in the environment — from a directory
+// of crisp's: config.json naming the group, `log` (a link to the one FIFO all warm shims write their
+// logs to, which crispd drains), and the `address` file the shim writes. containerd's own `start` for
+// the pod's first container finds the group's socket served and hands that shim the task.
 //
 // The shim exits when it serves no container and is told to shut down: by containerd after it deletes
 // the pod's last task, or by crispd when the pod stops or goes (a shim still serving a container
@@ -21,9 +21,10 @@ import type { Logger } from '../../common/logger.js';
 import { errorMessage, isErrno } from '../../common/errors.js';
 import { makeFifos } from '../../common/fifo.js';
 import { sleep } from '../../common/time.js';
+import { socketAnswers, unixSocketPath } from '../../common/unix-socket.js';
 import { codecFor } from '../../common/proto-registry.js';
 import type { PodShims } from '../../sandbox/pods/pod-shims.js';
-import type { ConnectRequest, ConnectResponse, ShutdownRequest } from '../../gen/containerd.task.v2.js';
+import type { ShutdownRequest } from '../../gen/containerd.task.v2.js';
 
 /** The annotation the runc v2 shim groups a pod's containers by (crisp's OCI spec sets it). */
 export const SHIM_GROUP_ANNOTATION = 'io.kubernetes.cri.sandbox-id';
@@ -56,16 +57,10 @@ function isGone(err: unknown): boolean {
   return isErrno(err, 'ENOENT') || isErrno(err, 'ECONNREFUSED');
 }
 
-function socketPath(address: string): string {
-  return address.startsWith('unix://') ? address.slice('unix://'.length) : address;
-}
-
 export class WarmShims implements PodShims {
   private fifoReady: Promise<void> | undefined;
   private drainSocket: Socket | undefined;
   private readonly starting = new Map<string, Promise<void>>();
-  private readonly connectCodec = codecFor<ConnectRequest>('containerd.task.v2.ConnectRequest');
-  private readonly connectResponse = codecFor<ConnectResponse>('containerd.task.v2.ConnectResponse');
   private readonly shutdownCodec = codecFor<ShutdownRequest>('containerd.task.v2.ShutdownRequest');
 
   constructor(private readonly opts: WarmShimsOptions) {}
@@ -174,8 +169,8 @@ export class WarmShims implements PodShims {
   }
 
   /** One unary call on the shim's socket, on v2 then v3 of the task service. */
-  private async call(address: string, method: 'Connect' | 'Shutdown', payload: Buffer): Promise<Buffer> {
-    const conn = connect(socketPath(address));
+  private async call(address: string, method: 'Shutdown', payload: Buffer): Promise<Buffer> {
+    const conn = connect(unixSocketPath(address));
     await new Promise<void>((resolve, reject) => {
       conn.once('connect', resolve);
       conn.once('error', reject);
@@ -198,19 +193,6 @@ export class WarmShims implements PodShims {
     }
   }
 
-  /** The shim's pid, or undefined when no shim serves the pod's address. */
-  async shimPid(podId: string): Promise<number | undefined> {
-    const address = await this.address(podId);
-    if (!address) return undefined;
-    try {
-      const res = this.connectResponse.decode(await this.call(address, 'Connect', this.connectCodec.encode({ id: podId })));
-      return res.shimPid || undefined;
-    } catch (err) {
-      if (isGone(err)) return undefined;
-      throw err;
-    }
-  }
-
   async retire(podId: string): Promise<void> {
     await this.starting.get(podId);
     const address = await this.address(podId);
@@ -230,23 +212,15 @@ export class WarmShims implements PodShims {
     await this.retire(podId);
     const address = await this.address(podId);
     // The exiting shim reads `address` in its directory to remove its socket: wait for that first.
-    if (address) await this.waitSocketGone(socketPath(address));
+    if (address) await this.waitSocketGone(unixSocketPath(address));
     await rm(this.podDir(podId), { recursive: true, force: true });
   }
 
   /** Waits up to ~1 s for a shutting-down shim to remove its socket; removes it if nobody serves it. */
   private async waitSocketGone(path: string): Promise<void> {
     for (let i = 0; i < 20; i++) {
-      const served = await new Promise<boolean | undefined>((resolve) => {
-        const c = connect(path);
-        c.once('connect', () => {
-          c.destroy();
-          resolve(true);
-        });
-        c.once('error', (err) => resolve(isErrno(err, 'ENOENT') ? undefined : false));
-      });
-      if (served === undefined) return;
-      if (served === false) {
+      if (!existsSync(path)) return;
+      if (!(await socketAnswers(path))) {
         // A socket file nobody listens on: the shim died before removing it.
         await rm(path, { force: true });
         return;
@@ -271,14 +245,9 @@ export class WarmShims implements PodShims {
     // Shims still running write to the FIFO again once it is drained.
     if (entries.length > 0) await this.logFifo();
     for (const podId of entries) {
+      if (podId === LOG_FIFO || readyPods.has(podId)) continue;
       try {
-        if (podId === LOG_FIFO || readyPods.has(podId)) {
-          continue;
-        } else if (knownPods.has(podId)) {
-          await this.retire(podId);
-        } else {
-          await this.forget(podId);
-        }
+        await (knownPods.has(podId) ? this.retire(podId) : this.forget(podId));
       } catch (err) {
         this.opts.log.warn({ pod: podId.slice(0, 12), err: errorMessage(err) }, 'recovering a warm shim failed');
       }

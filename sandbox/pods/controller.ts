@@ -49,7 +49,7 @@ export interface PodControllerOptions {
   podCidr: () => string;
   /** Idmapped pod files and a mapped /dev/shm for user-namespace pods. */
   userns?: UsernsMounts;
-  /** Starts each pod's shim while the pod is set up (none: the first container starts it). */
+  /** Starts each pod's shim as the pod becomes ready (none: the first container starts it). */
   shims?: PodShims;
   log: Logger;
 }

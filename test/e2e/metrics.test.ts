@@ -15,10 +15,11 @@ import { buildImage } from './fixtures/images.js';
 import { isGrpcError } from '../../common/errors.js';
 import { sleep } from '../../common/time.js';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { SCRIPTED_PLUGIN_JS } from './fixtures/nri-plugins/scripted-plugin.js';
 import { promSample } from '../lib/prom-sample.js';
+import { nriTestDir } from './lib/nri-dir.js';
 
 /** A sample's value in a scrape; 0 when absent. */
 const sample = (text: string, name: string, labels: Record<string, string> = {}): number => promSample(text, name, labels) ?? 0;
@@ -41,18 +42,11 @@ describe('metrics and healthz on metrics_address', () => {
 
   before(async () => {
     // Port 0: the daemon binds a free port and logs it (no race with other tests for a fixed one).
-    mkdirSync(join(nriDir, 'plugins'), { recursive: true });
-    s = await startStack({
-      metrics_address: '127.0.0.1:0',
-      nri_enabled: true,
-      nri_socket: join(nriDir, 'nri.sock'),
-      nri_plugin_dir: join(nriDir, 'plugins'),
-      nri_plugin_config_dir: join(nriDir, 'conf'),
-      nri_request_timeout: 3,
-    });
+    const nri = nriTestDir(nriDir);
+    s = await startStack({ metrics_address: '127.0.0.1:0', ...nri.config, nri_request_timeout: 3 });
     // One external plugin that stalls past the request timeout on RemovePodSandbox only.
     const record = join(nriDir, 'plugin.jsonl');
-    const script = { name: 'metrics', index: '10', socketPath: join(nriDir, 'nri.sock'), record, slowMs: { RemovePodSandbox: 10_000 } };
+    const script = { name: 'metrics', index: '10', socketPath: nri.socket, record, slowMs: { RemovePodSandbox: 10_000 } };
     plugin = spawn(process.execPath, [SCRIPTED_PLUGIN_JS, JSON.stringify(script)], { stdio: 'ignore' });
     for (let i = 0; i < 200 && !(existsSync(record) && readFileSync(record, 'utf8').includes('"Synchronize"')); i++) await sleep(50);
     assert.ok(readFileSync(record, 'utf8').includes('"Synchronize"'), 'the NRI plugin synchronized');

@@ -14,6 +14,7 @@ import { recordedEvents, startScriptedPlugin } from './fixtures/nri-plugins/scri
 import { isGrpcError } from '../../common/errors.js';
 import { sleep } from '../../common/time.js';
 import { status } from '@grpc/grpc-js';
+import { nriTestDir } from './lib/nri-dir.js';
 
 let s: Stack;
 let socket: string;
@@ -26,18 +27,15 @@ const events = recordedEvents;
 before(async () => {
   const dir = `/tmp/crisp-e2e-nri-${process.pid}-${Date.now().toString(36)}`;
   nriDir = dir;
-  mkdirSync(join(dir, 'plugins'), { recursive: true });
+  const nri = nriTestDir(dir);
   mkdirSync(join(dir, 'cdi'), { recursive: true });
   writeFileSync(
     join(dir, 'cdi', 'nri-test.json'),
     JSON.stringify({ cdiVersion: '0.6.0', kind: 'crisp.test/nri', devices: [{ name: 'null1', containerEdits: { env: ['FROM_NRI_CDI=1'], deviceNodes: [{ path: '/dev/nri-null', hostPath: '/dev/null' }] } }] }),
   );
-  socket = join(dir, 'nri.sock');
+  socket = nri.socket;
   s = await startStack({
-    nri_enabled: true,
-    nri_socket: socket,
-    nri_plugin_dir: join(dir, 'plugins'),
-    nri_plugin_config_dir: join(dir, 'conf'),
+    ...nri.config,
     cdi_spec_dirs: [join(dir, 'cdi')],
   });
 });

@@ -5,13 +5,13 @@
 // every RunPodSandbox, CreateContainer and StartContainer.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdirSync, rmSync } from 'node:fs';
-import { join } from 'node:path';
+import { rmSync } from 'node:fs';
 import { type ChildProcess } from 'node:child_process';
 import { startStack, type Stack } from './lib/stack.js';
 import { type PluginScript } from './fixtures/nri-plugins/scripted-plugin.js';
 import { recordedEvents, startScriptedPlugin } from './fixtures/nri-plugins/scripted-launch.js';
 import { sleep } from '../../common/time.js';
+import { nriTestDir } from './lib/nri-dir.js';
 
 const PODS = 20;
 /** Pods started with the healthy plugins alone, to learn what a call costs here. */
@@ -44,13 +44,10 @@ async function connectedPlugins(): Promise<PluginView[]> {
 
 before(async () => {
   dir = `/tmp/crisp-e2e-nri-bad-${process.pid}-${Date.now().toString(36)}`;
-  mkdirSync(join(dir, 'plugins'), { recursive: true });
-  socket = join(dir, 'nri.sock');
+  const nri = nriTestDir(dir);
+  socket = nri.socket;
   s = await startStack({
-    nri_enabled: true,
-    nri_socket: socket,
-    nri_plugin_dir: join(dir, 'plugins'),
-    nri_plugin_config_dir: join(dir, 'conf'),
+    ...nri.config,
     nri_request_timeout: REQUEST_TIMEOUT_S,
     nri_registration_timeout: 2,
   });

@@ -4,7 +4,7 @@
 // UpdatePodSandboxResources gave before the crash. The configured NRI timeouts reach the plugins.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { startStack, type Stack } from './lib/stack.js';
@@ -12,6 +12,7 @@ import { CLI } from './lib/crispd.js';
 import { SCRIPTED_PLUGIN_JS, writeLaunchedPlugin, type PluginScript } from './fixtures/nri-plugins/scripted-plugin.js';
 import { sleep } from '../../common/time.js';
 import { processAlive } from '../../common/process.js';
+import { nriTestDir } from './lib/nri-dir.js';
 
 interface Rec {
   ev: string;
@@ -52,17 +53,14 @@ async function waitFor(what: string, cond: () => boolean, timeoutMs = 30_000): P
 
 before(async () => {
   dir = `/tmp/crisp-e2e-nri-restart-${process.pid}-${Date.now().toString(36)}`;
-  const pluginDir = join(dir, 'plugins');
-  mkdirSync(pluginDir, { recursive: true });
-  socket = join(dir, 'nri.sock');
+  const nri = nriTestDir(dir);
+  const pluginDir = nri.pluginDir;
+  socket = nri.socket;
   externalRecord = join(dir, 'external.jsonl');
   launchedRecord = join(dir, 'launched.jsonl');
   writeLaunchedPlugin(pluginDir, '20-preinstalled', { record: launchedRecord });
   s = await startStack({
-    nri_enabled: true,
-    nri_socket: socket,
-    nri_plugin_dir: pluginDir,
-    nri_plugin_config_dir: join(dir, 'conf'),
+    ...nri.config,
     nri_registration_timeout: 4,
     nri_request_timeout: 3,
   });

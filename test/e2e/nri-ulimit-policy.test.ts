@@ -4,13 +4,13 @@
 // fails CreateContainer naming it, leaving no container behind.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdirSync, rmSync } from 'node:fs';
-import { join } from 'node:path';
+import { rmSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { status } from '@grpc/grpc-js';
 import { startStack, type Stack } from './lib/stack.js';
 import { isGrpcError } from '../../common/errors.js';
+import { nriTestDir } from './lib/nri-dir.js';
 
 const MAIN = fileURLToPath(new URL('../../examples/nri-ulimit-policy/main.js', import.meta.url));
 
@@ -31,9 +31,8 @@ function limits(procLimits: string): Map<string, [string, string]> {
 
 before(async () => {
   dir = `/tmp/crisp-e2e-nri-ulimit-${process.pid}-${Date.now().toString(36)}`;
-  mkdirSync(join(dir, 'plugins'), { recursive: true });
-  const socket = join(dir, 'nri.sock');
-  s = await startStack({ nri_enabled: true, nri_socket: socket, nri_plugin_dir: join(dir, 'plugins'), nri_plugin_config_dir: join(dir, 'conf') });
+  const { socket, config } = nriTestDir(dir);
+  s = await startStack(config);
   plugin = spawn(process.execPath, [MAIN, '--socket', socket, '--max', 'nofile=65536', '--index', '40'], { stdio: ['ignore', 'ignore', 'pipe'] });
   plugin.stderr!.on('data', (d: Buffer) => (pluginLog += d.toString()));
   const deadline = Date.now() + 15_000;

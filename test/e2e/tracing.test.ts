@@ -6,7 +6,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { startStack, type Stack } from './lib/stack.js';
@@ -14,6 +14,7 @@ import { TestCrispd } from './lib/crispd.js';
 import { OtlpReceiver, type ReceivedSpan } from './fixtures/otlp-receiver.js';
 import { SCRIPTED_PLUGIN_JS } from './fixtures/nri-plugins/scripted-plugin.js';
 import { sleep } from '../../common/time.js';
+import { nriTestDir } from './lib/nri-dir.js';
 
 const SECRET = `tracing-secret-${randomBytes(6).toString('hex')}`;
 let s: Stack;
@@ -28,15 +29,8 @@ before(async () => {
   receiver = new OtlpReceiver();
   await receiver.start();
   nriDir = `/tmp/crisp-e2e-tracing-nri-${process.pid}-${Date.now().toString(36)}`;
-  mkdirSync(join(nriDir, 'plugins'), { recursive: true });
-  const socket = join(nriDir, 'nri.sock');
-  s = await startStack({
-    tracing_endpoint: receiver.endpoint,
-    nri_enabled: true,
-    nri_socket: socket,
-    nri_plugin_dir: join(nriDir, 'plugins'),
-    nri_plugin_config_dir: join(nriDir, 'conf'),
-  });
+  const { socket, config } = nriTestDir(nriDir);
+  s = await startStack({ tracing_endpoint: receiver.endpoint, ...config });
   const record = join(nriDir, 'plugin.jsonl');
   plugin = spawn(process.execPath, [SCRIPTED_PLUGIN_JS, JSON.stringify({ index: '10', name: 'tracer', socketPath: socket, record })], { stdio: 'ignore' });
   for (let i = 0; i < 100 && !(existsSync(record) && readFileSync(record, 'utf8').includes('"Synchronize"')); i++) await sleep(50);

@@ -11,7 +11,7 @@ import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node
 import { randomBytes } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { BlobFetcher, type FetchJob } from '../../backend/images/blob-fetcher.js';
+import { BlobFetcher, type FetchJob, type FetchPool } from '../../backend/images/blob-fetcher.js';
 import { ContentMismatchError } from '../../backend/registry/verify.js';
 import { DEFAULT_TIMEOUTS } from '../../backend/registry/transport.js';
 import { isCrispError } from '../../common/errors.js';
@@ -83,6 +83,17 @@ function job(host: string, path: string, offset = 0, authorization?: string): Fe
   };
 }
 
+/** Runs `use` on a pool of `size` workers and closes the pool afterwards, also when `use` fails; returns the pool. */
+async function withPool(fetcher: BlobFetcher, size: number, use: (pool: FetchPool) => Promise<void>): Promise<FetchPool> {
+  const pool = fetcher.pool(size);
+  try {
+    await use(pool);
+  } finally {
+    await pool.close();
+  }
+  return pool;
+}
+
 describe('BlobFetcher', () => {
   const main = server();
   const other = server();
@@ -101,8 +112,7 @@ describe('BlobFetcher', () => {
   });
 
   test('the body lands in the file; the bytes are counted; one worker serves several jobs', async () => {
-    const pool = fetcher.pool(2);
-    try {
+    const used = await withPool(fetcher, 2, async (pool) => {
       for (let i = 0; i < 3; i++) {
         const j = job(host, '/blob');
         let counted = 0;
@@ -111,64 +121,49 @@ describe('BlobFetcher', () => {
         assert.ok(readFileSync(j.file).equals(BLOB));
       }
       assert.equal(pool.workers, 1, 'sequential jobs reuse one worker');
-    } finally {
-      await pool.close();
-    }
-    assert.equal(pool.workers, 0);
+    });
+    assert.equal(used.workers, 0);
   });
 
   test('resume: a Range request from the offset, written after the bytes already there', async () => {
-    const pool = fetcher.pool(1);
-    try {
+    await withPool(fetcher, 1, async (pool) => {
       const j = job(host, '/blob', 1000);
       let counted = 0;
       assert.equal(await pool.fetch(j, undefined, (n) => (counted += n)), true);
       assert.equal(counted, BLOB.length - 1000);
       assert.equal(main.seen.at(-1)?.range, 'bytes=1000-');
       assert.ok(readFileSync(j.file).equals(BLOB));
-    } finally {
-      await pool.close();
-    }
+    });
   });
 
   test('an answer that is not the blob (404, no server) is left to the caller: false, nothing written', async () => {
-    const pool = fetcher.pool(1);
-    try {
+    await withPool(fetcher, 1, async (pool) => {
       const j = job(host, '/missing');
       assert.equal(await pool.fetch(j, undefined, () => undefined), false);
       assert.equal(statSync(j.file).size, 0);
       const dead = job('127.0.0.1:1', '/blob');
       assert.equal(await pool.fetch(dead, undefined, () => undefined), false);
-    } finally {
-      await pool.close();
-    }
+    });
   });
 
   test('more bytes than the blob holds: ContentMismatchError', async () => {
-    const pool = fetcher.pool(1);
-    try {
+    await withPool(fetcher, 1, async (pool) => {
       await assert.rejects(pool.fetch(job(host, '/long'), undefined, () => undefined), (err: unknown) => err instanceof ContentMismatchError && /more data than the expected/.test(err.message));
-    } finally {
-      await pool.close();
-    }
+    });
   });
 
   test('a body that breaks off: UNAVAILABLE, the bytes that arrived are in the file for the resume', async () => {
-    const pool = fetcher.pool(1);
-    try {
+    await withPool(fetcher, 1, async (pool) => {
       const j = job(host, '/cut');
       await assert.rejects(pool.fetch(j, undefined, () => undefined), (err: unknown) => isCrispError(err, 'UNAVAILABLE') && /broke off/.test(err.message));
       const kept = readFileSync(j.file);
       assert.equal(kept.length, 1024 * 1024);
       assert.ok(kept.equals(BLOB.subarray(0, kept.length)));
-    } finally {
-      await pool.close();
-    }
+    });
   });
 
   test('abort stops the download, keeps what arrived and rejects with the reason; the worker is reused', async () => {
-    const pool = fetcher.pool(1);
-    try {
+    await withPool(fetcher, 1, async (pool) => {
       const j = job(host, '/slow');
       const abort = new AbortController();
       let counted = 0;
@@ -181,9 +176,7 @@ describe('BlobFetcher', () => {
       assert.ok(readFileSync(j.file).equals(BLOB.subarray(0, counted)), 'the received bytes are in the file');
       assert.equal(await pool.fetch(job(host, '/blob'), undefined, () => undefined), true);
       assert.equal(pool.workers, 1);
-    } finally {
-      await pool.close();
-    }
+    });
   });
 
   test('a redirect to another origin drops the Authorization header; same origin keeps it', async () => {
@@ -207,23 +200,17 @@ describe('BlobFetcher', () => {
   });
 
   test('a worker that cannot start leaves the job to the caller', async () => {
-    const broken = new BlobFetcher(new URL('../lib/no-such-worker.js', import.meta.url)).pool(1);
-    try {
+    await withPool(new BlobFetcher(new URL('../lib/no-such-worker.js', import.meta.url)), 1, async (broken) => {
       assert.equal(await broken.fetch(job(host, '/blob'), undefined, () => undefined), false);
-    } finally {
-      await broken.close();
-    }
+    });
   });
 
   test('a worker that dies mid-download: UNAVAILABLE naming it, its bytes kept; the next job gets a new worker', async () => {
-    const dying = new BlobFetcher(new URL('../lib/dying-fetch-worker.js', import.meta.url)).pool(1);
-    try {
+    await withPool(new BlobFetcher(new URL('../lib/dying-fetch-worker.js', import.meta.url)), 1, async (dying) => {
       const j = job(host, '/blob', 100);
       await assert.rejects(dying.fetch(j, undefined, () => undefined), (err: unknown) => isCrispError(err, 'UNAVAILABLE') && /download worker ended/.test(err.message));
       assert.equal(statSync(j.file).size, 100 + Math.floor((BLOB.length - 100) / 2));
       await assert.rejects(dying.fetch(job(host, '/blob'), undefined, () => undefined), /download worker ended/);
-    } finally {
-      await dying.close();
-    }
+    });
   });
 });

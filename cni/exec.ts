@@ -4,7 +4,7 @@ import { access, stat } from 'node:fs/promises';
 import { constants } from 'node:fs';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { execa } from '../common/exec.js';
+import { runCommand, succeeded } from '../native/spawner.js';
 import type { Logger } from 'pino';
 import { CrispError, type ErrorKind, errorMessage } from '../common/errors.js';
 import { traced } from '../common/tracing.js';
@@ -233,22 +233,18 @@ async function runPlugin(inv: PluginInvocation, opts: ExecOptions): Promise<Json
     });
   }
   const started = performance.now();
-  const run = await execa(path, [], {
+  const run = await runCommand(path, [], {
     input: JSON.stringify(inv.config),
     env: pluginEnv(inv, opts.binDirs),
-    extendEnv: false,
     cwd: '/',
-    timeout: opts.timeoutMs,
-    forceKillAfterDelay: 2000,
-    reject: false,
-    stripFinalNewline: false,
+    timeoutMs: opts.timeoutMs,
+    killAfterMs: 2000,
   });
   const ms = Math.round(performance.now() - started);
-  if (run.failed) {
-    const err =
-      run.exitCode === undefined && !run.timedOut && run.signal === undefined
-        ? new CniPluginError('INTERNAL', `CNI ${inv.command} ${inv.type}: cannot run ${path}: ${errorMessage(run.cause ?? run.originalMessage)}`, who)
-        : pluginFailure(inv, { ...run, timeoutMs: opts.timeoutMs });
+  if (!succeeded(run)) {
+    const err = run.startError
+      ? new CniPluginError('INTERNAL', `CNI ${inv.command} ${inv.type}: cannot run ${path}: ${errorMessage(run.startError)}`, who)
+      : pluginFailure(inv, { ...run, timeoutMs: opts.timeoutMs });
     opts.logger?.debug({ plugin: inv.type, command: inv.command, containerId: inv.containerId, ms, err: err.message }, 'cni plugin failed');
     throw err;
   }

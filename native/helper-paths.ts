@@ -7,7 +7,10 @@ import { dirname, isAbsolute, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { invalidArgument } from '../common/errors.js';
 
+/** The helpers a config key can move. */
 export type NativeHelper = 'crisp-nshelper' | 'crisp-logger';
+/** Every helper binary, including crisp-spawner, which is found only where the package or the build puts it. */
+export type HelperBinary = NativeHelper | 'crisp-spawner';
 
 /** Where the Debian package installs the helpers. */
 export const INSTALLED_HELPER_DIR = '/usr/libexec/crisp';
@@ -21,12 +24,12 @@ export const HELPER_CONFIG_KEY: Record<NativeHelper, 'nshelper_path' | 'logger_p
 const HERE = dirname(fileURLToPath(import.meta.url));
 
 /** The build tree's copies: compiled code runs from dist/native/, sources from native/. */
-export function buildTreeCandidates(name: NativeHelper, moduleDir = HERE): string[] {
+export function buildTreeCandidates(name: HelperBinary, moduleDir = HERE): string[] {
   return [join(moduleDir, '..', '..', 'native', 'build', name), join(moduleDir, 'build', name)];
 }
 
 /** The path used when the config key is empty. */
-export function defaultHelperPath(name: NativeHelper, exists: (path: string) => boolean = existsSync, moduleDir = HERE): string {
+export function defaultHelperPath(name: HelperBinary, exists: (path: string) => boolean = existsSync, moduleDir = HERE): string {
   return buildTreeCandidates(name, moduleDir).find(exists) ?? join(INSTALLED_HELPER_DIR, name);
 }
 

@@ -1,13 +1,11 @@
 // Typed wrapper around native/build/crisp-nshelper (contract in native/README.md). crispd is
 // multithreaded, so namespace creation and setns() happen in this single-threaded child program.
-import { execFile, spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
+import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import { isAbsolute } from 'node:path';
 import { isIP } from 'node:net';
-import { promisify } from 'node:util';
 import { CrispError, invalidArgument, type ErrorKind } from '../common/errors.js';
 import { helperPath } from './helper-paths.js';
-
-const execFileAsync = promisify(execFile);
+import { runCommand } from './spawner.js';
 
 /** One id range: container ids [containerId, containerId+length) are host ids [hostId, …). */
 export interface IdMapping {
@@ -320,36 +318,29 @@ const KIND_BY_EXIT: Record<number, ErrorKind> = { 1: 'INTERNAL', 2: 'INVALID_ARG
 
 // ---- running the helper ----
 
-interface ExecFailure {
-  code?: number | string | null;
-  signal?: NodeJS.Signals | null;
-  killed?: boolean;
-  stderr?: string;
-}
-
 async function runHelper(args: string[]): Promise<string> {
   const bin = nshelperPath();
   const subcommand = args[0];
-  try {
-    const { stdout } = await execFileAsync(bin, args, { encoding: 'utf8', timeout: TIMEOUT_MS, maxBuffer: 1 << 20 });
-    return stdout;
-  } catch (err) {
-    const e = (typeof err === 'object' && err !== null ? err : {}) as ExecFailure;
-    if (e.code === 'ENOENT' || e.code === 'EACCES')
+  const run = await runCommand(bin, args, { timeoutMs: TIMEOUT_MS });
+  if (run.startError) {
+    const code = (run.startError as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT' || code === 'EACCES')
       throw new NsHelperError(
         'FAILED_PRECONDITION',
         subcommand,
         `run ${bin}`,
-        `${e.code} (build it with "make -C native" or set config key nshelper_path)`,
+        `${code} (build it with "make -C native" or set config key nshelper_path)`,
         null,
       );
-    if (typeof e.code === 'number') {
-      const { step, detail } = parseHelperFailure(e.stderr ?? '');
-      throw new NsHelperError(KIND_BY_EXIT[e.code] ?? 'INTERNAL', subcommand, step, detail, e.code);
-    }
-    const why = e.killed && e.signal ? `killed by ${e.signal}${e.signal === 'SIGTERM' ? ' (timeout)' : ''}` : String(err);
-    throw new NsHelperError('INTERNAL', subcommand, `run ${bin}`, why, null);
+    throw new NsHelperError('INTERNAL', subcommand, `run ${bin}`, run.startError.message, null);
   }
+  if (run.exitCode === 0 && !run.timedOut) return run.stdout;
+  if (run.exitCode !== undefined) {
+    const { step, detail } = parseHelperFailure(run.stderr);
+    throw new NsHelperError(KIND_BY_EXIT[run.exitCode] ?? 'INTERNAL', subcommand, step, detail, run.exitCode);
+  }
+  const why = `killed by ${run.signal ?? 'a signal'}${run.timedOut ? ' (timeout)' : ''}`;
+  throw new NsHelperError('INTERNAL', subcommand, `run ${bin}`, why, null);
 }
 
 // ---- API ----

@@ -12,7 +12,6 @@
 // ignores Shutdown). Everything here is best effort: when a warm shim is missing, containerd simply
 // starts one, as it would without crisp's help.
 import { lstat, mkdir, readdir, readFile, rm, symlink, writeFile } from 'node:fs/promises';
-import { execFile } from 'node:child_process';
 import { connect, Socket } from 'node:net';
 import { join } from 'node:path';
 import { constants, existsSync, openSync } from 'node:fs';
@@ -23,6 +22,7 @@ import { makeFifos } from '../../common/fifo.js';
 import { sleep } from '../../common/time.js';
 import { socketAnswers, unixSocketPath } from '../../common/unix-socket.js';
 import { codecFor } from '../../common/proto-registry.js';
+import { describeFailure, runCommand, succeeded } from '../../native/spawner.js';
 import type { PodShims } from '../../sandbox/pods/pod-shims.js';
 import type { ShutdownRequest } from '../../gen/containerd.task.v2.js';
 
@@ -96,16 +96,14 @@ export class WarmShims implements PodShims {
     await symlink(join(this.opts.dir, LOG_FIFO), join(dir, 'log')).catch((err: unknown) => {
       if (!isErrno(err, 'EEXIST')) throw err;
     });
-    const address = await new Promise<string>((resolve, reject) => {
-      const child = execFile(
-        this.opts.shimBinary,
-        ['-namespace', this.opts.namespace, '-address', this.opts.containerdAddress, '-publish-binary', this.opts.containerdBinary, '-id', podId, 'start'],
-        { cwd: dir, env: { ...process.env, TTRPC_ADDRESS: this.opts.ttrpcAddress, GOMAXPROCS: '2' }, timeout: 10_000 },
-        (err, stdout, stderr) => (err ? reject(new Error(`${this.opts.shimBinary} start: ${errorMessage(err)} ${String(stderr).trim().slice(0, 500)}`)) : resolve(String(stdout).trim())),
-      );
-      // The start command reads runtime options from stdin until EOF: it gets none.
-      child.stdin?.end();
-    });
+    // The start command reads runtime options from stdin until EOF: it gets none.
+    const started = await runCommand(
+      this.opts.shimBinary,
+      ['-namespace', this.opts.namespace, '-address', this.opts.containerdAddress, '-publish-binary', this.opts.containerdBinary, '-id', podId, 'start'],
+      { cwd: dir, env: { ...(process.env as Record<string, string>), TTRPC_ADDRESS: this.opts.ttrpcAddress, GOMAXPROCS: '2' }, timeoutMs: 10_000 },
+    );
+    if (!succeeded(started)) throw new Error(`${describeFailure(this.opts.shimBinary, started)} ${started.stdout.trim().slice(0, 500)}`);
+    const address = started.stdout.trim();
     this.opts.log.debug({ pod: podId.slice(0, 12), address: address.slice(0, 200) }, 'warm shim started');
   }
 

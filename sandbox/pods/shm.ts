@@ -1,7 +1,7 @@
 // The pod's /dev/shm: a size-limited tmpfs shared by the pod's containers (unless hostIPC).
 import { mkdir, rmdir } from 'node:fs/promises';
 import { readFileSync } from 'node:fs';
-import { execa } from '../../common/exec.js';
+import { runChecked } from '../../native/spawner.js';
 import { isENOENT } from '../../common/errors.js';
 
 export const DEFAULT_SHM_SIZE = 64 * 1024 * 1024;
@@ -12,11 +12,11 @@ export function isMountPoint(path: string, mountinfo = readFileSync('/proc/self/
 
 export async function mountShm(path: string, sizeBytes: number): Promise<void> {
   await mkdir(path, { recursive: true, mode: 0o755 });
-  await execa('mount', ['-t', 'tmpfs', '-o', `mode=1777,size=${sizeBytes},nosuid,nodev,noexec`, 'shm', path]);
+  await runChecked('mount', ['-t', 'tmpfs', '-o', `mode=1777,size=${sizeBytes},nosuid,nodev,noexec`, 'shm', path]);
 }
 
 export async function unmountIfMounted(path: string): Promise<void> {
-  if (isMountPoint(path)) await execa('umount', ['-l', path]);
+  if (isMountPoint(path)) await runChecked('umount', ['-l', path]);
   try {
     await rmdir(path);
   } catch (err) {

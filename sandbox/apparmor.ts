@@ -3,7 +3,7 @@
 // profile that is not loaded (runc would fail the start). Localhost profiles must be loaded by the
 // operator; crisp checks the kernel's list before naming one.
 import { readFile } from 'node:fs/promises';
-import { execa } from '../common/exec.js';
+import { runChecked } from '../native/spawner.js';
 import { errorMessage } from '../common/errors.js';
 import type { Logger } from '../common/logger.js';
 import { APPARMOR_DEFAULT_PROFILE } from './containers/oci-spec.js';
@@ -73,7 +73,7 @@ export async function loadedProfiles(file = PROFILES_FILE): Promise<Set<string>>
 export async function ensureDefaultProfile(log: Logger, parser = 'apparmor_parser'): Promise<boolean> {
   if ((await loadedProfiles()).has(APPARMOR_DEFAULT_PROFILE)) return true;
   try {
-    await execa(parser, ['-Kr'], { input: defaultProfileText() });
+    await runChecked(parser, ['-Kr'], { input: defaultProfileText() });
   } catch (err) {
     log.warn({ err: errorMessage(err) }, `AppArmor is enabled but its default profile ${APPARMOR_DEFAULT_PROFILE} could not be loaded; RuntimeDefault containers run without an AppArmor profile`);
     return false;

@@ -6,8 +6,8 @@
 // busy), the image views are released with the container; both are found again after a restart.
 import { mkdir, realpath, rmdir, stat, writeFile } from 'node:fs/promises';
 import { join, relative, isAbsolute } from 'node:path';
-import { execa } from '../../common/exec.js';
-import { errorMessage, invalidArgument, isENOENT, isErrno, withContext } from '../../common/errors.js';
+import { describeFailure, runCommand, succeeded } from '../../native/spawner.js';
+import { invalidArgument, isENOENT, isErrno, withContext } from '../../common/errors.js';
 import { roMount } from '../../native/nshelper.js';
 import { detachAndRemove } from '../userns/mounts.js';
 import type { RootfsMount } from '../../backend/containerd/runtime.js';
@@ -141,6 +141,6 @@ async function mountView(layers: RootfsMount[], target: string): Promise<void> {
     return;
   }
   const options = m.options.filter((o) => o !== 'rw');
-  const res = await execa('mount', ['-t', m.type, '-o', ['ro', ...options].join(','), m.source, target], { reject: false });
-  if (res.exitCode !== 0) throw new Error(`mount -t ${m.type}: ${errorMessage(res.stderr || res.stdout)}`);
+  const res = await runCommand('mount', ['-t', m.type, '-o', ['ro', ...options].join(','), m.source, target]);
+  if (!succeeded(res)) throw new Error(describeFailure(`mount -t ${m.type}`, res));
 }

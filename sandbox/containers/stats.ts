@@ -1,6 +1,6 @@
 // Container and pod resource usage helpers: the CPU rate between samples, and the pod's network
 // counters read inside its pinned network namespace (cgroup counters: metrics-sample.ts).
-import { execa } from '../../common/exec.js';
+import { runChecked } from '../../native/spawner.js';
 
 /** Remembers the previous CPU sample per key to turn cumulative time into a rate. */
 export class CpuRate {
@@ -32,7 +32,7 @@ export interface InterfaceUsage {
 
 /** /proc/net/dev as seen inside `netns` (lo excluded). */
 export async function netnsInterfaces(netns: string): Promise<InterfaceUsage[]> {
-  const { stdout } = await execa('nsenter', [`--net=${netns}`, 'cat', '/proc/net/dev']);
+  const { stdout } = await runChecked('nsenter', [`--net=${netns}`, 'cat', '/proc/net/dev']);
   return parseProcNetDev(stdout).filter((i) => i.name !== 'lo');
 }
 

@@ -7,7 +7,7 @@
 import { chmod, lchown, lstat, mkdir, opendir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { execa } from '../../common/exec.js';
+import { runChecked } from '../../native/spawner.js';
 import { failedPrecondition, internal, withContext, type CrispError } from '../../common/errors.js';
 import type { IdMapping } from '../../native/nshelper.js';
 import type { RootfsMount } from '../../backend/containerd/runtime.js';
@@ -123,7 +123,7 @@ async function mountOverlay(options: string[], target: string): Promise<void> {
     cwd = parts[0]!.slice(0, common).join('/') || '/';
     opts = withOverlayOption(options, 'lowerdir', parts.map((p) => p.slice(common).join('/')).join(':'));
   }
-  await execa('mount', ['-t', 'overlay', 'overlay', '-o', opts.join(','), target], cwd ? { cwd } : {});
+  await runChecked('mount', ['-t', 'overlay', 'overlay', '-o', opts.join(','), target], cwd ? { cwd } : {});
 }
 
 /**
@@ -152,7 +152,7 @@ export async function chownRootfs(input: ChownRootfsInput): Promise<ChownedRootf
         stats = await chownTree(merged, input.uids, input.gids);
       } finally {
         // Two overlays must not share an upper dir: this one is gone before the task mounts its own.
-        await execa('umount', [merged]).catch(() => execa('umount', ['-l', merged]));
+        await runChecked('umount', [merged]).catch(() => runChecked('umount', ['-l', merged]));
       }
     }
     await writeFile(marker, `${JSON.stringify({ metacopy: input.metacopy, ...stats })}\n`, { mode: 0o600 });

@@ -2,7 +2,7 @@
 // directory (read from /proc/self/mountinfo, so a restarted crispd finds what it made before), lazy
 // detach of them, and removal of a directory only once nothing is mounted below it.
 import { readFile, rm } from 'node:fs/promises';
-import { execa } from '../../common/exec.js';
+import { runCommand } from '../../native/spawner.js';
 import { errorMessage, internal } from '../../common/errors.js';
 
 /** mountinfo escapes space, tab, newline and backslash as \ooo. */
@@ -45,7 +45,7 @@ export async function detachBelow(dir: string): Promise<number> {
     const points = mountPointsBelow(dir, await readMountinfo());
     if (points.length === 0) return detached;
     // umount exits non-zero if any target failed; the next round reads the table again and says which.
-    await execa('umount', ['-l', ...points], { reject: false });
+    await runCommand('umount', ['-l', ...points]);
     detached += points.length;
   }
   const left = mountPointsBelow(dir, await readMountinfo());

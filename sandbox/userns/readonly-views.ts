@@ -5,7 +5,7 @@
 import { createHash } from 'node:crypto';
 import { mkdir } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
-import { execa } from '../../common/exec.js';
+import { runChecked } from '../../native/spawner.js';
 import { errorMessage, internal } from '../../common/errors.js';
 import { detachAndRemove, isMounted } from './mounts.js';
 
@@ -38,7 +38,7 @@ export class ReadonlyViews {
     try {
       await mkdir(view, { recursive: true, mode: 0o700 });
       // Private, so nothing mounted later below the layers' dir propagates into the view or back.
-      await execa('mount', ['--bind', '--make-private', '-o', 'ro', parent, view]);
+      await runChecked('mount', ['--bind', '--make-private', '-o', 'ro', parent, view]);
     } catch (err) {
       throw internal(`mounting a read-only view of ${parent} on ${view}: ${errorMessage(err)}`, err);
     }

@@ -241,7 +241,8 @@ export async function runCommand(file: string, args: readonly string[], opts: Ru
 
 async function runWithChildProcess(file: string, args: readonly string[], opts: RunOptions, env: Record<string, string>): Promise<RunResult> {
   const run = await execa(file, args, {
-    ...(opts.input !== undefined ? { input: opts.input } : {}),
+    // stdin ends at once without input, as through the spawner (a shim's `start` reads stdin to EOF)
+    input: opts.input ?? '',
     env,
     extendEnv: false,
     ...(opts.cwd ? { cwd: opts.cwd } : {}),

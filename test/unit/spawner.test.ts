@@ -32,6 +32,9 @@ for (const mode of ['spawner', 'child_process'] as const) {
       assert.equal(r.stdout, `got hello bar ${dir}\n`);
       assert.equal(r.stderr, 'oops\n');
       assert.equal(succeeded(r), false);
+      const noInput = await runCommand('cat', [], { timeoutMs: 5000 });
+      assert.equal(noInput.timedOut, false, 'stdin ends at once without input');
+      assert.equal(noInput.stdout, '');
       const ok = await runCommand('true', []);
       assert.ok(succeeded(ok), JSON.stringify(ok));
     }),

@@ -12,6 +12,9 @@
  *       bind-mounts /proc/<child>/ns/<kind> onto DIR/<kind>. DIR must exist. Refuses if a target is
  *       already a mount; on failure undoes every mount and file it made. --lo-up sets the new net
  *       namespace's loopback link up (what the CNI loopback plugin does, without its exec).
+ *       --shm PATH --shm-size BYTES also mounts the pod's /dev/shm: a tmpfs (mode 1777, nosuid,
+ *       nodev, noexec, size BYTES) on PATH, created if absent; a PATH that is already a mount is
+ *       kept as it is (a retried pin); undone with the rest on failure.
  *       -> {"user":"DIR/user","net":"DIR/net","ipc":"DIR/ipc","uts":"DIR/uts"}  (asked kinds only)
  *   unpin --dir DIR
  *       Detaches and removes DIR/{user,net,ipc,uts}; absent files are fine.   -> {"ok":true}
@@ -412,8 +415,29 @@ static const int NS_FLAG[NS_COUNT] = {CLONE_NEWUSER, CLONE_NEWNET, CLONE_NEWIPC,
 
 static char g_idmap_buf[2][340 * 36 + 1];
 
+/* The pod's /dev/shm tmpfs on path (made if absent). An existing mount there is kept: a pin retried
+ * after a crash finds the tmpfs of the first try. Says what it made, for the undo. */
+static int mount_shm(const char *path, unsigned long long bytes, bool *made, bool *mounted) {
+    if (mkdir(path, 0755) == 0) *made = true;
+    else if (errno != EEXIST) return fail(errno, "mkdir %s", path);
+    struct stat st, parent;
+    char up[PATH_MAX];
+    if (snprintf(up, sizeof up, "%s/..", path) >= (int)sizeof up) return fail(ENAMETOOLONG, "path %s", path);
+    if (lstat(path, &st) < 0) return fail(errno, "stat %s", path);
+    if (!S_ISDIR(st.st_mode)) return fail(ENOTDIR, "stat %s", path);
+    if (stat(up, &parent) < 0) return fail(errno, "stat %s", up);
+    bool mnt;
+    if (is_mount_point(path, &parent, &mnt) < 0) return fail(errno, "statx %s", path);
+    if (mnt) return 0;
+    char opts[64];
+    snprintf(opts, sizeof opts, "mode=1777,size=%llu", bytes);
+    if (mount("shm", path, "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, opts) < 0) return fail(errno, "mount tmpfs on %s", path);
+    *mounted = true;
+    return 0;
+}
+
 static int cmd_pin(int argc, char **argv) {
-    const char *dir = NULL, *uid_spec = NULL, *gid_spec = NULL, *hostname = NULL;
+    const char *dir = NULL, *uid_spec = NULL, *gid_spec = NULL, *hostname = NULL, *shm = NULL, *shm_size = NULL;
     bool want[NS_COUNT] = {false}, lo_up = false;
     for (int i = 0; i < argc; i++) {
         const char *a = argv[i];
@@ -427,7 +451,18 @@ static int cmd_pin(int argc, char **argv) {
         else if (!strcmp(a, "--uid-map") && has_value) uid_spec = argv[++i];
         else if (!strcmp(a, "--gid-map") && has_value) gid_spec = argv[++i];
         else if (!strcmp(a, "--hostname") && has_value) hostname = argv[++i];
+        else if (!strcmp(a, "--shm") && has_value) shm = argv[++i];
+        else if (!strcmp(a, "--shm-size") && has_value) shm_size = argv[++i];
         else return usage("pin: unexpected argument \"%s\"", a);
+    }
+    if ((shm == NULL) != (shm_size == NULL)) return usage("pin: --shm goes with --shm-size");
+    unsigned long long shm_bytes = 0;
+    if (shm) {
+        char *end;
+        errno = 0;
+        shm_bytes = strtoull(shm_size, &end, 10);
+        if (!*shm || shm[0] != '/') return usage("pin: --shm must be an absolute path");
+        if (errno || end == shm_size || *end || shm_bytes == 0) return usage("pin: --shm-size must be a positive byte count, got \"%s\"", shm_size);
     }
     if (!dir || !*dir) return usage("pin: --dir is required");
     if (!want[NS_USER] && !want[NS_NET] && !want[NS_IPC] && !want[NS_UTS])
@@ -477,6 +512,8 @@ static int cmd_pin(int argc, char **argv) {
     }
 
     struct ns_child child = {0, -1};
+    bool shm_made = false, shm_mounted = false;
+    if (shm && mount_shm(shm, shm_bytes, &shm_made, &shm_mounted) < 0) goto undo;
     for (int k = 0; k < NS_COUNT; k++) {
         if (!want[k]) continue;
         int fd = open(path[k], O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0444);
@@ -519,6 +556,8 @@ undo:
         if (mounted[k]) umount2(path[k], MNT_DETACH);
         if (created[k]) unlink(path[k]);
     }
+    if (shm_mounted) umount2(shm, MNT_DETACH);
+    if (shm_made) rmdir(shm);
     return EXIT_FAILED;
 }
 

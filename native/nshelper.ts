@@ -33,6 +33,8 @@ export interface PinOptions {
   user?: UserNamespaceMappings;
   /** Hostname set inside the new uts namespace (needs `uts`). */
   hostname?: string;
+  /** Also mount the pod's /dev/shm: a tmpfs of `sizeBytes` on `path` (made if absent; kept if already mounted). */
+  shm?: { path: string; sizeBytes: number };
 }
 
 /** Path of each pinned namespace file, for the kinds that were asked. */
@@ -159,6 +161,11 @@ export function pinArgs(opts: PinOptions): string[] {
     if (opts.hostname.length === 0 || Buffer.byteLength(opts.hostname) > 64)
       throw invalidArgument(`${ctx}: hostname must be 1-64 bytes`);
     args.push('--hostname', opts.hostname);
+  }
+  if (opts.shm) {
+    checkPath('shm.path', opts.shm.path, ctx);
+    if (!Number.isSafeInteger(opts.shm.sizeBytes) || opts.shm.sizeBytes <= 0) throw invalidArgument(`${ctx}: shm size must be a positive byte count, got ${opts.shm.sizeBytes}`);
+    args.push('--shm', opts.shm.path, '--shm-size', String(opts.shm.sizeBytes));
   }
   return args;
 }

@@ -21,7 +21,7 @@ import { DefaultCgroupParent } from '../cgroup-parent.js';
 import { removeJournal, unfinishedPods, writeJournal, type JournaledPod } from './creation-journal.js';
 import { PodStore, POD_RECORD_FILE } from './store.js';
 import { writePodFiles } from './pod-files.js';
-import { mountShm, unmountIfMounted } from './shm.js';
+import { unmountIfMounted } from './shm.js';
 import { podFullName, type PodRecord, type PodResources, type PodSpec } from './types.js';
 import { startPodPidNamespace, stopPodPidNamespace } from './pid-namespace.js';
 import { NO_NRI, type NriHooks } from '../nri-hooks.js';
@@ -196,7 +196,7 @@ export class PodController {
       undo.push('run directory', () => rm(rec.runDir, { recursive: true, force: true }));
 
       undo.push('pinned namespaces', () => unpinNamespaces(nsDir));
-      const [pinning, cgroup, shmMount] = await Promise.allSettled([
+      const [pinning, cgroup] = await Promise.allSettled([
         !pinAny ? {} : step('pinning namespaces', () => timePodStartPhase('namespaces', () =>
           pinNamespaces({
             dir: nsDir,
@@ -207,15 +207,16 @@ export class PodController {
             uts: podNet,
             ...(ns.userns ? { user: { uidMappings: ns.userns.uids, gidMappings: ns.userns.gids } } : {}),
             ...(podNet ? { hostname } : {}),
+            // /dev/shm is mounted by the same helper run (a pod with its own IPC namespace always pins)
+            ...(shm ? { shm: { path: shm, sizeBytes: spec.shmSize } } : {}),
           })),
         ),
         this.opts.cgroupDriver === 'cgroupfs' ? step(`creating cgroup ${cgroupPath}`, () => this.makePodCgroup(cgroupPath)) : false,
-        shm ? step('mounting /dev/shm', () => mountShm(shm, spec.shmSize)) : undefined,
       ]);
-      // Whatever worked is undone if another part failed.
+      // Whatever worked is undone if another part failed (a failed pin has undone itself, shm included).
       if (cgroup.status === 'fulfilled' && cgroup.value) undo.push('cgroup', () => this.removePodCgroup(cgroupPath));
-      if (shm && shmMount.status === 'fulfilled') undo.push('shm', () => unmountIfMounted(shm));
-      for (const r of [pinning, cgroup, shmMount]) if (r.status === 'rejected') throw r.reason;
+      if (shm && pinning.status === 'fulfilled') undo.push('shm', () => unmountIfMounted(shm));
+      for (const r of [pinning, cgroup]) if (r.status === 'rejected') throw r.reason;
       rec.cgroup = { path: cgroupPath, created: cgroup.status === 'fulfilled' && cgroup.value };
       rec.pins = pinning.status === 'fulfilled' ? { ...pinning.value } : {};
 

@@ -1,5 +1,6 @@
-// The pod's /dev/shm: a size-limited tmpfs shared by the pod's containers (unless hostIPC).
-import { mkdir, rmdir } from 'node:fs/promises';
+// The pod's /dev/shm: a size-limited tmpfs shared by the pod's containers (unless hostIPC). crisp-nshelper's
+// pin mounts it with the pod's namespaces (native/nshelper.ts, PinOptions.shm); this module takes it down.
+import { rmdir } from 'node:fs/promises';
 import { readFileSync } from 'node:fs';
 import { runChecked } from '../../native/spawner.js';
 import { isENOENT } from '../../common/errors.js';
@@ -8,11 +9,6 @@ export const DEFAULT_SHM_SIZE = 64 * 1024 * 1024;
 
 export function isMountPoint(path: string, mountinfo = readFileSync('/proc/self/mountinfo', 'utf8')): boolean {
   return mountinfo.split('\n').some((l) => l.split(' ')[4] === path);
-}
-
-export async function mountShm(path: string, sizeBytes: number): Promise<void> {
-  await mkdir(path, { recursive: true, mode: 0o755 });
-  await runChecked('mount', ['-t', 'tmpfs', '-o', `mode=1777,size=${sizeBytes},nosuid,nodev,noexec`, 'shm', path]);
 }
 
 export async function unmountIfMounted(path: string): Promise<void> {

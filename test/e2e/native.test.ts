@@ -107,6 +107,37 @@ test('pin net+ipc+uts with hostname, then unpin leaves nothing', { skip }, async
   await unpinNamespaces(dir); // idempotent
 });
 
+test('pin --shm: the pod /dev/shm tmpfs comes with the pins, a retry keeps it, a failed pin takes it down', { skip }, async () => {
+  const dir = freshDir();
+  const shm = join(dir, 'shm');
+  const nsDir = join(dir, 'ns');
+  mkdirSync(nsDir);
+  await pinNamespaces({ dir: nsDir, ipc: true, shm: { path: shm, sizeBytes: 8 * 1024 * 1024 } });
+  try {
+    const line = mountsUnder(dir).find((l) => l.split(' ')[4] === shm);
+    assert.ok(line, 'tmpfs mounted on the shm path');
+    assert.match(line, / - tmpfs shm /);
+    assert.match(line, /\bnosuid\b/);
+    assert.match(line, /\bnodev\b/);
+    assert.match(line, /\bnoexec\b/);
+    assert.match(line, /size=8192k/);
+    assert.equal(statSync(shm).mode & 0o7777, 0o1777);
+    // a pin that fails (ipc already pinned) after the shm step leaves the existing tmpfs alone
+    await assert.rejects(pinNamespaces({ dir: nsDir, ipc: true, shm: { path: shm, sizeBytes: 8 * 1024 * 1024 } }), (err: unknown) => isNsHelperError(err) && err.kind === 'ALREADY_EXISTS');
+    assert.equal(mountsUnder(dir).filter((l) => l.split(' ')[4] === shm).length, 1, 'still one tmpfs, not stacked');
+  } finally {
+    await run('umount', ['-l', shm]);
+    await unpinNamespaces(nsDir);
+  }
+  // a failing pin removes the tmpfs and the dir it made: the net pin target is a directory, which bind refuses
+  const shm2 = join(dir, 'shm2');
+  const nsDir2 = join(dir, 'ns2');
+  mkdirSync(join(nsDir2, 'net'), { recursive: true });
+  await assert.rejects(pinNamespaces({ dir: nsDir2, net: true, shm: { path: shm2, sizeBytes: 1024 * 1024 } }), isNsHelperError);
+  assert.deepEqual(mountsUnder(dir), []);
+  assert.equal(existsSync(shm2), false, 'the shm dir it made is gone');
+});
+
 test('pin --lo-up: lo is up in the new net namespace (also when a user namespace owns it), down without it', { skip }, async () => {
   // "<LOOPBACK,UP,LOWER_UP>" once up, "<LOOPBACK>" while down
   const loState = async (netns: string) => /<[^>]*\bUP\b[^>]*>/.test(await sh('nsenter', `--net=${netns}`, 'ip', '-o', 'link', 'show', 'lo'));

@@ -27,6 +27,15 @@ test('pinArgs: plain namespaces with hostname', () => {
   assert.deepEqual(pinArgs({ dir: '/run/p/1', net: true }), ['pin', '--dir', '/run/p/1', '--net']);
 });
 
+test('pinArgs: shm asks the helper to mount the pod /dev/shm with a byte size', () => {
+  assert.deepEqual(pinArgs({ dir: '/d', ipc: true, shm: { path: '/run/p/shm', sizeBytes: 67108864 } }), [
+    'pin', '--dir', '/d', '--ipc', '--shm', '/run/p/shm', '--shm-size', '67108864',
+  ]);
+  assert.throws(() => pinArgs({ dir: '/d', ipc: true, shm: { path: 'rel', sizeBytes: 1 } }), isInvalid);
+  assert.throws(() => pinArgs({ dir: '/d', ipc: true, shm: { path: '/s', sizeBytes: 0 } }), isInvalid);
+  assert.throws(() => pinArgs({ dir: '/d', ipc: true, shm: { path: '/s', sizeBytes: 1.5 } }), isInvalid);
+});
+
 test('pinArgs: loopbackUp asks the helper to set lo up, and needs a net namespace', () => {
   assert.deepEqual(pinArgs({ dir: '/d', net: true, loopbackUp: true }), ['pin', '--dir', '/d', '--net', '--lo-up']);
   assert.throws(() => pinArgs({ dir: '/d', ipc: true, loopbackUp: true }), isInvalid);

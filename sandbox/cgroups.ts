@@ -9,8 +9,20 @@ import { sleep } from '../common/time.js';
 
 export type CgroupDriver = 'cgroupfs' | 'systemd';
 
-/** Mount points of every cgroup hierarchy (v1 controllers and the v2 tree). */
-export function cgroupMounts(mountinfo = readFileSync('/proc/self/mountinfo', 'utf8')): string[] {
+let hostMounts: string[] | undefined;
+
+/**
+ * Mount points of every cgroup hierarchy (v1 controllers and the v2 tree). The host's are read from
+ * /proc/self/mountinfo once: the hierarchies are mounted at boot and stay, while the table itself
+ * grows by several lines per pod (pins, /dev/shm, rootfs), so reading it for every pod cgroup cost
+ * more with every pod on the node.
+ */
+export function cgroupMounts(mountinfo?: string): string[] {
+  if (mountinfo === undefined) return (hostMounts ??= parseCgroupMounts(readFileSync('/proc/self/mountinfo', 'utf8')));
+  return parseCgroupMounts(mountinfo);
+}
+
+function parseCgroupMounts(mountinfo: string): string[] {
   const out: string[] = [];
   for (const line of mountinfo.split('\n')) {
     const [pre, post] = line.split(' - ');
@@ -59,9 +71,16 @@ export async function createCgroup(path: string, mounts = cgroupMounts()): Promi
   let created = false;
   for (const m of mounts) {
     const dir = join(m, path);
-    if (await exists(dir)) continue;
-    await mkdir(dir, { recursive: true });
-    created = true;
+    try {
+      // One mkdir; a missing parent (rare: kubelet makes its parents first) takes the recursive way.
+      await mkdir(dir);
+      created = true;
+    } catch (err) {
+      if (isErrno(err, 'EEXIST')) continue;
+      if (!isENOENT(err)) throw err;
+      await mkdir(dir, { recursive: true });
+      created = true;
+    }
   }
   return created;
 }

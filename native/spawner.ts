@@ -67,17 +67,23 @@ class SpawnerProcess {
   private inbox: Buffer = Buffer.alloc(0);
   private gone = false;
 
-  private constructor(private readonly child: ChildProcessByStdio<Socket, Socket, null>) {
+  private stderr = '';
+
+  private constructor(private readonly child: ChildProcessByStdio<Socket, Socket, Socket>) {
     child.stdout.on('data', (chunk: Buffer) => this.receive(chunk));
-    child.on('exit', () => this.fail(new Error('crisp-spawner exited')));
+    // Its stderr (a line on a fatal error) is kept for the failure message. Not inherited: libuv makes an
+    // inherited stdio fd blocking, and that is crispd's own stderr, which would then block crispd.
+    child.stderr.setEncoding('utf8');
+    child.stderr.on('data', (text: string) => (this.stderr = (this.stderr + text).slice(-500)));
+    child.on('exit', (code, signal) => this.fail(new Error(`crisp-spawner exited (${signal ?? `code ${code}`})${this.stderr ? `: ${this.stderr.trim()}` : ''}`)));
     child.on('error', (err) => this.fail(err));
     child.stdin.on('error', (err) => this.fail(err));
     this.idle();
   }
 
   static start(path: string): SpawnerProcess {
-    // stdin and stdout of a spawned child are net.Sockets (pipes): they can be unref'd while idle
-    return new SpawnerProcess(spawn(path, [], { stdio: ['pipe', 'pipe', 'inherit'] }) as unknown as ChildProcessByStdio<Socket, Socket, null>);
+    // the stdio of a spawned child are net.Sockets (pipes): they can be unref'd while idle
+    return new SpawnerProcess(spawn(path, [], { stdio: ['pipe', 'pipe', 'pipe'] }) as unknown as ChildProcessByStdio<Socket, Socket, Socket>);
   }
 
   get alive(): boolean {
@@ -170,12 +176,14 @@ class SpawnerProcess {
     this.child.unref();
     this.child.stdin.unref();
     this.child.stdout.unref();
+    this.child.stderr.unref();
   }
 
   private busy(): void {
     this.child.ref();
     this.child.stdin.ref();
     this.child.stdout.ref();
+    this.child.stderr.ref();
   }
 
   stop(): void {

@@ -5,7 +5,7 @@
 import { copyFileSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { loadavg } from 'node:os';
-import { TestCrispd, pidsWhere, uniqueId } from '../../test/e2e/lib/crispd.js';
+import { TestCrispd, childrenNamed, pidsWhere, uniqueId } from '../../test/e2e/lib/crispd.js';
 import { writeTestNetwork, type TestNetwork } from '../../test/e2e/lib/network.js';
 import { startRegistry, type TestRegistry } from '../../test/e2e/fixtures/registry.js';
 import type { CriClient } from '../../cri/client.js';
@@ -201,6 +201,8 @@ async function startEnv(opts: BenchEnvOptions, undo: Teardown[], log: (m: string
         if (d.child?.pid) out.push({ role: 'crispd (node)', pid: d.child.pid });
         const ctd = d.containerdPid();
         if (ctd) out.push({ role: 'embedded containerd', pid: ctd });
+        // crispd's command runner (native/crisp-spawner), from its first command on
+        if (d.child?.pid) for (const pid of childrenNamed(d.child.pid, 'crisp-spawner')) out.push({ role: 'crisp-spawner', pid });
         return out;
       },
     });

@@ -3,28 +3,11 @@
 // replaced at the next command; a kill -9 of crispd ends its spawner too (no orphan left behind).
 import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { chmodSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { TestCrispd, uniqueId } from './lib/crispd.js';
+import { TestCrispd, childrenNamed, uniqueId } from './lib/crispd.js';
 import { writeTestNetwork, type TestNetwork } from './lib/network.js';
 import { sleep } from '../../common/time.js';
-
-/** Children of `pid` whose comm is `name`. */
-function childrenNamed(pid: number, name: string): number[] {
-  const out: number[] = [];
-  for (const entry of readdirSync('/proc')) {
-    if (!/^\d+$/.test(entry)) continue;
-    try {
-      const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
-      const comm = stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'));
-      const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
-      if (ppid === pid && comm === name) out.push(Number(entry));
-    } catch {
-      // the process ended while we looked
-    }
-  }
-  return out;
-}
 
 function alive(pid: number): boolean {
   try {
@@ -95,6 +78,15 @@ describe('crisp-spawner runs the commands of crispd', () => {
     assert.ok(lines.includes('ADD crisp-spawner'), lines.join('; '));
     assert.ok(lines.includes('DEL crisp-spawner'), lines.join('; '));
     assert.equal(childrenNamed(d.child!.pid!, 'crisp-spawner').length, 1, 'one spawner');
+  });
+
+  test("crispd's stdout and stderr stay non-blocking with the spawner running", () => {
+    // An inherited stdio fd is made blocking by libuv in the child, for the shared file description:
+    // crispd then blocked on its own log writes whenever its reader paused (play e2e hung on that).
+    for (const fd of [1, 2]) {
+      const flags = /^flags:\s+([0-7]+)$/m.exec(readFileSync(`/proc/${d.child!.pid!}/fdinfo/${fd}`, 'utf8'))![1]!;
+      assert.ok((Number.parseInt(flags, 8) & 0o4000) !== 0, `fd ${fd} of crispd is O_NONBLOCK (flags ${flags})`);
+    }
   });
 
   test('a killed spawner is replaced by the next command', async () => {

@@ -229,6 +229,23 @@ function shimSocket(pid: number): string | undefined {
   }
 }
 
+/** Children of `pid` whose comm (the kernel's process name) is `name`. */
+export function childrenNamed(pid: number, name: string): number[] {
+  const out: number[] = [];
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
+      const comm = stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'));
+      const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+      if (ppid === pid && comm === name) out.push(Number(entry));
+    } catch {
+      // the process ended while we looked
+    }
+  }
+  return out;
+}
+
 /** Pids of processes whose argv satisfies `match` (read from /proc, no pattern kill). */
 export function pidsWhere(match: (argv: string[]) => boolean): number[] {
   const out: number[] = [];

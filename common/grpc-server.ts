@@ -204,7 +204,7 @@ function sendStatus(call: Pick<Call, 'answered' | 'headersSent' | 'stream'>, cod
     stream.respond({ ...RESPONSE_HEADERS, ...trailers }, { endStream: true });
     return;
   }
-  stream.once('wantTrailers', () => sendTrailers(stream, trailers));
+  stream.on('wantTrailers', () => sendTrailers(stream, trailers));
   stream.end();
 }
 
@@ -287,7 +287,8 @@ export class GrpcServer {
       deadline = Date.now() + ms;
     }
     const call: Call = new Call(path, method.name, headers, stream, deadline, () => sendStatus(call, status.DEADLINE_EXCEEDED, 'deadline exceeded'));
-    stream.once('close', () => {
+    // 'on', not 'once', for the events a stream emits at most once: once() wraps each listener per call.
+    stream.on('close', () => {
       call.answered = true;
       call.cancel(new Error(`${method.name}: cancelled by client`));
     });
@@ -313,7 +314,7 @@ export class GrpcServer {
         sendStatus(call, status.RESOURCE_EXHAUSTED, `request message larger than max (${declared} vs. ${this.maxReceive})`);
       }
     });
-    stream.once('end', () => {
+    stream.on('end', () => {
       if (refused || call.answered) return;
       if (several) return sendStatus(call, status.INTERNAL, 'more than one request message');
       const body = chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, size);
@@ -350,7 +351,7 @@ export class GrpcServer {
         // A stream the client reset is destroyed before its 'close' event: respond() would throw.
         if (gone(s)) return;
         s.respond(RESPONSE_HEADERS, { waitForTrailers: true });
-        s.once('wantTrailers', () => sendTrailers(s, OK_TRAILERS));
+        s.on('wantTrailers', () => sendTrailers(s, OK_TRAILERS));
         s.end(frame);
       },
       (err: unknown) => {

@@ -208,6 +208,10 @@ function sendStatus(call: Pick<Call, 'answered' | 'headersSent' | 'stream'>, cod
   stream.end();
 }
 
+function ignoreStreamError(): void {
+  // a reset or broken stream: its 'close' cancels the call; nothing else is to be done with it
+}
+
 /** Ends a call that never reached a handler (trailers-only). */
 function refuse(stream: http2.ServerHttp2Stream, code: number, details: string): void {
   sendStatus({ answered: false, headersSent: false, stream }, code, details);
@@ -266,9 +270,7 @@ export class GrpcServer {
   }
 
   private onStream(stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders): void {
-    stream.on('error', () => {
-      // a reset or broken stream: its 'close' cancels the call; nothing else is to be done with it
-    });
+    stream.on('error', ignoreStreamError);
     const contentType = headers['content-type'];
     if (headers[':method'] !== 'POST' || typeof contentType !== 'string' || !contentType.startsWith('application/grpc')) {
       stream.respond({ ':status': headers[':method'] !== 'POST' ? 405 : 415 }, { endStream: true });
@@ -290,7 +292,8 @@ export class GrpcServer {
     // 'on', not 'once', for the events a stream emits at most once: once() wraps each listener per call.
     stream.on('close', () => {
       call.answered = true;
-      call.cancel(new Error(`${method.name}: cancelled by client`));
+      // Every stream closes, most after their answer: the Error (a stack capture) only for a real cancel.
+      if (!call.done) call.cancel(new Error(`${method.name}: cancelled by client`));
     });
 
     const chunks: Buffer[] = [];

@@ -34,7 +34,16 @@ export interface ServerStream<Res> {
   write(message: Input<Res>): Promise<void>;
 }
 
-export type UnaryHandler<Req, Res> = (request: Req, call: CallInfo) => Promise<Input<Res>>;
+/**
+ * A response already in protobuf wire form, sent as it is: for a handler that keeps the encoding of
+ * what it answers often (ListContainers encodes each container once per change, not once per call).
+ */
+export class Encoded<Res> {
+  declare private readonly response?: Res;
+  constructor(readonly bytes: Uint8Array) {}
+}
+
+export type UnaryHandler<Req, Res> = (request: Req, call: CallInfo) => Promise<Input<Res> | Encoded<Res>>;
 export type ServerStreamHandler<Req, Res> = (request: Req, stream: ServerStream<Res>, call: CallInfo) => Promise<void>;
 
 export type Handlers<M extends MethodTable<M>> = {
@@ -342,7 +351,7 @@ export class GrpcServer {
         if (stream) return sendStatus(call, status.OK);
         let frame: Buffer;
         try {
-          frame = frameMessage(method.encode(response));
+          frame = frameMessage(response instanceof Encoded ? response.bytes : method.encode(response));
         } catch (err) {
           const st = method.mapError(err);
           return sendStatus(call, st.code ?? status.INTERNAL, st.details);

@@ -34,7 +34,16 @@ export interface ServerStream<Res> {
   write(message: Input<Res>): Promise<void>;
 }
 
-export type UnaryHandler<Req, Res> = (request: Req, call: CallInfo) => Promise<Input<Res>>;
+/**
+ * A response already in protobuf wire form, sent as it is: for a handler that keeps the encoding of
+ * what it answers often (ListContainers encodes each container once per change, not once per call).
+ */
+export class Encoded<Res> {
+  declare private readonly response?: Res;
+  constructor(readonly bytes: Uint8Array) {}
+}
+
+export type UnaryHandler<Req, Res> = (request: Req, call: CallInfo) => Promise<Input<Res> | Encoded<Res>>;
 export type ServerStreamHandler<Req, Res> = (request: Req, stream: ServerStream<Res>, call: CallInfo) => Promise<void>;
 
 export type Handlers<M extends MethodTable<M>> = {
@@ -204,8 +213,12 @@ function sendStatus(call: Pick<Call, 'answered' | 'headersSent' | 'stream'>, cod
     stream.respond({ ...RESPONSE_HEADERS, ...trailers }, { endStream: true });
     return;
   }
-  stream.once('wantTrailers', () => sendTrailers(stream, trailers));
+  stream.on('wantTrailers', () => sendTrailers(stream, trailers));
   stream.end();
+}
+
+function ignoreStreamError(): void {
+  // a reset or broken stream: its 'close' cancels the call; nothing else is to be done with it
 }
 
 /** Ends a call that never reached a handler (trailers-only). */
@@ -266,9 +279,7 @@ export class GrpcServer {
   }
 
   private onStream(stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders): void {
-    stream.on('error', () => {
-      // a reset or broken stream: its 'close' cancels the call; nothing else is to be done with it
-    });
+    stream.on('error', ignoreStreamError);
     const contentType = headers['content-type'];
     if (headers[':method'] !== 'POST' || typeof contentType !== 'string' || !contentType.startsWith('application/grpc')) {
       stream.respond({ ':status': headers[':method'] !== 'POST' ? 405 : 415 }, { endStream: true });
@@ -287,9 +298,11 @@ export class GrpcServer {
       deadline = Date.now() + ms;
     }
     const call: Call = new Call(path, method.name, headers, stream, deadline, () => sendStatus(call, status.DEADLINE_EXCEEDED, 'deadline exceeded'));
-    stream.once('close', () => {
+    // 'on', not 'once', for the events a stream emits at most once: once() wraps each listener per call.
+    stream.on('close', () => {
       call.answered = true;
-      call.cancel(new Error(`${method.name}: cancelled by client`));
+      // Every stream closes, most after their answer: the Error (a stack capture) only for a real cancel.
+      if (!call.done) call.cancel(new Error(`${method.name}: cancelled by client`));
     });
 
     const chunks: Buffer[] = [];
@@ -313,7 +326,7 @@ export class GrpcServer {
         sendStatus(call, status.RESOURCE_EXHAUSTED, `request message larger than max (${declared} vs. ${this.maxReceive})`);
       }
     });
-    stream.once('end', () => {
+    stream.on('end', () => {
       if (refused || call.answered) return;
       if (several) return sendStatus(call, status.INTERNAL, 'more than one request message');
       const body = chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, size);
@@ -338,7 +351,7 @@ export class GrpcServer {
         if (stream) return sendStatus(call, status.OK);
         let frame: Buffer;
         try {
-          frame = frameMessage(method.encode(response));
+          frame = frameMessage(response instanceof Encoded ? response.bytes : method.encode(response));
         } catch (err) {
           const st = method.mapError(err);
           return sendStatus(call, st.code ?? status.INTERNAL, st.details);
@@ -350,7 +363,7 @@ export class GrpcServer {
         // A stream the client reset is destroyed before its 'close' event: respond() would throw.
         if (gone(s)) return;
         s.respond(RESPONSE_HEADERS, { waitForTrailers: true });
-        s.once('wantTrailers', () => sendTrailers(s, OK_TRAILERS));
+        s.on('wantTrailers', () => sendTrailers(s, OK_TRAILERS));
         s.end(frame);
       },
       (err: unknown) => {

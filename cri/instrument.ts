@@ -8,12 +8,13 @@
 // grpc_type (+ grpc_code); and crisp_cri_request_duration_seconds, latency by method *and* code, which
 // neither containerd nor CRI-O has.
 import * as grpc from '@grpc/grpc-js';
-import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
+import { Gauge, type Registry } from 'prom-client';
 import type { Logger } from 'pino';
 import type { CallInfo, Interceptor } from '../common/grpc-server.js';
 import { CrispError, isGrpcError, errorMessage, isOutOfSpace } from '../common/errors.js';
 import { tracer } from '../common/tracing.js';
 import { traceCriCall } from './trace-call.js';
+import { BoundCounter, BoundHistogram, type CounterSeries, type HistogramSeries } from './call-metrics.js';
 
 export interface Instrument {
   intercept: Interceptor;
@@ -68,40 +69,43 @@ const SERVER_STREAMS = new Set(['GetContainerEvents']);
 /** go-grpc-prometheus' default buckets, as containerd exposes them. */
 const GRPC_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
 
-interface GrpcLabels {
+type GrpcLabels = {
   grpc_service: string;
   grpc_method: string;
   grpc_type: string;
+};
+
+/** What the instrument counts for one method, bound once (the set of methods is fixed). */
+interface MethodSeries {
+  started: CounterSeries;
+  handling: HistogramSeries;
+  /** By gRPC status code: grpc_server_handled_total and crisp_cri_request_duration_seconds. */
+  byCode: ({ handled: CounterSeries; duration: HistogramSeries } | undefined)[];
 }
 
 export function createInstrument(log: Logger, registry: Registry): Instrument {
-  const histogram = new Histogram({
-    name: 'crisp_cri_request_duration_seconds',
-    help: 'CRI request latency by method and gRPC status code',
-    labelNames: ['method', 'code'],
-    buckets: [0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 30],
-    registers: [registry],
-  });
+  const histogram = new BoundHistogram(
+    'crisp_cri_request_duration_seconds',
+    'CRI request latency by method and gRPC status code',
+    ['method', 'code'],
+    [0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 30],
+    registry,
+  );
   const grpcLabels = ['grpc_service', 'grpc_method', 'grpc_type'] as const;
-  const started = new Counter({
-    name: 'grpc_server_started_total',
-    help: 'Total number of RPCs started on the server.',
-    labelNames: grpcLabels,
-    registers: [registry],
-  });
-  const handled = new Counter({
-    name: 'grpc_server_handled_total',
-    help: 'Total number of RPCs completed on the server, regardless of success or failure.',
-    labelNames: [...grpcLabels, 'grpc_code'],
-    registers: [registry],
-  });
-  const handling = new Histogram({
-    name: 'grpc_server_handling_seconds',
-    help: 'Histogram of response latency (seconds) of gRPC that had been application-level handled by the server.',
-    labelNames: grpcLabels,
-    buckets: GRPC_BUCKETS,
-    registers: [registry],
-  });
+  const started = new BoundCounter('grpc_server_started_total', 'Total number of RPCs started on the server.', grpcLabels, registry);
+  const handled = new BoundCounter(
+    'grpc_server_handled_total',
+    'Total number of RPCs completed on the server, regardless of success or failure.',
+    [...grpcLabels, 'grpc_code'],
+    registry,
+  );
+  const handling = new BoundHistogram(
+    'grpc_server_handling_seconds',
+    'Histogram of response latency (seconds) of gRPC that had been application-level handled by the server.',
+    grpcLabels,
+    GRPC_BUCKETS,
+    registry,
+  );
   new Gauge({
     name: 'crisp_cri_requests_in_flight',
     help: 'CRI requests being handled now (GetContainerEvents streams included)',
@@ -110,30 +114,28 @@ export function createInstrument(log: Logger, registry: Registry): Instrument {
       this.set(running);
     },
   });
-  // Label objects are made once per method (and code), not per call: the set of methods is fixed.
-  const byPath = new Map<string, GrpcLabels>();
-  const methodLabels = (call: CallInfo): GrpcLabels => {
-    let labels = byPath.get(call.path);
-    if (!labels) {
-      labels = { grpc_service: call.path.split('/')[1] ?? '', grpc_method: call.method, grpc_type: SERVER_STREAMS.has(call.method) ? 'server_stream' : 'unary' };
-      byPath.set(call.path, labels);
+  const byPath = new Map<string, MethodSeries>();
+  const methodSeries = (call: CallInfo): MethodSeries => {
+    let m = byPath.get(call.path);
+    if (!m) {
+      const labels: GrpcLabels = {
+        grpc_service: call.path.split('/')[1] ?? '',
+        grpc_method: call.method,
+        grpc_type: SERVER_STREAMS.has(call.method) ? 'server_stream' : 'unary',
+      };
+      m = { started: started.bind(labels), handling: handling.bind(labels), byCode: [] };
+      byPath.set(call.path, m);
     }
-    return labels;
+    return m;
   };
-  const byMethodCode = new Map<string, { method: string; code: string }>();
-  const methodCodeLabels = (method: string, code: string) => {
-    const key = `${method} ${code}`;
-    let labels = byMethodCode.get(key);
-    if (!labels) byMethodCode.set(key, (labels = { method, code }));
-    return labels;
-  };
-  const byLabelsCode = new WeakMap<GrpcLabels, Map<string, GrpcLabels & { grpc_code: string }>>();
-  const handledLabels = (labels: GrpcLabels, code: string) => {
-    let codes = byLabelsCode.get(labels);
-    if (!codes) byLabelsCode.set(labels, (codes = new Map()));
-    let withCode = codes.get(code);
-    if (!withCode) codes.set(code, (withCode = { ...labels, grpc_code: code }));
-    return withCode;
+  const codeSeries = (call: CallInfo, m: MethodSeries, code: number) => {
+    let c = m.byCode[code];
+    if (!c) {
+      const codeName = grpc.status[code] ?? String(code);
+      c = { handled: handled.bind({ ...m.started.labels, grpc_code: codeName }), duration: histogram.bind({ method: call.method, code: codeName }) };
+      m.byCode[code] = c;
+    }
+    return c;
   };
   let running = 0;
   let closed = false;
@@ -142,9 +144,9 @@ export function createInstrument(log: Logger, registry: Registry): Instrument {
   const intercept: Interceptor = async <T>(call: CallInfo, request: unknown, run: () => Promise<T>): Promise<T> => {
     if (closed) throw new CrispError('UNAVAILABLE', 'crispd is shutting down');
     running++;
-    const startedAt = process.hrtime.bigint();
-    const labels = methodLabels(call);
-    started.inc(labels);
+    const startedAt = performance.now();
+    const series = methodSeries(call);
+    series.started.value++;
     let code = grpc.status.OK;
     if (log.isLevelEnabled('debug')) log.debug({ method: call.method, request: loggable(request) }, 'cri request');
     try {
@@ -157,11 +159,11 @@ export function createInstrument(log: Logger, registry: Registry): Instrument {
       log[level]({ method: call.method, code: grpc.status[code], err: status.details }, 'cri request failed');
       throw err;
     } finally {
-      const seconds = Number(process.hrtime.bigint() - startedAt) / 1e9;
-      const codeName = grpc.status[code] ?? String(code);
-      histogram.observe(methodCodeLabels(call.method, codeName), seconds);
-      handled.inc(handledLabels(labels, codeName));
-      handling.observe(labels, seconds);
+      const seconds = (performance.now() - startedAt) / 1000;
+      const c = codeSeries(call, series, code);
+      histogram.observe(c.duration, seconds);
+      c.handled.value++;
+      handling.observe(series.handling, seconds);
       running--;
       if (running === 0) for (const wake of idle.splice(0)) wake();
     }

@@ -1,4 +1,7 @@
-import type { ContainerStatusRequest, ContainerStatusResponse, ListContainersRequest, ListContainersResponse } from '../../gen/runtime.v1.js';
+import type { Container, ContainerStatusRequest, ContainerStatusResponse, ListContainersRequest, ListContainersResponse } from '../../gen/runtime.v1.js';
+import type { ContainerRecord } from '../../sandbox/containers/types.js';
+import { Encoded } from '../../common/grpc-server.js';
+import { EncodedList } from './encoded-list.js';
 import type { Input } from '../../common/proto-registry.js';
 import type { ContainerController } from '../../sandbox/containers/controller.js';
 import { requireString } from '../validate.js';
@@ -22,6 +25,9 @@ export async function containerStatus(c: ContainerController, req: ContainerStat
   return { status: toCriContainerStatus(rec), info };
 }
 
-export async function listContainers(c: ContainerController, req: ListContainersRequest): Promise<Input<ListContainersResponse>> {
-  return { containers: c.list().filter((r) => matchesContainerFilter(r, req.filter)).map(toCriContainer) };
+/** ListContainersResponse.containers is field 1; each container's encoding is kept while it is unchanged. */
+const containerList = new EncodedList<ContainerRecord, Container>('runtime.v1.Container', 1, toCriContainer);
+
+export async function listContainers(c: ContainerController, req: ListContainersRequest): Promise<Encoded<ListContainersResponse>> {
+  return new Encoded(containerList.encode(c.list().filter((r) => matchesContainerFilter(r, req.filter))));
 }

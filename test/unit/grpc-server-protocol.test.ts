@@ -8,7 +8,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
-import { GrpcServer, bindService, type CallInfo, type Handlers, type GrpcServerOptions } from '../../common/grpc-server.js';
+import { Encoded, GrpcServer, bindService, type CallInfo, type Handlers, type GrpcServerOptions } from '../../common/grpc-server.js';
 import { encodeGrpcMessage, frameMessage, parseGrpcTimeout, unframeSingle } from '../../common/grpc-wire.js';
 import { ServiceClient, unixChannel } from '../../common/grpc-client.js';
 import { codecFor } from '../../common/proto-registry.js';
@@ -115,6 +115,14 @@ test('unary round trip with metadata (-bin too) under a client deadline', async 
       assert.equal(seen.user, undefined, 'content-type is HTTP/2 framing, not metadata');
     },
   );
+});
+
+test('a handler may answer with bytes already encoded (Encoded): they go out as the message', async () => {
+  await withServer({ Echo: async (req) => new Encoded<Ping>(ping.encode({ text: `${req.text}!`, n: 7 })) }, async ({ client }) => {
+    const res = await client.unary('Echo', { text: 'pre', n: 1 });
+    assert.equal(res.text, 'pre!');
+    assert.equal(res.n, 7);
+  });
 });
 
 test('errors: status and a non-ASCII message survive the trailers; unknown method and compressed requests are UNIMPLEMENTED', async () => {

@@ -161,7 +161,7 @@ export class GrpcChannel {
 export class ClientCall {
   private stream: http2.ClientHttp2Stream | undefined;
   /** The stream's session (a closed stream no longer names it): destroyed means the connection is gone. */
-  private session: http2.ClientHttp2Session | undefined;
+  private session: http2.Http2Session | undefined;
   private outcome: GrpcCallError | null | undefined;
   private release: (() => void) | undefined;
   private timer: NodeJS.Timeout | undefined;

@@ -94,7 +94,14 @@ export class GrpcChannel {
 
   private current(): http2.ClientHttp2Session {
     if (this.session && !this.session.closed && !this.session.destroyed) return this.session;
-    const session = http2.connect('http://localhost', { createConnection: () => connect(this.path), settings: { enablePush: false } });
+    const session = http2.connect('http://localhost', {
+      createConnection: () => connect(this.path),
+      settings: { enablePush: false },
+      // As grpc-js: node's per-session memory cap refuses new streams (ENHANCE_YOUR_CALM) while large
+      // content writes are queued, and its header-block cap would fail calls with much metadata.
+      maxSessionMemory: Number.MAX_SAFE_INTEGER,
+      maxSendHeaderBlockLength: Number.MAX_SAFE_INTEGER,
+    });
     // A failed connect or a dropped socket reaches each call through its stream; the session's own
     // error event only needs a listener so that it is not thrown.
     session.on('error', () => undefined);

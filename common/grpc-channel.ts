@@ -140,6 +140,10 @@ export class GrpcChannel {
       call.fail(status.UNAVAILABLE, `channel to ${this.path} is closed`);
       return call;
     }
+    if (spec.signal?.aborted) {
+      call.fail(status.CANCELLED, 'Cancelled on client');
+      return call;
+    }
     const headers: http2.OutgoingHttpHeaders = {
       ...spec.metadata,
       ':method': 'POST',
@@ -201,9 +205,6 @@ export class ClientCall {
     this.stream = stream;
     this.session = stream.session;
     this.release = release;
-    if (timeoutMs > 0) this.armDeadline(Date.now() + timeoutMs);
-    if (this.signal?.aborted) return this.onAbort();
-    this.signal?.addEventListener('abort', this.onAbort, { once: true });
     stream.on('response', (headers) => {
       this.responseHeaders = headers;
     });
@@ -215,6 +216,10 @@ export class ClientCall {
       this.streamError ??= err;
     });
     stream.on('close', () => this.closed());
+    // After the listeners: a stream reset at once must still find its 'error' listener.
+    if (this.signal?.aborted) return this.onAbort();
+    this.signal?.addEventListener('abort', this.onAbort, { once: true });
+    if (timeoutMs > 0) this.armDeadline(Date.now() + timeoutMs);
   }
 
   /** setTimeout fires at once for more than 2^31-1 ms: a deadline further out is reached in steps. */

@@ -321,10 +321,12 @@ test('a peer that drops the connection mid-call: UNAVAILABLE, and the next call 
 test('no server, then a server, then a restarted server: UNAVAILABLE naming the cause, then calls succeed again', async () => {
   const { sock, cleanup } = tempSocket();
   const channel = unixChannel(sock);
+  let server: GrpcServer | undefined;
   try {
     const client = proberOn(channel);
     await assert.rejects(client.unary('Echo', { text: 'x' }), (err: unknown) => isGrpcError(err, status.UNAVAILABLE) && /ENOENT/.test(err.details));
-    let server = await startProber(sock);
+    await assert.rejects(client.unary('Echo', { text: 'x' }, { signal: AbortSignal.abort() }), (err: unknown) => isGrpcError(err, status.CANCELLED));
+    server = await startProber(sock);
     assert.equal((await client.unary('Echo', { text: 'one' })).text, 'ONE');
     const watch = client.serverStream('Watch', { text: 'forever' });
     server.forceShutdown();
@@ -337,9 +339,9 @@ test('no server, then a server, then a restarted server: UNAVAILABLE naming the 
     await assert.rejects(client.unary('Echo', { text: 'x' }), (err: unknown) => isGrpcError(err, status.UNAVAILABLE));
     server = await startProber(sock);
     assert.equal((await client.unary('Echo', { text: 'two' })).text, 'TWO');
-    server.forceShutdown();
   } finally {
     channel.close();
+    server?.forceShutdown();
     cleanup();
   }
   await assert.rejects(proberOn(channel).unary('Echo', { text: 'x' }), (err: unknown) => isGrpcError(err, status.UNAVAILABLE) && /closed/.test(err.details));

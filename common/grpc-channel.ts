@@ -328,16 +328,24 @@ export class ClientCall {
       return this.finish(grpcCallError(httpStatus(httpCode), `Received HTTP status code ${httpCode}`));
     }
     if (!st || st['grpc-status'] === undefined) {
-      if (dropped) return this.finish(grpcCallError(status.UNAVAILABLE, `Connection dropped${this.streamError ? `: ${this.streamError.message}` : ''}`));
-      return this.finish(grpcCallError(rst === NGHTTP2_NO_ERROR ? status.INTERNAL : rstStatus(rst), `Stream ended without a status (RST_STREAM code ${rst})`));
+      if (dropped) {
+        const why = this.streamError ? `: ${this.streamError.message}` : '';
+        return this.finish(grpcCallError(status.UNAVAILABLE, `Connection dropped${why}`));
+      }
+      const code = rst === NGHTTP2_NO_ERROR ? status.INTERNAL : rstStatus(rst);
+      return this.finish(grpcCallError(code, `Stream ended without a status (RST_STREAM code ${rst})`));
     }
     const code = Number(headerText(st['grpc-status']));
     const details = decodeGrpcMessage(headerText(st['grpc-message']) ?? '');
     const metadata: Record<string, string> = {};
     for (const [k, v] of Object.entries(st)) if (!k.startsWith(':') && v !== undefined) metadata[k] = headerText(v)!;
-    if (!Number.isInteger(code) || code < 0 || code > 16) return this.finish(grpcCallError(status.UNKNOWN, details || `invalid grpc-status ${code}`, metadata));
+    if (!Number.isInteger(code) || code < 0 || code > 16) {
+      return this.finish(grpcCallError(status.UNKNOWN, details || `invalid grpc-status ${code}`, metadata));
+    }
     if (code !== status.OK) return this.finish(grpcCallError(code as StatusCode, details, metadata));
-    if (this.have > 0 || this.need >= 0) return this.finish(grpcCallError(status.INTERNAL, 'the stream ended inside a message', metadata));
+    if (this.have > 0 || this.need >= 0) {
+      return this.finish(grpcCallError(status.INTERNAL, 'the stream ended inside a message', metadata));
+    }
     this.finish(null);
   }
 }

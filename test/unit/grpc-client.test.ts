@@ -16,7 +16,12 @@ import { codecFor } from '../../common/proto-registry.js';
 import { isGrpcError, notFound } from '../../common/errors.js';
 import { toStatus } from '../../cri/instrument.js';
 import { ProberName, type Ping, type ProberMethods } from '../../gen/crisp.test.js';
-import { ContentName, type ContentMethods, type WriteContentRequest, type WriteContentResponse } from '../../gen/containerd.services.content.v1.js';
+import {
+  ContentName,
+  type ContentMethods,
+  type WriteContentRequest,
+  type WriteContentResponse,
+} from '../../gen/containerd.services.content.v1.js';
 
 const ping = codecFor<Ping>('crisp.test.Ping');
 const writeReq = codecFor<WriteContentRequest>('containerd.services.content.v1.WriteContentRequest');
@@ -90,7 +95,9 @@ test('grpc-wire: grpc-timeout and grpc-message round-trip', () => {
     assert.match(v, /^\d{1,8}[mSMH]$/);
     assert.ok(parseGrpcTimeout(v)! >= ms, `${v} covers ${ms} ms`);
   }
-  for (const text of ['plain', 'pod "naïve" 100% not found\nsecond ✓', '', '%', '%zz']) assert.equal(decodeGrpcMessage(encodeGrpcMessage(text)), text);
+  for (const text of ['plain', 'pod "naïve" 100% not found\nsecond ✓', '', '%', '%zz']) {
+    assert.equal(decodeGrpcMessage(encodeGrpcMessage(text)), text);
+  }
   assert.equal(decodeGrpcMessage('50%25 done %'), '50% done %');
 });
 
@@ -139,7 +146,8 @@ test('unary: headers the client sends, a trailers-only failure, an HTTP error, a
         stream.on('end', () => {
           const req = ping.decode(unframeAll(Buffer.concat(chunks))[0]!);
           if (req.text === 'trailers-only') {
-            stream.respond({ ':status': 200, 'content-type': 'application/grpc', 'grpc-status': '9', 'grpc-message': encodeGrpcMessage('not now ✓') }, { endStream: true });
+            const only = { 'grpc-status': '9', 'grpc-message': encodeGrpcMessage('not now ✓') };
+            stream.respond({ ':status': 200, 'content-type': 'application/grpc', ...only }, { endStream: true });
           } else if (req.text === 'http') {
             stream.respond({ ':status': 503 }, { endStream: true });
           } else if (req.text === 'reset') {
@@ -164,7 +172,8 @@ test('unary: headers the client sends, a trailers-only failure, an HTTP error, a
       assert.equal(headersSeen.te, 'trailers');
       assert.equal(headersSeen['x-test'], 'yes');
       assert.equal(headersSeen['grpc-timeout'], '60000m');
-      const code = (text: string) => client.unary('Echo', { text }).then(() => status.OK, (err: unknown) => (isGrpcError(err) ? [err.code, err.details] : err));
+      const code = (text: string) =>
+        client.unary('Echo', { text }).then(() => status.OK, (err: unknown) => (isGrpcError(err) ? [err.code, err.details] : err));
       assert.deepEqual(await code('trailers-only'), [status.FAILED_PRECONDITION, 'not now ✓']);
       assert.equal((await code('http') as [number])[0], status.UNAVAILABLE);
       assert.equal((await code('reset') as [number])[0], status.UNAVAILABLE);
@@ -196,7 +205,8 @@ test('deadline and cancellation end the call and reset its stream with CANCEL', 
       stream.cancel();
       await assert.rejects(next, (err: unknown) => isGrpcError(err, status.CANCELLED));
       while (resets.length < 3) await new Promise((r) => setImmediate(r));
-      assert.deepEqual(resets.slice(0, 3), [http2.constants.NGHTTP2_CANCEL, http2.constants.NGHTTP2_CANCEL, http2.constants.NGHTTP2_CANCEL]);
+      const { NGHTTP2_CANCEL } = http2.constants;
+      assert.deepEqual(resets.slice(0, 3), [NGHTTP2_CANCEL, NGHTTP2_CANCEL, NGHTTP2_CANCEL]);
     },
   );
 });
@@ -285,7 +295,8 @@ test('bidi stream (content Write): interleaved writes and reads, half-close, and
         await assert.rejects(over.write({ data: Buffer.alloc(2000) }), (err: unknown) => isGrpcError(err, status.RESOURCE_EXHAUSTED));
         const answerTooBig = limited.duplex('Write');
         await answerTooBig.write({ ref: 'big', data: Buffer.alloc(1) });
-        await assert.rejects(answerTooBig.read(), (err: unknown) => isGrpcError(err, status.RESOURCE_EXHAUSTED) && /larger than max/.test(err.details));
+        const tooLarge = (err: unknown) => isGrpcError(err, status.RESOURCE_EXHAUSTED) && /larger than max/.test(err.details);
+        await assert.rejects(answerTooBig.read(), tooLarge);
       } finally {
         small.close();
       }
@@ -324,8 +335,10 @@ test('no server, then a server, then a restarted server: UNAVAILABLE naming the 
   let server: GrpcServer | undefined;
   try {
     const client = proberOn(channel);
-    await assert.rejects(client.unary('Echo', { text: 'x' }), (err: unknown) => isGrpcError(err, status.UNAVAILABLE) && /ENOENT/.test(err.details));
-    await assert.rejects(client.unary('Echo', { text: 'x' }, { signal: AbortSignal.abort() }), (err: unknown) => isGrpcError(err, status.CANCELLED));
+    const noSocket = (err: unknown) => isGrpcError(err, status.UNAVAILABLE) && /ENOENT/.test(err.details);
+    await assert.rejects(client.unary('Echo', { text: 'x' }), noSocket);
+    const cancelled = (err: unknown) => isGrpcError(err, status.CANCELLED);
+    await assert.rejects(client.unary('Echo', { text: 'x' }, { signal: AbortSignal.abort() }), cancelled);
     server = await startProber(sock);
     assert.equal((await client.unary('Echo', { text: 'one' })).text, 'ONE');
     const watch = client.serverStream('Watch', { text: 'forever' });
@@ -344,5 +357,6 @@ test('no server, then a server, then a restarted server: UNAVAILABLE naming the 
     server?.forceShutdown();
     cleanup();
   }
-  await assert.rejects(proberOn(channel).unary('Echo', { text: 'x' }), (err: unknown) => isGrpcError(err, status.UNAVAILABLE) && /closed/.test(err.details));
+  const closed = (err: unknown) => isGrpcError(err, status.UNAVAILABLE) && /closed/.test(err.details);
+  await assert.rejects(proberOn(channel).unary('Echo', { text: 'x' }), closed);
 });

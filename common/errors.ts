@@ -1,6 +1,6 @@
 // Typed errors that carry their gRPC status code, so every layer can say *what kind* of failure it
 // hit and the CRI instrument layer maps it without parsing message text.
-import { status } from '@grpc/grpc-js';
+import { status, type StatusCode } from './grpc-types.js';
 
 export type ErrorKind =
   | 'INVALID_ARGUMENT'
@@ -27,7 +27,7 @@ export class CrispError extends Error {
     this.name = `CrispError(${kind})`;
   }
 
-  get grpcCode(): status {
+  get grpcCode(): StatusCode {
     return status[this.kind];
   }
 }
@@ -45,13 +45,13 @@ export function isCrispError(err: unknown, kind?: ErrorKind): err is CrispError 
   return err instanceof CrispError && (kind === undefined || err.kind === kind);
 }
 
-/** A gRPC error from a peer (containerd), as grpc-js delivers it. */
+/** A gRPC error from a peer (containerd), as common/grpc-channel.ts (and grpc-js) deliver it. */
 export interface GrpcServiceError extends Error {
-  code: status;
+  code: StatusCode;
   details: string;
 }
 
-export function isGrpcError(err: unknown, code?: status): err is GrpcServiceError {
+export function isGrpcError(err: unknown, code?: number): err is GrpcServiceError {
   return (
     err instanceof Error &&
     typeof (err as Partial<GrpcServiceError>).code === 'number' &&

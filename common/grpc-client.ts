@@ -1,8 +1,9 @@
-// A typed view of one gRPC service over a shared grpc-js channel: unary calls, server streams and
-// bidirectional streams, with per-call metadata (containerd namespace, lease) and deadlines.
-import * as grpc from '@grpc/grpc-js';
+// A typed view of one gRPC service over a shared channel (common/grpc-channel.ts, node:http2): unary
+// calls, server streams and bidirectional streams, with per-call metadata (containerd namespace, lease)
+// and deadlines.
+import { GrpcChannel, grpcCallError, type CallHandlers, type ChannelOptions, type ClientCall, type GrpcCallError } from './grpc-channel.js';
 import { codecFor, lookupService, type Codec, type Input } from './proto-registry.js';
-import type { MethodTable } from './grpc-types.js';
+import { status, type MethodTable } from './grpc-types.js';
 import { tracer } from './tracing.js';
 
 export interface CallOptions {
@@ -24,7 +25,7 @@ export interface DuplexCall<Req, Res> {
   read(): Promise<Res | undefined>;
 }
 
-/** The longest deadline a call gets (30 days); grpc-js cannot express one beyond 10^8 hours. */
+/** The longest deadline a call gets (30 days); callers pass timeouts that come from requests. */
 export const MAX_CALL_TIMEOUT_MS = 30 * 24 * 3600 * 1000;
 
 interface MethodCodecs {
@@ -37,7 +38,7 @@ export class ServiceClient<M extends MethodTable<M>> {
   private readonly methods = new Map<string, MethodCodecs>();
 
   constructor(
-    private readonly channel: grpc.Client,
+    private readonly channel: GrpcChannel,
     readonly serviceName: string,
     private readonly defaults: () => { metadata: Record<string, string>; timeoutMs: number },
   ) {
@@ -56,15 +57,10 @@ export class ServiceClient<M extends MethodTable<M>> {
     return m;
   }
 
-  private prepare(opts: CallOptions, streaming: boolean): { metadata: grpc.Metadata; options: grpc.CallOptions } {
+  private start(m: MethodCodecs, opts: CallOptions, streaming: boolean, handlers: CallHandlers): ClientCall {
     const d = this.defaults();
-    const metadata = new grpc.Metadata();
-    for (const [k, v] of Object.entries({ ...d.metadata, ...opts.metadata })) metadata.set(k, v);
-    // A deadline too far out makes grpc-js throw outside the call (an uncaught exception); callers pass
-    // timeouts that come from requests (ExecSync, StopContainer), so cap rather than trust them.
     const timeoutMs = Math.min(opts.timeoutMs ?? (streaming ? 0 : d.timeoutMs), MAX_CALL_TIMEOUT_MS);
-    const options: grpc.CallOptions = timeoutMs > 0 ? { deadline: Date.now() + timeoutMs } : {};
-    return { metadata, options };
+    return this.channel.start({ path: m.path, metadata: { ...d.metadata, ...opts.metadata }, timeoutMs, signal: opts.signal }, handlers);
   }
 
   unary<K extends keyof M & string>(
@@ -81,18 +77,23 @@ export class ServiceClient<M extends MethodTable<M>> {
 
   private sendUnary<K extends keyof M & string>(name: K, request: Input<M[K]['request']>, opts: CallOptions): Promise<M[K]['response']> {
     const m = this.method(name);
-    const { metadata, options } = this.prepare(opts, false);
     return new Promise((resolve, reject) => {
-      const call = this.channel.makeUnaryRequest(
-        m.path,
-        (v: Input<unknown>) => m.req.encode(v),
-        (b: Buffer) => m.res.decode(b),
-        request,
-        metadata,
-        options,
-        (err, value) => (err ? reject(err) : resolve(value as M[K]['response'])),
-      );
-      opts.signal?.addEventListener('abort', () => call.cancel(), { once: true });
+      const payload = encode(m, request);
+      if (payload instanceof Error) return reject(payload);
+      let response: unknown;
+      let count = 0;
+      const call = this.start(m, opts, false, {
+        message: (bytes) => {
+          count++;
+          response = m.res.decode(bytes);
+        },
+        end: (err) => {
+          if (err) reject(err);
+          else if (count === 1) resolve(response as M[K]['response']);
+          else reject(grpcCallError(status.UNIMPLEMENTED, `${count} response messages for a unary call`));
+        },
+      });
+      call.send(payload, true);
     });
   }
 
@@ -102,76 +103,86 @@ export class ServiceClient<M extends MethodTable<M>> {
     opts: CallOptions = {},
   ): ResponseStream<M[K]['response']> {
     const m = this.method(name);
-    const { metadata, options } = this.prepare(opts, true);
-    const call = this.channel.makeServerStreamRequest(
-      m.path,
-      (v: Input<unknown>) => m.req.encode(v),
-      (b: Buffer) => m.res.decode(b),
-      request,
-      metadata,
-      options,
-    );
-    opts.signal?.addEventListener('abort', () => call.cancel(), { once: true });
-    return {
-      cancel: () => call.cancel(),
-      [Symbol.asyncIterator]: () => call[Symbol.asyncIterator]() as AsyncIterator<M[K]['response']>,
+    const responses = new Responses<M[K]['response']>(m);
+    const payload = encode(m, request);
+    const call = this.start(m, opts, true, responses);
+    if (payload instanceof Error) call.fail(payload.code, payload.details);
+    else call.send(payload, true);
+    const iterator: AsyncIterator<M[K]['response']> = {
+      next: async () => {
+        const value = await responses.read();
+        return value === undefined ? { done: true, value: undefined } : { done: false, value };
+      },
+      return: async () => {
+        call.cancel();
+        return { done: true, value: undefined };
+      },
     };
+    return { cancel: () => call.cancel(), [Symbol.asyncIterator]: () => iterator };
   }
 
   duplex<K extends keyof M & string>(name: K, opts: CallOptions = {}): DuplexCall<M[K]['request'], M[K]['response']> {
     const m = this.method(name);
-    const { metadata, options } = this.prepare(opts, true);
-    const call = this.channel.makeBidiStreamRequest(
-      m.path,
-      (v: Input<unknown>) => m.req.encode(v),
-      (b: Buffer) => m.res.decode(b),
-      metadata,
-      options,
-    );
-    opts.signal?.addEventListener('abort', () => call.cancel(), { once: true });
-    const queue: unknown[] = [];
-    const waiters: { resolve: (v: unknown) => void; reject: (e: unknown) => void }[] = [];
-    let failure: unknown;
-    let ended = false;
-    call.on('data', (msg: unknown) => {
-      const w = waiters.shift();
-      if (w) w.resolve(msg);
-      else queue.push(msg);
-    });
-    call.on('error', (err: unknown) => {
-      failure = err;
-      for (const w of waiters.splice(0)) w.reject(err);
-    });
-    call.on('end', () => {
-      ended = true;
-      for (const w of waiters.splice(0)) w.resolve(undefined);
-    });
+    const responses = new Responses<M[K]['response']>(m);
+    const call = this.start(m, opts, true, responses);
     return {
       write: (message) =>
         new Promise<void>((resolve, reject) => {
-          if (failure) return reject(failure);
-          call.write(message, (err?: Error | null) => (err ? reject(err) : resolve()));
+          const payload = encode(m, message);
+          if (payload instanceof Error) return reject(payload);
+          call.send(payload, false, (err) => (err ? reject(err) : resolve()));
         }),
       end: () => call.end(),
       cancel: () => call.cancel(),
-      read: () =>
-        new Promise((resolve, reject) => {
-          if (queue.length > 0) return resolve(queue.shift() as M[K]['response']);
-          if (failure) return reject(failure);
-          if (ended) return resolve(undefined);
-          waiters.push({ resolve: resolve as (v: unknown) => void, reject });
-        }),
+      read: () => responses.read(),
     };
   }
 }
 
-/** A channel to a unix socket ("/run/x.sock" or "unix:///run/x.sock"). */
-export function unixChannel(address: string): grpc.Client {
-  const target = address.startsWith('unix:') ? address : `unix://${address}`;
-  return new grpc.Client(target, grpc.credentials.createInsecure(), {
-    'grpc.max_receive_message_length': 64 * 1024 * 1024,
-    'grpc.max_send_message_length': 64 * 1024 * 1024,
-    'grpc.initial_reconnect_backoff_ms': 100,
-    'grpc.max_reconnect_backoff_ms': 2000,
-  });
+/** The request's bytes, or the INTERNAL error grpc-js gives for a message that does not encode. */
+function encode(m: MethodCodecs, request: unknown): Uint8Array | GrpcCallError {
+  try {
+    return m.req.encode(request as Input<unknown>);
+  } catch (err) {
+    return grpcCallError(status.INTERNAL, `Request message serialization failure: ${(err as Error).message}`);
+  }
+}
+
+/** Responses of a streaming call, queued until read; `read` resolves undefined after status OK. */
+class Responses<T> implements CallHandlers {
+  private readonly queue: T[] = [];
+  private waiter: { resolve: (v: T | undefined) => void; reject: (e: unknown) => void } | undefined;
+  private outcome: GrpcCallError | null | undefined;
+
+  constructor(private readonly m: MethodCodecs) {}
+
+  message(bytes: Buffer): void {
+    const value = this.m.res.decode(bytes) as T;
+    const w = this.waiter;
+    this.waiter = undefined;
+    if (w) w.resolve(value);
+    else this.queue.push(value);
+  }
+
+  end(err: GrpcCallError | null): void {
+    this.outcome = err;
+    const w = this.waiter;
+    this.waiter = undefined;
+    if (w && err) w.reject(err);
+    else w?.resolve(undefined);
+  }
+
+  read(): Promise<T | undefined> {
+    if (this.queue.length > 0) return Promise.resolve(this.queue.shift());
+    if (this.outcome) return Promise.reject(this.outcome);
+    if (this.outcome === null) return Promise.resolve(undefined);
+    return new Promise((resolve, reject) => {
+      this.waiter = { resolve, reject };
+    });
+  }
+}
+
+/** A channel to a unix socket ("/run/x.sock", "unix:///run/x.sock" or "unix:x.sock"). */
+export function unixChannel(address: string, options?: ChannelOptions): GrpcChannel {
+  return new GrpcChannel(address, options);
 }

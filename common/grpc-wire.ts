@@ -59,3 +59,30 @@ export function encodeGrpcMessage(text: string): string {
   }
   return out;
 }
+
+/** A deadline `ms` from now as a grpc-timeout value (at most 8 digits, rounded up to the unit). */
+export function formatGrpcTimeout(ms: number): string {
+  const units: [string, number][] = [['m', 1], ['S', 1000], ['M', 60_000], ['H', 3_600_000]];
+  for (const [unit, size] of units) {
+    const n = Math.ceil(Math.max(ms, 0) / size);
+    if (n < 100_000_000) return `${n}${unit}`;
+  }
+  return '99999999H';
+}
+
+/** The text of a percent-encoded grpc-message (invalid UTF-8 becomes U+FFFD, a stray '%' stays). */
+export function decodeGrpcMessage(value: string): string {
+  if (!value.includes('%')) return value;
+  const bytes: number[] = [];
+  for (let i = 0; i < value.length; i++) {
+    const c = value.charCodeAt(i);
+    const hex = c === 0x25 ? /^[0-9a-fA-F]{2}$/.exec(value.slice(i + 1, i + 3)) : null;
+    if (hex) {
+      bytes.push(parseInt(hex[0], 16));
+      i += 2;
+    } else {
+      bytes.push(c & 0xff);
+    }
+  }
+  return Buffer.from(bytes).toString('utf8');
+}

@@ -15,7 +15,7 @@
 // The per-RPC metrics come from cri/instrument.ts; crisp_process_* and crisp_nodejs_* from prom-client.
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import * as grpc from '@grpc/grpc-js';
+import { status, statusName } from '../common/grpc-types.js';
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
 import type { Logger } from 'pino';
 import { errorMessage, invalidArgument } from '../common/errors.js';
@@ -302,8 +302,8 @@ export function instrumentImagePulls<T extends Puller>(images: T, registry: Regi
       end({ status: 'success' });
       return result;
     } catch (err) {
-      const code = toStatus(err).code ?? grpc.status.UNKNOWN;
-      failure.inc({ error: grpc.status[code] ?? String(code) });
+      const code = toStatus(err).code ?? status.UNKNOWN;
+      failure.inc({ error: statusName(code) ?? String(code) });
       end({ status: 'failure' });
       throw err;
     } finally {

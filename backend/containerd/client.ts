@@ -1,6 +1,6 @@
 // Typed containerd API client: one gRPC channel, one typed view per service, the namespace header on
 // every call and the lease header where a caller asks for it.
-import type * as grpc from '@grpc/grpc-js';
+import type { GrpcChannel } from '../../common/grpc-channel.js';
 import { ServiceClient, unixChannel, type CallOptions } from '../../common/grpc-client.js';
 import { unavailable, errorMessage } from '../../common/errors.js';
 import type { MethodTable } from '../../common/grpc-types.js';
@@ -43,7 +43,7 @@ export class ContainerdClient {
   readonly containers: ServiceClient<ContainersMethods>;
   readonly tasks: ServiceClient<TasksMethods>;
   readonly events: ServiceClient<EventsMethods>;
-  private readonly channel: grpc.Client;
+  private readonly channel: GrpcChannel;
 
   constructor(readonly options: ContainerdClientOptions) {
     this.channel = unixChannel(options.address);

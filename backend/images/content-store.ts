@@ -4,7 +4,7 @@
 import { Readable } from 'node:stream';
 import { open } from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
-import { status } from '@grpc/grpc-js';
+import { status } from '../../common/grpc-types.js';
 import { ContainerdClient } from '../containerd/client.js';
 import type { CallOptions, DuplexCall } from '../../common/grpc-client.js';
 import { WriteAction, type ContentMethods } from '../../gen/containerd.services.content.v1.js';

@@ -27,7 +27,7 @@ import type { PodRecord, PodResources } from '../../sandbox/pods/types.js';
 import type { ContainerRecord } from '../../sandbox/containers/types.js';
 import { applyContainerAdjustment, applyContainerUpdate } from '../../sandbox/containers/nri-adjust.js';
 import { isTtrpcError } from '../transport/ttrpc.js';
-import { status } from '@grpc/grpc-js';
+import { status } from '../../common/grpc-types.js';
 import { EVENT_METHOD, STATE_CHANGE_FALLBACK, eventNames, type WireEvent } from './events.js';
 import { comparePlugins, matchesPlugin, qualifiedName, type PluginIdentity } from './identity.js';
 import { PluginSupervisor, discoverPluginFiles, readPluginConfig, type Backoff, type PluginFile } from './launcher.js';

@@ -19,7 +19,7 @@ import {
   type UpdateContainersResponse,
 } from '../../gen/nri.pkg.api.v1alpha1.js';
 import { Mux, PLUGIN_SERVICE_CONN, RUNTIME_SERVICE_CONN } from '../transport/mux.js';
-import { status } from '@grpc/grpc-js';
+import { status } from '../../common/grpc-types.js';
 import { TtrpcClient, TtrpcError, TtrpcServer, isTtrpcError, TTRPC_TYPE_REQUEST } from '../transport/ttrpc.js';
 import { TtrpcChannel } from '../transport/ttrpc-channel.js';
 import { TypedTtrpcClient, registerTtrpcService } from '../transport/typed-ttrpc.js';

@@ -3,7 +3,7 @@
 // One side of a connection only ever receives one message type (a client gets responses, a
 // server gets requests); anything else, or a frame over 4 MiB, is a connection error.
 import type { Duplex } from 'node:stream';
-import { status } from '@grpc/grpc-js';
+import { status } from '../../common/grpc-types.js';
 import { ByteQueue } from './byte-queue.js';
 import { TtrpcError } from './ttrpc-error.js';
 

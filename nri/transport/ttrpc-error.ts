@@ -1,6 +1,6 @@
 // The one error type of the ttrpc layer. It carries a gRPC status code and, like a grpc-js error,
 // a `details` string, so common/errors.ts isGrpcError()/withContext() understand it.
-import { status } from '@grpc/grpc-js';
+import { status } from '../../common/grpc-types.js';
 
 /**
  * What went wrong:

@@ -1,7 +1,7 @@
 // Unary ttrpc client and server over one logical connection each (nri-protocol.md §3). NRI uses
 // only unary calls: one Request frame (flags 0) answered by one Response frame on the same stream.
 import type { Duplex } from 'node:stream';
-import { status } from '@grpc/grpc-js';
+import { status } from '../../common/grpc-types.js';
 import { codecFor, type Input } from '../../common/proto-registry.js';
 import type { Request as TtrpcRequest, Response as TtrpcResponse } from '../../gen/ttrpc.js';
 import {

@@ -28,14 +28,16 @@ async function withProber(fn: (client: ServiceClient<ProberMethods>, raw: (body:
   await server.listen(sock);
   const channel = unixChannel(sock);
   const client = new ServiceClient<ProberMethods>(channel, ProberName, () => ({ metadata: {}, timeoutMs: 5000 }));
+  const rawChannel = new grpc.Client(`unix://${sock}`, grpc.credentials.createInsecure());
   const raw = (body: Buffer) =>
     new Promise<grpc.ServiceError | null>((resolve) =>
-      channel.makeUnaryRequest(`/${ProberName}/Echo`, (b: Buffer) => b, (b: Buffer) => b, body, new grpc.Metadata(), {}, (err) => resolve(err)),
+      rawChannel.makeUnaryRequest(`/${ProberName}/Echo`, (b: Buffer) => b, (b: Buffer) => b, body, new grpc.Metadata(), {}, (err) => resolve(err)),
     );
   try {
     await fn(client, raw);
   } finally {
     channel.close();
+    rawChannel.close();
     server.forceShutdown();
     rmSync(dir, { recursive: true, force: true });
   }

@@ -25,6 +25,7 @@ interface Env {
   sock: string;
   server: GrpcServer;
   client: ServiceClient<ProberMethods>;
+  /** A grpc-js channel, for calls with metadata the typed client does not send. */
   channel: grpc.Client;
 }
 
@@ -35,11 +36,13 @@ async function withServer(handlers: Partial<Handlers<ProberMethods>>, fn: (env: 
   const all: Handlers<ProberMethods> = { Echo: async (req) => ({ text: req.text }), Watch: async () => undefined, ...handlers };
   bindService(server, ProberName, all, (_call, _req, run) => run(), toStatus);
   await server.listen(sock);
-  const channel = unixChannel(sock);
-  const client = new ServiceClient<ProberMethods>(channel, ProberName, () => ({ metadata: {}, timeoutMs: 10_000 }));
+  const typed = unixChannel(sock);
+  const client = new ServiceClient<ProberMethods>(typed, ProberName, () => ({ metadata: {}, timeoutMs: 10_000 }));
+  const channel = new grpc.Client(`unix://${sock}`, grpc.credentials.createInsecure());
   try {
     await fn({ sock, server, client, channel });
   } finally {
+    typed.close();
     channel.close();
     server.forceShutdown();
     rmSync(dir, { recursive: true, force: true });
@@ -129,7 +132,7 @@ test('errors: status and a non-ASCII message survive the trailers; unknown metho
   const details = 'pod "naïve" 100% not found\nsecond line ✓';
   await withServer({ Echo: async () => Promise.reject(new CrispError('NOT_FOUND', details)) }, async ({ client, sock }) => {
     await assert.rejects(client.unary('Echo', { text: 'x' }), (err: unknown) => isGrpcError(err, grpc.status.NOT_FOUND) && err.details === details);
-    const unknown = unixChannel(sock);
+    const unknown = new grpc.Client(`unix://${sock}`, grpc.credentials.createInsecure());
     try {
       const err = await new Promise<grpc.ServiceError | null>((resolve) =>
         unknown.makeUnaryRequest(`/${ProberName}/Nope`, (b: Buffer) => b, (b: Buffer) => b, Buffer.alloc(0), new grpc.Metadata(), {}, (e) => resolve(e)),

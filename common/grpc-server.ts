@@ -12,9 +12,8 @@
 // - shutdown: GOAWAY, running calls finish (tryShutdown) or every session is destroyed (forceShutdown).
 // node:http2 itself answers PINGs (keepalive) and SETTINGS.
 import * as http2 from 'node:http2';
-import * as grpc from '@grpc/grpc-js';
 import { codecFor, lookupService, type Input } from './proto-registry.js';
-import type { MethodTable } from './grpc-types.js';
+import { status, type MethodTable } from './grpc-types.js';
 import { undecodableRequest } from './undecodable-request.js';
 import { FRAME_HEADER, declaredLength, encodeGrpcMessage, frameMessage, parseGrpcTimeout, unframeSingle } from './grpc-wire.js';
 import { firstEvent } from './first-event.js';
@@ -24,7 +23,7 @@ export interface CallInfo {
   path: string;
   /** "Version" */
   method: string;
-  metadata: grpc.Metadata;
+  metadata: CallMetadata;
   /** Aborted when the client cancels or the deadline passes. */
   signal: AbortSignal;
 }
@@ -56,7 +55,37 @@ export type Handlers<M extends MethodTable<M>> = {
 
 /** Runs a handler; maps whatever it throws to a gRPC status (the interceptor's job). */
 export type Interceptor = <T>(call: CallInfo, request: unknown, run: () => Promise<T>) => Promise<T>;
-export type ErrorMapper = (err: unknown) => Partial<grpc.StatusObject>;
+/** How a call ends: a gRPC status code and its message. */
+export interface CallStatus {
+  code?: number;
+  details?: string;
+}
+
+export type ErrorMapper = (err: unknown) => CallStatus;
+
+const METADATA_KEY = /^[0-9a-z_.-]+$/;
+
+/** A call's metadata: its request headers that are not gRPC's or HTTP/2's own; `-bin` values are bytes. */
+export class CallMetadata {
+  private readonly values = new Map<string, (string | Buffer)[]>();
+
+  /** Adds a value; a key gRPC does not allow (not [0-9a-z_.-]) is not metadata and is left out. */
+  add(key: string, value: string | Buffer): void {
+    if (!METADATA_KEY.test(key)) return;
+    const list = this.values.get(key);
+    if (list) list.push(value);
+    else this.values.set(key, [value]);
+  }
+
+  set(key: string, value: string | Buffer): void {
+    this.values.delete(key.toLowerCase());
+    this.add(key.toLowerCase(), value);
+  }
+
+  get(key: string): (string | Buffer)[] {
+    return this.values.get(key.toLowerCase()) ?? [];
+  }
+}
 
 export interface GrpcServerOptions {
   /** Largest request message accepted (default 4 MiB, as grpc-js and grpc-go). */
@@ -65,27 +94,18 @@ export interface GrpcServerOptions {
   maxSendMessageLength?: number;
 }
 
-const { status } = grpc;
-
 /** The longest delay setTimeout keeps (2^31-1 ms). */
 const MAX_TIMER_MS = 2 ** 31 - 1;
 
 /** Headers that are gRPC's or HTTP/2's own, not call metadata. */
 const RESERVED_HEADERS = new Set(['content-type', 'te', 'grpc-timeout', 'grpc-encoding', 'grpc-accept-encoding', 'content-length']);
 
-function metadataOf(headers: http2.IncomingHttpHeaders): grpc.Metadata {
-  const md = new grpc.Metadata();
+function metadataOf(headers: http2.IncomingHttpHeaders): CallMetadata {
+  const md = new CallMetadata();
   for (const [key, value] of Object.entries(headers)) {
     if (key.startsWith(':') || RESERVED_HEADERS.has(key) || value === undefined) continue;
     const values = Array.isArray(value) ? value : key.endsWith('-bin') ? value.split(',') : [value];
-    try {
-      for (const v of values) {
-        if (key.endsWith('-bin')) md.add(key, Buffer.from(v, 'base64'));
-        else md.add(key, v);
-      }
-    } catch {
-      // a header name grpc.Metadata refuses (not [0-9a-z_.-]) is no gRPC metadata: leave it out
-    }
+    for (const v of values) md.add(key, key.endsWith('-bin') ? Buffer.from(v, 'base64') : v);
   }
   return md;
 }
@@ -111,7 +131,7 @@ interface BoundMethod {
  * never do) and its answer, sent at most once.
  */
 class Call implements CallInfo {
-  private md: grpc.Metadata | undefined;
+  private md: CallMetadata | undefined;
   private controller: AbortController | undefined;
   private cancelReason: Error | undefined;
   private timer: NodeJS.Timeout | undefined;
@@ -130,7 +150,7 @@ class Call implements CallInfo {
     private readonly onDeadline: () => void,
   ) {}
 
-  get metadata(): grpc.Metadata {
+  get metadata(): CallMetadata {
     this.md ??= metadataOf(this.headers);
     return this.md;
   }
@@ -184,12 +204,9 @@ const RESPONSE_HEADERS: http2.OutgoingHttpHeaders = {
 };
 const OK_TRAILERS: http2.OutgoingHttpHeaders = { 'grpc-status': '0' };
 
-function statusHeaders(code: number, details: string | undefined, metadata: grpc.Metadata | undefined): http2.OutgoingHttpHeaders {
+function statusHeaders(code: number, details: string | undefined): http2.OutgoingHttpHeaders {
   const out: http2.OutgoingHttpHeaders = { 'grpc-status': String(code) };
   if (details) out['grpc-message'] = encodeGrpcMessage(details);
-  if (metadata) {
-    for (const [k, v] of Object.entries(metadata.toHttp2Headers())) if (!(k in out)) out[k] = v;
-  }
   return out;
 }
 
@@ -202,12 +219,12 @@ function sendTrailers(stream: http2.ServerHttp2Stream, trailers: http2.OutgoingH
 }
 
 /** Ends the call with `code`: trailers-only before any message, trailers after them. */
-function sendStatus(call: Pick<Call, 'answered' | 'headersSent' | 'stream'>, code: number, details?: string, metadata?: grpc.Metadata): void {
+function sendStatus(call: Pick<Call, 'answered' | 'headersSent' | 'stream'>, code: number, details?: string): void {
   if (call.answered) return;
   call.answered = true;
   const stream = call.stream;
   if (gone(stream)) return;
-  const trailers = statusHeaders(code, details, metadata);
+  const trailers = statusHeaders(code, details);
   if (!call.headersSent) {
     call.headersSent = true;
     stream.respond({ ...RESPONSE_HEADERS, ...trailers }, { endStream: true });
@@ -369,7 +386,7 @@ export class GrpcServer {
       (err: unknown) => {
         call.finish();
         const st = method.mapError(err);
-        sendStatus(call, st.code ?? status.UNKNOWN, st.details, st.metadata);
+        sendStatus(call, st.code ?? status.UNKNOWN, st.details);
       },
     )
       // Answering failed at the transport (a stream node already tore down): reset it; the daemon lives on.

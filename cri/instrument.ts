@@ -7,10 +7,10 @@
 // grpc_server_handling_seconds (containerd's `grpc_histogram`), labelled grpc_service, grpc_method,
 // grpc_type (+ grpc_code); and crisp_cri_request_duration_seconds, latency by method *and* code, which
 // neither containerd nor CRI-O has.
-import * as grpc from '@grpc/grpc-js';
 import { Gauge, type Registry } from 'prom-client';
 import type { Logger } from 'pino';
-import type { CallInfo, Interceptor } from '../common/grpc-server.js';
+import type { CallInfo, CallStatus, Interceptor } from '../common/grpc-server.js';
+import { status, statusName } from '../common/grpc-types.js';
 import { CrispError, isGrpcError, errorMessage, isOutOfSpace } from '../common/errors.js';
 import { tracer } from '../common/tracing.js';
 import { traceCriCall } from './trace-call.js';
@@ -18,7 +18,7 @@ import { BoundCounter, BoundHistogram, type CounterSeries, type HistogramSeries 
 
 export interface Instrument {
   intercept: Interceptor;
-  mapError: (err: unknown) => Partial<grpc.StatusObject>;
+  mapError: (err: unknown) => CallStatus;
   /** Calls currently running. */
   inFlight(): number;
   /** Resolves when no call runs, or after `timeoutMs`. Returns the number still running. */
@@ -38,12 +38,12 @@ function capped(details: string): string {
   return `${details.slice(0, MAX_STATUS_DETAILS)}… (${details.length} characters in all)`;
 }
 
-export function toStatus(err: unknown): Partial<grpc.StatusObject> {
+export function toStatus(err: unknown): CallStatus {
   // A full disk is the node's state, not crisp's bug: kubelet and operators look for RESOURCE_EXHAUSTED.
-  if (isOutOfSpace(err)) return { code: grpc.status.RESOURCE_EXHAUSTED, details: capped(errorMessage(err)) };
+  if (isOutOfSpace(err)) return { code: status.RESOURCE_EXHAUSTED, details: capped(errorMessage(err)) };
   if (err instanceof CrispError) return { code: err.grpcCode, details: capped(err.message) };
   if (isGrpcError(err)) return { code: err.code, details: capped(err.details || err.message) };
-  return { code: grpc.status.INTERNAL, details: capped(errorMessage(err)) };
+  return { code: status.INTERNAL, details: capped(errorMessage(err)) };
 }
 
 /** Requests are logged without secrets: auth configs are replaced by a marker. */
@@ -131,7 +131,7 @@ export function createInstrument(log: Logger, registry: Registry): Instrument {
   const codeSeries = (call: CallInfo, m: MethodSeries, code: number) => {
     let c = m.byCode[code];
     if (!c) {
-      const codeName = grpc.status[code] ?? String(code);
+      const codeName = statusName(code) ?? String(code);
       c = { handled: handled.bind({ ...m.started.labels, grpc_code: codeName }), duration: histogram.bind({ method: call.method, code: codeName }) };
       m.byCode[code] = c;
     }
@@ -147,16 +147,16 @@ export function createInstrument(log: Logger, registry: Registry): Instrument {
     const startedAt = performance.now();
     const series = methodSeries(call);
     series.started.value++;
-    let code = grpc.status.OK;
+    let code: number = status.OK;
     if (log.isLevelEnabled('debug')) log.debug({ method: call.method, request: loggable(request) }, 'cri request');
     try {
       return await (tracer ? traceCriCall(tracer, call, request, run, toStatus) : run());
     } catch (err) {
-      const status = toStatus(err);
-      code = status.code ?? grpc.status.UNKNOWN;
+      const failure = toStatus(err);
+      code = failure.code ?? status.UNKNOWN;
       // One line per failed call, with the error: warn, or error for what is crisp's own fault.
-      const level = code === grpc.status.INTERNAL || code === grpc.status.UNKNOWN ? 'error' : 'warn';
-      log[level]({ method: call.method, code: grpc.status[code], err: status.details }, 'cri request failed');
+      const level = code === status.INTERNAL || code === status.UNKNOWN ? 'error' : 'warn';
+      log[level]({ method: call.method, code: statusName(code), err: failure.details }, 'cri request failed');
       throw err;
     } finally {
       const seconds = (performance.now() - startedAt) / 1000;

@@ -7,7 +7,6 @@ import { createServer } from 'node:net';
 import type { AddressInfo } from 'node:net';
 import { pino } from 'pino';
 import { Registry } from 'prom-client';
-import * as grpc from '@grpc/grpc-js';
 import { MetricsServer, registerRuntimeMetrics, instrumentImagePulls } from '../../daemon/metrics-server.js';
 import { parseListenAddress } from '../../daemon/listen-address.js';
 import { resolveConfig, defaultConfigToml, DEFAULT_CONFIG } from '../../daemon/config.js';
@@ -17,6 +16,7 @@ import type { PullOptions, PullResult } from '../../backend/images/pull.js';
 import type { NriPluginInfo } from '../../nri/host/index.js';
 import { captureLog } from '../lib/capture-log.js';
 import { promSample } from '../lib/prom-sample.js';
+import { CallMetadata } from '../../common/grpc-server.js';
 
 const silent = pino({ level: 'silent' });
 
@@ -200,7 +200,7 @@ describe('per-RPC metrics and logs (cri/instrument.ts)', () => {
   const call = (method: string, service = 'runtime.v1.RuntimeService') => ({
     path: `/${service}/${method}`,
     method,
-    metadata: new grpc.Metadata(),
+    metadata: new CallMetadata(),
     signal: new AbortController().signal,
   });
 

@@ -8,7 +8,6 @@ import { createServer, type Server, type Socket } from 'node:net';
 import type { AddressInfo } from 'node:net';
 import { pino } from 'pino';
 import { Registry } from 'prom-client';
-import * as grpc from '@grpc/grpc-js';
 import { resolveConfig, defaultConfigToml } from '../../daemon/config.js';
 import { resolveTracingSettings, tracesUrl } from '../../daemon/tracing-settings.js';
 import { startOtelTracing } from '../../common/tracing-otel.js';
@@ -18,11 +17,12 @@ import { CrispError } from '../../common/errors.js';
 import { OtlpReceiver } from '../e2e/fixtures/otlp-receiver.js';
 import { execFileSync } from 'node:child_process';
 import { resolve } from 'node:path';
+import { CallMetadata } from '../../common/grpc-server.js';
 
 const silent = pino({ level: 'silent' });
 
 function call(method: string, traceparent?: string) {
-  const metadata = new grpc.Metadata();
+  const metadata = new CallMetadata();
   if (traceparent) metadata.set('traceparent', traceparent);
   return { path: `/runtime.v1.RuntimeService/${method}`, method, metadata, signal: new AbortController().signal };
 }

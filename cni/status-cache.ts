@@ -2,6 +2,8 @@
 // is younger than `maxAgeMs` and nothing in the conf dir changed (fs.watch); a change or the age limit
 // makes the next call ask again. Concurrent callers share one refresh. A removed or broken conflist is
 // seen at the next call after the change (or within maxAgeMs where the directory cannot be watched).
+// An answer past half its age is still served, and a refresh starts behind it: callers that come often
+// never wait for the plugins, and no answer is older than maxAgeMs.
 import { watch, type FSWatcher } from 'node:fs';
 import type { CniStatus } from './network.js';
 
@@ -41,8 +43,18 @@ export class CniStatusCache {
 
   async get(): Promise<CniStatus> {
     this.watchConfDir();
-    if (this.value && this.now() - this.value.at < this.maxAgeMs) return this.value.status;
-    if (this.inflight) return this.inflight;
+    const age = this.value ? this.now() - this.value.at : Infinity;
+    if (age < this.maxAgeMs) {
+      if (age >= this.maxAgeMs / 2 && !this.inflight) {
+        // a failed refresh ahead of time is no answer: the value ages out and the next caller reads again
+        this.refresh().catch(() => undefined);
+      }
+      return this.value!.status;
+    }
+    return this.inflight ?? this.refresh();
+  }
+
+  private refresh(): Promise<CniStatus> {
     const generation = this.generation;
     const run = this.read().then((status) => {
       // A change while reading makes this answer stale already: serve it once, do not keep it.

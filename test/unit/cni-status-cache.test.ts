@@ -44,3 +44,42 @@ test('reads once per window, shares a read, and re-reads after a conf dir change
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('past half its age the answer is served and refreshed behind it; never served past the age limit', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'crisp-cni-cache-'));
+  let reads = 0;
+  let ready = true;
+  let clock = 0;
+  let release: () => void = () => undefined;
+  const cache = new CniStatusCache(
+    async () => {
+      reads++;
+      if (reads > 1) await new Promise<void>((r) => (release = r));
+      return { ready } as CniStatus;
+    },
+    dir,
+    5000,
+    () => clock,
+  );
+  try {
+    assert.equal((await cache.get()).ready, true);
+    clock = 3000;
+    ready = false;
+    assert.equal((await cache.get()).ready, true, 'served at once while a refresh runs');
+    assert.equal(reads, 2, 'the refresh started');
+    assert.equal((await cache.get()).ready, true, 'one refresh at a time');
+    assert.equal(reads, 2);
+    release();
+    await sleep(10);
+    assert.equal((await cache.get()).ready, false, 'the refreshed answer is served next');
+    assert.equal(reads, 2);
+    clock = 9000;
+    const late = cache.get();
+    assert.equal(reads, 3, 'past the age limit the caller waits for a new read');
+    release();
+    assert.equal((await late).ready, false);
+  } finally {
+    cache.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});

@@ -14,6 +14,7 @@ import { NriHost } from '../../nri/host/index.js';
 import { FakeAccess, fakeContainer, fakePod, fakeSpec, testLogger } from './fixtures/nri-plugins/fake-runtime.js';
 import { startHost, waitFor, type HostHarness } from './fixtures/nri-plugins/harness.js';
 import { writeLaunchedPlugin, type PluginScript } from './fixtures/nri-plugins/scripted-plugin.js';
+import { isAlive } from './lib/crispd.js';
 
 interface Rec {
   ev: string;
@@ -28,15 +29,6 @@ function records(file: string): Rec[] {
     .split('\n')
     .filter(Boolean)
     .map((l) => JSON.parse(l) as Rec);
-}
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
 }
 
 const ready = (h: HostHarness, q: string, timeoutMs = 10_000) => h.waitHealth(q, 'ready', timeoutMs);
@@ -307,7 +299,7 @@ test('a crashing pre-installed plugin is restarted with growing delays; stop() k
   assert.equal(steady.health, 'ready');
   const pids = [steady.pid!, ...starts.map((s) => s.pid)];
   await h.host.stop();
-  await waitFor('launched plugins gone', () => pids.every((pid) => !alive(pid)), 5000);
+  await waitFor('launched plugins gone', () => pids.every((pid) => !isAlive(pid)), 5000);
   assert.equal(existsSync(h.socketPath), false);
   // Stopped for good: nothing restarts afterwards.
   const count = records(crashRec).filter((r) => r.ev === 'start').length;

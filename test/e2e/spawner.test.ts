@@ -5,18 +5,9 @@ import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { chmodSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { TestCrispd, childrenNamed, uniqueId } from './lib/crispd.js';
+import { TestCrispd, childrenNamed, isAlive, uniqueId } from './lib/crispd.js';
 import { writeTestNetwork, type TestNetwork } from './lib/network.js';
 import { sleep } from '../../common/time.js';
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 async function waitUntil(what: string, probe: () => boolean, timeoutMs = 10_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
@@ -93,7 +84,7 @@ describe('crisp-spawner runs the commands of crispd', () => {
     const [spawner] = childrenNamed(d.child!.pid!, 'crisp-spawner');
     assert.ok(spawner);
     process.kill(spawner, 'SIGKILL');
-    await waitUntil('the spawner is gone', () => !alive(spawner));
+    await waitUntil('the spawner is gone', () => !isAlive(spawner));
     const id = await runPod('spawn-b');
     const st = await d.client.runtime.unary('PodSandboxStatus', { podSandboxId: id });
     assert.ok(st.status?.network?.ip, 'the pod got its network through a new spawner');
@@ -107,7 +98,7 @@ describe('crisp-spawner runs the commands of crispd', () => {
     const [spawner] = childrenNamed(d.child!.pid!, 'crisp-spawner');
     assert.ok(spawner);
     await d.kill9();
-    await waitUntil('the orphaned spawner exits', () => !alive(spawner));
+    await waitUntil('the orphaned spawner exits', () => !isAlive(spawner));
     await d.start();
   });
 });

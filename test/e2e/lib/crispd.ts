@@ -229,6 +229,16 @@ function shimSocket(pid: number): string | undefined {
   }
 }
 
+/** Whether a process `pid` exists (signal 0). */
+export function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false; // ESRCH: gone
+  }
+}
+
 /** Children of `pid` whose comm (the kernel's process name) is `name`. */
 export function childrenNamed(pid: number, name: string): number[] {
   const out: number[] = [];

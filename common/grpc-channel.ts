@@ -66,6 +66,9 @@ function httpStatus(code: number): StatusCode {
 }
 
 const MAX_TIMER_MS = 2 ** 31 - 1;
+const RETRY_BASE_MS = 1000;
+const RETRY_FACTOR = 1.6;
+const RETRY_MAX_MS = 5000;
 
 function headerText(v: string | string[] | undefined): string | undefined {
   return Array.isArray(v) ? v.join(',') : v;
@@ -79,6 +82,10 @@ export class GrpcChannel {
   /** Calls in flight per session: a session without any does not keep the process alive. */
   private readonly inFlight = new Map<http2.ClientHttp2Session, number>();
   private closed = false;
+  /** Connection attempts that failed in a row, and until when calls fail at once (as grpc-js's back-off). */
+  private failures = 0;
+  private retryAt = 0;
+  private lastFailure = '';
 
   constructor(address: string, options: ChannelOptions = {}) {
     this.path = unixSocketPath(address.startsWith('unix:') && !address.startsWith('unix://') ? address.slice('unix:'.length) : address);
@@ -103,8 +110,15 @@ export class GrpcChannel {
       maxSendHeaderBlockLength: Number.MAX_SAFE_INTEGER,
     });
     // A failed connect or a dropped socket reaches each call through its stream; the session's own
-    // error event only needs a listener so that it is not thrown.
-    session.on('error', () => undefined);
+    // error event is kept for the back-off below.
+    let failed: Error | undefined;
+    let connected = false;
+    session.on('error', (err: Error) => (failed = err));
+    session.once('connect', () => {
+      connected = true;
+      this.failures = 0;
+      this.retryAt = 0;
+    });
     const forget = () => {
       if (this.session === session) this.session = undefined;
     };
@@ -112,6 +126,13 @@ export class GrpcChannel {
     session.once('close', () => {
       forget();
       this.inFlight.delete(session);
+      // A peer that refused or dropped the connection is not asked again at once: calls fail
+      // UNAVAILABLE for a back-off (1 s, x1.6 per failure in a row, at most 5 s), as grpc-js's channel
+      // does. Retrying at every call would reach a restarting containerd in the middle of its recovery.
+      if (this.closed || (connected && !failed)) return;
+      this.failures++;
+      this.retryAt = Date.now() + Math.min(RETRY_BASE_MS * RETRY_FACTOR ** (this.failures - 1), RETRY_MAX_MS);
+      this.lastFailure = failed?.message ?? 'connection closed';
     });
     session.unref();
     this.session = session;
@@ -142,6 +163,11 @@ export class GrpcChannel {
     }
     if (spec.signal?.aborted) {
       call.fail(status.CANCELLED, 'Cancelled on client');
+      return call;
+    }
+    const wait = this.retryAt - Date.now();
+    if (wait > 0 && !this.session) {
+      call.fail(status.UNAVAILABLE, `No connection established to ${this.path}: ${this.lastFailure} (next attempt in ${wait} ms)`);
       return call;
     }
     const headers: http2.OutgoingHttpHeaders = {

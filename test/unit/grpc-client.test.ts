@@ -329,6 +329,18 @@ test('a peer that drops the connection mid-call: UNAVAILABLE, and the next call 
   );
 });
 
+/** Retries `call` while it fails UNAVAILABLE (the channel's back-off after a failed connect is at most 5 s). */
+async function untilAnswered<T>(call: () => Promise<T>): Promise<T> {
+  for (let i = 0; ; i++) {
+    try {
+      return await call();
+    } catch (err) {
+      if (!isGrpcError(err, status.UNAVAILABLE) || i >= 60) throw err;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }
+}
+
 test('no server, then a server, then a restarted server: UNAVAILABLE naming the cause, then calls succeed again', async () => {
   const { sock, cleanup } = tempSocket();
   const channel = unixChannel(sock);
@@ -339,8 +351,11 @@ test('no server, then a server, then a restarted server: UNAVAILABLE naming the 
     await assert.rejects(client.unary('Echo', { text: 'x' }), noSocket);
     const cancelled = (err: unknown) => isGrpcError(err, status.CANCELLED);
     await assert.rejects(client.unary('Echo', { text: 'x' }, { signal: AbortSignal.abort() }), cancelled);
+    // after a failed connect the channel backs off: calls fail at once, naming the cause and the wait
+    const backingOff = (err: unknown) => isGrpcError(err, status.UNAVAILABLE) && /ENOENT/.test(err.details) && /next attempt in \d+ ms/.test(err.details);
+    await assert.rejects(client.unary('Echo', { text: 'x' }), backingOff);
     server = await startProber(sock);
-    assert.equal((await client.unary('Echo', { text: 'one' })).text, 'ONE');
+    assert.equal((await untilAnswered(() => client.unary('Echo', { text: 'one' }))).text, 'ONE');
     const watch = client.serverStream('Watch', { text: 'forever' });
     server.forceShutdown();
     await assert.rejects(
@@ -351,7 +366,7 @@ test('no server, then a server, then a restarted server: UNAVAILABLE naming the 
     );
     await assert.rejects(client.unary('Echo', { text: 'x' }), (err: unknown) => isGrpcError(err, status.UNAVAILABLE));
     server = await startProber(sock);
-    assert.equal((await client.unary('Echo', { text: 'two' })).text, 'TWO');
+    assert.equal((await untilAnswered(() => client.unary('Echo', { text: 'two' }))).text, 'TWO');
   } finally {
     channel.close();
     server?.forceShutdown();

@@ -66,6 +66,8 @@ function httpStatus(code: number): StatusCode {
 }
 
 const MAX_TIMER_MS = 2 ** 31 - 1;
+/** A peer's reset this close to the deadline is the deadline (timers and the peer's clock differ by a few ms). */
+const DEADLINE_SLACK_MS = 50;
 const RETRY_BASE_MS = 1000;
 const RETRY_FACTOR = 1.6;
 const RETRY_MAX_MS = 5000;
@@ -202,6 +204,8 @@ export class ClientCall {
   private outcome: GrpcCallError | null | undefined;
   private release: (() => void) | undefined;
   private timer: NodeJS.Timeout | undefined;
+  /** When the call's deadline passes (ms since the epoch); 0 = none. */
+  private deadlineAt = 0;
   private readonly onAbort = () => this.fail(status.CANCELLED, 'Cancelled on client');
   private responseHeaders: http2.IncomingHttpHeaders | undefined;
   private trailers: http2.IncomingHttpHeaders | undefined;
@@ -245,7 +249,10 @@ export class ClientCall {
     // After the listeners: a stream reset at once must still find its 'error' listener.
     if (this.signal?.aborted) return this.onAbort();
     this.signal?.addEventListener('abort', this.onAbort, { once: true });
-    if (timeoutMs > 0) this.armDeadline(Date.now() + timeoutMs);
+    if (timeoutMs > 0) {
+      this.deadlineAt = Date.now() + timeoutMs;
+      this.armDeadline(this.deadlineAt);
+    }
   }
 
   /** setTimeout fires at once for more than 2^31-1 ms: a deadline further out is reached in steps. */
@@ -343,6 +350,12 @@ export class ClientCall {
     // The connection is gone (never made, or dropped): UNAVAILABLE, as for any transport failure. A
     // stream the peer reset on a live connection takes the status its reset code means.
     const dropped = this.session?.destroyed !== false;
+    // The server learnt the deadline from grpc-timeout and may reset the stream (CANCEL) as it passes,
+    // just before our own timer fires: that is the deadline, not a cancel.
+    const hasStatus = (headers?.['grpc-status'] ?? this.trailers?.['grpc-status']) !== undefined;
+    if (rst === NGHTTP2_CANCEL && !hasStatus && this.deadlineAt > 0 && Date.now() >= this.deadlineAt - DEADLINE_SLACK_MS) {
+      return this.finish(grpcCallError(status.DEADLINE_EXCEEDED, 'Deadline exceeded'));
+    }
     if (!headers) {
       const why = this.streamError?.message ?? `stream reset (RST_STREAM code ${rst})`;
       const code = dropped || rst === NGHTTP2_NO_ERROR ? status.UNAVAILABLE : rstStatus(rst);

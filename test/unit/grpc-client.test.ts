@@ -375,3 +375,20 @@ test('no server, then a server, then a restarted server: UNAVAILABLE naming the 
   const closed = (err: unknown) => isGrpcError(err, status.UNAVAILABLE) && /closed/.test(err.details);
   await assert.rejects(proberOn(channel).unary('Echo', { text: 'x' }), closed);
 });
+
+test('a peer that resets the stream (CANCEL) as the deadline passes ends the call DEADLINE_EXCEEDED', async () => {
+  await withRaw(
+    (stream, headers) => {
+      // as grpc-go does at the deadline it read from grpc-timeout, a hair before the client's timer
+      // (a long deadline gets the reset at once: a cancel by the peer)
+      const ms = Number(String(headers['grpc-timeout']).replace(/m$/, ''));
+      setTimeout(() => stream.close(http2.constants.NGHTTP2_CANCEL), ms >= 10_000 ? 0 : Math.max(ms - 10, 0));
+    },
+    async (channel) => {
+      const client = proberOn(channel, 300);
+      await assert.rejects(client.unary('Echo', { text: 'slow' }), (err: unknown) => isGrpcError(err, status.DEADLINE_EXCEEDED));
+      // a reset well before the deadline is a cancel by the peer
+      await assert.rejects(proberOn(channel, 60_000).unary('Echo', { text: 'x' }), (err: unknown) => isGrpcError(err, status.CANCELLED));
+    },
+  );
+});

@@ -88,6 +88,8 @@ export class GrpcChannel {
   private failures = 0;
   private retryAt = 0;
   private lastFailure = '';
+  /** Connections made so far: a call that sees it change lost the peer it started with (it restarted). */
+  connections = 0;
 
   constructor(address: string, options: ChannelOptions = {}) {
     this.path = unixSocketPath(address.startsWith('unix:') && !address.startsWith('unix://') ? address.slice('unix:'.length) : address);
@@ -118,6 +120,7 @@ export class GrpcChannel {
     session.on('error', (err: Error) => (failed = err));
     session.once('connect', () => {
       connected = true;
+      this.connections++;
       this.failures = 0;
       this.retryAt = 0;
     });

@@ -77,6 +77,11 @@ export class ContainerdClient {
     }
   }
 
+  /** How many connections to containerd were made so far; a change during a call means containerd restarted (or the connection dropped) meanwhile. */
+  connectionCount(): number {
+    return this.channel.connections;
+  }
+
   close(): void {
     this.channel.close();
   }

@@ -216,6 +216,11 @@ export class ContainerdRuntime {
     }
   }
 
+  /** Connections made to containerd so far (see ContainerdClient.connectionCount). */
+  connectionCount(): number {
+    return this.ctd.connectionCount();
+  }
+
   async startTask(id: string, execId = ''): Promise<number> {
     try {
       return (await this.ctd.tasks.unary('Start', { containerId: id, execId })).pid;

@@ -9,7 +9,7 @@ import type { Logger } from '../../common/logger.js';
 import { Listeners } from '../../common/listeners.js';
 import { UndoStack } from '../../common/undo-stack.js';
 import { KeyedLock } from '../../common/keyed-lock.js';
-import { alreadyExists, failedPrecondition, invalidArgument, errorMessage, withContext, isENOENT, isCrispError } from '../../common/errors.js';
+import { CrispError, alreadyExists, failedPrecondition, invalidArgument, errorMessage, withContext, isENOENT, isCrispError } from '../../common/errors.js';
 import { nowNanos, sleep } from '../../common/time.js';
 import type { ContainerdRuntime, ExitEvent, RootfsMount } from '../../backend/containerd/runtime.js';
 import type { ImageService } from '../../backend/images/service.js';
@@ -135,6 +135,9 @@ export class ContainerController {
   private emit(kind: ContainerEventKind, container: ContainerRecord): void {
     this.listeners.emit({ kind, container, at: nowNanos() });
   }
+
+  /** Containers inside StartContainer (their task may exist, created but not yet started). */
+  private readonly starting = new Set<string>();
 
   private withLock<T>(id: string, fn: () => Promise<T>): Promise<T> {
     return this.locks.run(id, fn);
@@ -321,6 +324,8 @@ export class ContainerController {
       if (rec.state !== 'created') throw failedPrecondition(`container ${rec.id} is ${rec.state}, not created; it cannot be started`);
       const pod = this.opts.pods.get(rec.podId);
       if (pod.state !== 'ready') throw failedPrecondition(`pod sandbox ${pod.id} is not ready; cannot start containers in it`);
+      const connections = this.opts.runtime.connectionCount();
+      this.starting.add(rec.id);
       try {
         await this.nri.startContainer(pod, rec);
         const rootfs = await this.taskRootfs(rec, pod);
@@ -363,7 +368,14 @@ export class ContainerController {
         rec.finishedAt = nowNanos();
         await this.store.save(rec);
         this.emit('stopped', rec);
+        // containerd restarted in the middle (a new connection to it was made): what it answered about
+        // a task it lost is no verdict on the container; the caller may retry, as for any outage.
+        if (this.opts.runtime.connectionCount() !== connections) {
+          throw new CrispError('UNAVAILABLE', `starting container ${rec.id.slice(0, 12)}: containerd restarted during the start: ${errorMessage(err)}`);
+        }
         throw withContext(`starting container ${rec.id.slice(0, 12)}`, err);
+      } finally {
+        this.starting.delete(rec.id);
       }
     });
   }
@@ -705,6 +717,9 @@ export class ContainerController {
         onOom: (id) => this.oom.add(id),
         onReconnect: () => {
           for (const rec of this.store.list()) {
+            // A StartContainer in flight has a created, not yet started task, which reconcile would take
+            // for one left by a crash and delete under its feet; that call sorts out its own task.
+            if (this.starting.has(rec.id)) continue;
             void this.reconcile(rec).catch((err: unknown) =>
               this.opts.log.warn({ container: rec.id.slice(0, 12), err: errorMessage(err) }, 'reconciling after the event stream reconnected failed'),
             );

@@ -1,10 +1,7 @@
 // Running one CNI plugin binary: locating it, building its stdin and environment, and turning its exit
 // into a result object or a typed error that says which plugin failed and what it said.
-import { access, stat } from 'node:fs/promises';
-import { constants } from 'node:fs';
-import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { runCommand, succeeded } from '../native/spawner.js';
+import { findExecutable, runCommand, succeeded } from '../native/spawner.js';
 import type { Logger } from 'pino';
 import { CrispError, type ErrorKind, errorMessage } from '../common/errors.js';
 import { traced } from '../common/tracing.js';
@@ -89,19 +86,8 @@ export function isCniPluginError(err: unknown): err is CniPluginError {
 }
 
 /** First bin dir holding an executable file named `type`. */
-export async function findPlugin(type: string, binDirs: readonly string[]): Promise<string | undefined> {
-  for (const dir of binDirs) {
-    const path = join(dir, type);
-    try {
-      if ((await stat(path)).isFile()) {
-        await access(path, constants.X_OK);
-        return path;
-      }
-    } catch {
-      // not here (or not executable): keep looking, like PATH lookup does
-    }
-  }
-  return undefined;
+export function findPlugin(type: string, binDirs: readonly string[]): Promise<string | undefined> {
+  return findExecutable(type, binDirs);
 }
 
 /** "K=V;K=V" from pairs. Values with ';' or '=' would be misparsed by every plugin, so they are refused. */

@@ -88,12 +88,16 @@ export class GrpcChannel {
   private failures = 0;
   private retryAt = 0;
   private lastFailure = '';
-  /** Connections made so far: a call that sees it change lost the peer it started with (it restarted). */
-  connections = 0;
+  private connectCount = 0;
 
   constructor(address: string, options: ChannelOptions = {}) {
     this.path = unixSocketPath(address.startsWith('unix:') && !address.startsWith('unix://') ? address.slice('unix:'.length) : address);
     this.maxMessageBytes = options.maxMessageBytes ?? 64 * 1024 * 1024;
+  }
+
+  /** Connections made so far: a call that sees the count change lost the peer it started with (it restarted). */
+  get connections(): number {
+    return this.connectCount;
   }
 
   /** Let the calls in flight finish; later calls fail (UNAVAILABLE). */
@@ -120,7 +124,7 @@ export class GrpcChannel {
     session.on('error', (err: Error) => (failed = err));
     session.once('connect', () => {
       connected = true;
-      this.connections++;
+      this.connectCount++;
       this.failures = 0;
       this.retryAt = 0;
     });

@@ -77,11 +77,6 @@ export class CallMetadata {
     else this.values.set(key, [value]);
   }
 
-  set(key: string, value: string | Buffer): void {
-    this.values.delete(key.toLowerCase());
-    this.add(key.toLowerCase(), value);
-  }
-
   get(key: string): (string | Buffer)[] {
     return this.values.get(key.toLowerCase()) ?? [];
   }

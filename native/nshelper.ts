@@ -5,7 +5,7 @@ import { isAbsolute } from 'node:path';
 import { isIP } from 'node:net';
 import { CrispError, invalidArgument, type ErrorKind } from '../common/errors.js';
 import { helperPath } from './helper-paths.js';
-import { runCommand } from './spawner.js';
+import { runCommand, succeeded } from './spawner.js';
 
 /** One id range: container ids [containerId, containerId+length) are host ids [hostId, …). */
 export interface IdMapping {
@@ -341,7 +341,7 @@ async function runHelper(args: string[]): Promise<string> {
       );
     throw new NsHelperError('INTERNAL', subcommand, `run ${bin}`, run.startError.message, null);
   }
-  if (run.exitCode === 0 && !run.timedOut) return run.stdout;
+  if (succeeded(run)) return run.stdout;
   if (run.exitCode !== undefined) {
     const { step, detail } = parseHelperFailure(run.stderr);
     throw new NsHelperError(KIND_BY_EXIT[run.exitCode] ?? 'INTERNAL', subcommand, step, detail, run.exitCode);

@@ -3,6 +3,7 @@
 // not. Without the binary (not built, not installed) commands run through child_process as before.
 import { spawn, type ChildProcessByStdio } from 'node:child_process';
 import { accessSync, constants as fsConstants } from 'node:fs';
+import { access, stat } from 'node:fs/promises';
 import { constants as osConstants } from 'node:os';
 import { delimiter, join } from 'node:path';
 import type { Socket } from 'node:net';
@@ -213,15 +214,26 @@ function isExecutable(path: string): boolean {
   }
 }
 
-/** `file` as the kernel wants it: a name without a slash is looked up in PATH, like execvp. */
-export function resolveCommand(file: string, path: string | undefined): string | undefined {
-  if (file.includes('/')) return file;
-  for (const dir of (path ?? '').split(delimiter)) {
-    if (!dir) continue;
-    const candidate = join(dir, file);
-    if (isExecutable(candidate)) return candidate;
+/** The first of `dirs` holding an executable regular file named `name` (CNI bin dirs, PATH). */
+export async function findExecutable(name: string, dirs: readonly string[]): Promise<string | undefined> {
+  for (const dir of dirs) {
+    const path = join(dir, name);
+    try {
+      if ((await stat(path)).isFile()) {
+        await access(path, fsConstants.X_OK);
+        return path;
+      }
+    } catch {
+      // not here (or not executable): keep looking, like PATH lookup does
+    }
   }
   return undefined;
+}
+
+/** `file` as the kernel wants it: a name without a slash is looked up in PATH, like execvp. */
+export function resolveCommand(file: string, path: string | undefined): Promise<string | undefined> {
+  if (file.includes('/')) return Promise.resolve(file);
+  return findExecutable(file, (path ?? '').split(delimiter).filter(Boolean));
 }
 
 let current: SpawnerProcess | undefined;
@@ -238,7 +250,7 @@ export async function runCommand(file: string, args: readonly string[], opts: Ru
   const env = opts.env ?? (process.env as Record<string, string>);
   const s = spawner();
   if (s) {
-    const resolved = resolveCommand(file, env.PATH);
+    const resolved = await resolveCommand(file, env.PATH);
     if (!resolved) {
       return { stdout: '', stderr: '', timedOut: false, startError: Object.assign(new Error('ENOENT'), { code: 'ENOENT' }) };
     }

@@ -80,10 +80,10 @@ for (const mode of ['spawner', 'child_process'] as const) {
   );
 }
 
-test('resolveCommand looks a bare name up in PATH like execvp, and keeps paths as given', () => {
-  assert.equal(resolveCommand('/x/y', undefined), '/x/y');
-  assert.equal(resolveCommand('./rel', ''), './rel');
-  const sh = resolveCommand('sh', '/nonexistent-dir::/bin');
+test('resolveCommand looks a bare name up in PATH like execvp, and keeps paths as given', async () => {
+  assert.equal(await resolveCommand('/x/y', undefined), '/x/y');
+  assert.equal(await resolveCommand('./rel', ''), './rel');
+  const sh = await resolveCommand('sh', '/nonexistent-dir::/bin');
   assert.equal(sh, '/bin/sh');
-  assert.equal(resolveCommand('crisp-no-such-command', '/bin:/usr/bin'), undefined);
+  assert.equal(await resolveCommand('crisp-no-such-command', '/bin:/usr/bin'), undefined);
 });

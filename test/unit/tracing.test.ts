@@ -23,7 +23,7 @@ const silent = pino({ level: 'silent' });
 
 function call(method: string, traceparent?: string) {
   const metadata = new CallMetadata();
-  if (traceparent) metadata.set('traceparent', traceparent);
+  if (traceparent) metadata.add('traceparent', traceparent);
   return { path: `/runtime.v1.RuntimeService/${method}`, method, metadata, signal: new AbortController().signal };
 }
 

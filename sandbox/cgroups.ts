@@ -2,7 +2,7 @@
 // in every hierarchy runc will place its containers in, and removed with the pod. Under the systemd
 // driver systemd owns the tree: crisp only names the slice and lets runc ask systemd.
 import { readFileSync } from 'node:fs';
-import { mkdir, rmdir, stat } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rmdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { isENOENT, isErrno, invalidArgument } from '../common/errors.js';
 import { sleep } from '../common/time.js';
@@ -85,23 +85,65 @@ export async function createCgroup(path: string, mounts = cgroupMounts()): Promi
   return created;
 }
 
-/** Remove `path` from every hierarchy. Busy directories (processes still exiting) are retried briefly. */
-export async function removeCgroup(path: string, mounts = cgroupMounts()): Promise<void> {
-  for (const m of mounts) {
-    const dir = join(m, path);
-    for (let attempt = 0; ; attempt++) {
-      try {
-        await rmdir(dir);
-        break;
-      } catch (err) {
-        if (isENOENT(err)) break;
-        if (isErrno(err, 'EBUSY') && attempt < 20) {
-          await sleep(50);
-          continue;
-        }
-        throw err;
+const BUSY_RETRIES = 40;
+const BUSY_KILL_AT = 10;
+const BUSY_WAIT_MS = 50;
+
+/**
+ * Remove `path` from every hierarchy, with any cgroups left below it (a container cgroup runc did not
+ * take away, e.g. after a create that containerd's restart cut short). Busy directories (processes still
+ * exiting) are retried; processes still there after half a second are leftovers of the pod and are
+ * killed, as kubelet kills what is left in a pod cgroup it removes. Returns the pids killed.
+ */
+export async function removeCgroup(path: string, mounts = cgroupMounts()): Promise<number[]> {
+  const killed: number[] = [];
+  for (const m of mounts) await removeTree(join(m, path), killed);
+  return killed;
+}
+
+async function removeTree(dir: string, killed: number[]): Promise<void> {
+  let children: string[];
+  try {
+    children = (await readdir(dir, { withFileTypes: true })).filter((e) => e.isDirectory()).map((e) => join(dir, e.name));
+  } catch (err) {
+    if (isENOENT(err)) return;
+    throw err;
+  }
+  for (const child of children) await removeTree(child, killed);
+  for (let attempt = 0; ; attempt++) {
+    try {
+      await rmdir(dir);
+      return;
+    } catch (err) {
+      if (isENOENT(err)) return;
+      if (!isErrno(err, 'EBUSY')) throw err;
+      const pids = await cgroupPids(dir);
+      if (attempt >= BUSY_RETRIES) {
+        throw new Error(`removing cgroup ${dir}: still busy after ${(BUSY_RETRIES * BUSY_WAIT_MS) / 1000} s${pids.length ? `, holding processes ${pids.join(', ')}` : ''}`, { cause: err });
       }
+      if (attempt >= BUSY_KILL_AT) {
+        for (const pid of pids) {
+          try {
+            process.kill(pid, 'SIGKILL');
+            killed.push(pid);
+          } catch {
+            // Exited since cgroup.procs was read: what the kill was for.
+          }
+        }
+      }
+      await sleep(BUSY_WAIT_MS);
     }
+  }
+}
+
+/** The processes in one cgroup directory (not below it). */
+async function cgroupPids(dir: string): Promise<number[]> {
+  try {
+    const text = await readFile(join(dir, 'cgroup.procs'), 'utf8');
+    return text.split('\n').filter(Boolean).map(Number).filter((n) => Number.isInteger(n) && n > 0);
+  } catch (err) {
+    if (isENOENT(err)) return [];
+    throw err;
   }
 }
 

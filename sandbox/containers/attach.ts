@@ -205,9 +205,7 @@ export async function attachContainer(args: AttachArgs, io: StreamIO): Promise<v
     if (io.tty && io.sizes) {
       const resize = (s: TerminalSize) =>
         runtime.resizePty(rec.id, '', s.width, s.height).catch((err: unknown) => log.debug({ err: errorMessage(err) }, 'attach resize failed'));
-      if (io.sizes.latest) void resize(io.sizes.latest);
-      io.sizes.on('size', resize);
-      offSize = () => io.sizes?.off('size', resize);
+      offSize = io.sizes.follow(resize);
     }
     if (io.stdin && writer) void pumpInput(io.stdin, writer).then(closeStdinOnce);
     // The container may have stopped between the check above and the subscription.

@@ -143,6 +143,7 @@ export async function streamExec(args: StreamExecArgs, io: StreamIO): Promise<nu
   let started = false;
   let deleted = false;
   let unsubscribe = () => {};
+  let startSize: TerminalSize | undefined;
   const onAbort = () => {
     if (started) void runtime.kill(c.id, SIGKILL, { execId }).catch((err: unknown) => log.warn({ execId, err: errorMessage(err) }, 'killing exec of a departed client failed'));
   };
@@ -166,8 +167,8 @@ export async function streamExec(args: StreamExecArgs, io: StreamIO): Promise<nu
     const processSpec: Record<string, unknown> = { ...args.processSpec, args: args.cmd, terminal: io.tty };
     if (io.tty && io.sizes) {
       // Start at the client's size when it tells us soon enough, so the first output already fits.
-      const size = await io.sizes.first(FIRST_SIZE_WAIT_MS);
-      if (size) processSpec.consoleSize = { height: size.height, width: size.width };
+      startSize = await io.sizes.first(FIRST_SIZE_WAIT_MS);
+      if (startSize) processSpec.consoleSize = { height: startSize.height, width: startSize.width };
     }
     if (io.signal.aborted) throw failedPrecondition(`${ctx}: the client went away before the process started`);
     await runtime.exec(c.id, execId, processSpec, { ...paths, terminal: io.tty });
@@ -180,9 +181,7 @@ export async function streamExec(args: StreamExecArgs, io: StreamIO): Promise<nu
     if (io.tty && io.sizes) {
       const resize = (s: TerminalSize) =>
         runtime.resizePty(c.id, execId, s.width, s.height).catch((err: unknown) => log.debug({ execId, err: errorMessage(err) }, 'resize failed'));
-      if (io.sizes.latest) void resize(io.sizes.latest);
-      io.sizes.on('size', resize);
-      unsubscribe = () => io.sizes?.off('size', resize);
+      unsubscribe = io.sizes.follow(resize, startSize);
     }
 
     if (io.stdin && stdinFifo) {

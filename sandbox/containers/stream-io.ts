@@ -21,6 +21,38 @@ export class TerminalSizes extends EventEmitter<{ size: [TerminalSize] }> {
     this.emit('size', size);
   }
 
+  /**
+   * Apply the client's sizes with `apply`, newest last: one call in flight at a time, a size that
+   * arrives meanwhile replaces any still waiting, and a size equal to the last applied one (`applied`:
+   * the size the process started with) is skipped. Concurrent resize calls could reach the terminal
+   * out of order and leave it at a stale size. Returns the unsubscribe.
+   */
+  follow(apply: (size: TerminalSize) => Promise<void>, applied?: TerminalSize): () => void {
+    let last = applied;
+    let busy = false;
+    let waiting: TerminalSize | undefined;
+    const same = (a: TerminalSize | undefined, b: TerminalSize) => a !== undefined && a.width === b.width && a.height === b.height;
+    const run = async () => {
+      busy = true;
+      while (waiting) {
+        const next = waiting;
+        waiting = undefined;
+        if (same(last, next)) continue;
+        last = next;
+        // `apply` reports its own failures; a failed resize must not stop the later ones.
+        await apply(next).catch(() => undefined);
+      }
+      busy = false;
+    };
+    const onSize = (size: TerminalSize) => {
+      waiting = size;
+      if (!busy) void run();
+    };
+    if (this.latest) onSize(this.latest);
+    this.on('size', onSize);
+    return () => this.off('size', onSize);
+  }
+
   /** The first size, if the client reports one within `timeoutMs`. */
   first(timeoutMs: number): Promise<TerminalSize | undefined> {
     if (this.latest) return Promise.resolve(this.latest);

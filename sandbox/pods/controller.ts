@@ -108,7 +108,8 @@ export class PodController {
 
   /** Removes a pod cgroup crisp made, and the default parent with the last pod below it. */
   private async removePodCgroup(path: string): Promise<void> {
-    await removeCgroup(path);
+    const killed = await removeCgroup(path);
+    if (killed.length > 0) this.opts.log.warn({ cgroup: path, pids: killed }, 'killed processes left in the pod cgroup after its containers were removed');
     if (this.defaultParent.holds(path)) await this.defaultParent.releaseIfUnused();
   }
 

@@ -41,6 +41,10 @@ interface WsOptions {
   timeoutMs?: number;
   /** Extra messages (already framed) sent after open. */
   raw?: (Buffer | string)[];
+  /** Called once open with a way to send more stdin later. */
+  onOpen?: (sendStdin: (s: string) => void) => void;
+  /** Called after each message. */
+  onMessage?: (r: WsResult) => void;
 }
 
 /** A WebSocket client of the Kubernetes channel protocols, written against the protocol, not the server. */
@@ -69,6 +73,7 @@ function wsSession(url: string, opts: WsOptions = {}): Promise<WsResult> {
       for (const s of opts.stdin ?? []) send(0, Buffer.from(s));
       if (opts.closeStdin) ws.send(Buffer.from([255, 0]));
       for (const m of opts.raw ?? []) ws.send(m);
+      opts.onOpen?.((text) => send(0, Buffer.from(text)));
     });
     ws.on('message', (data: RawData, isBinary: boolean) => {
       let msg = Buffer.isBuffer(data) ? data : Buffer.from(data as ArrayBuffer);
@@ -83,6 +88,7 @@ function wsSession(url: string, opts: WsOptions = {}): Promise<WsResult> {
       if (ch === 1) r.stdout += payload.toString();
       if (ch === 2) r.stderr += payload.toString();
       if (ch === 3) r.error += payload.toString();
+      opts.onMessage?.(r);
       if (opts.until?.(r)) ws.terminate();
     });
     ws.once('close', (code) => {
@@ -324,14 +330,15 @@ describe('streaming server', () => {
     // Whole lines: "sleep 360" is a substring of the pod's own "sleep 3600".
     const running = async () => (await psArgs()).split('\n').some((l) => l.trim() === marker);
     let seen = false;
-    for (let i = 0; i < 50 && !seen; i++) {
+    // Generous bounds: on a loaded 2-core CI machine an exec can take seconds to come up.
+    for (let i = 0; i < 150 && !seen; i++) {
       seen = await running();
       if (!seen) await sleep(100);
     }
     assert.ok(seen, 'the exec process ran');
     ws.terminate();
     let gone = false;
-    for (let i = 0; i < 100 && !gone; i++) {
+    for (let i = 0; i < 200 && !gone; i++) {
       gone = !(await running());
       if (!gone) await sleep(100);
     }
@@ -351,14 +358,38 @@ describe('streaming server', () => {
 
     // Input goes through the container's terminal; sent once, it is echoed and copied once.
     const cat = await s.runContainer(pod, 'cat', ['cat'], { stdin: true, tty: true });
-    const [a, b] = await Promise.all(
-      ['first', 'second'].map(async (who) =>
-        wsSession((await s.d.client.runtime.unary('Attach', { containerId: cat, stdin: true, stdout: true, tty: true })).url, {
-          stdin: [`hello from ${who}\r`],
-          until: (res) => (res.stdout.match(/hello from first/g) ?? []).length >= 2 && (res.stdout.match(/hello from second/g) ?? []).length >= 2,
-        }),
-      ),
-    );
+    // An attach shows output from when it started: both sessions must be following before either types.
+    // Until both have seen a sync line, the first one types it again (twice a second); then each types once.
+    const who = ['first', 'second'] as const;
+    const senders = new Map<string, (text: string) => void>();
+    const synced = new Set<string>();
+    const typed = new Set<string>();
+    const typeWhenSynced = () => {
+      if (synced.size < 2) return;
+      for (const [name, send] of senders) {
+        if (typed.has(name)) continue;
+        typed.add(name);
+        send(`hello from ${name}\r`);
+      }
+    };
+    const sync = setInterval(() => synced.size < 2 && senders.get('first')?.('sync-line\r'), 500);
+    let a, b;
+    try {
+      [a, b] = await Promise.all(
+        who.map(async (name) =>
+          wsSession((await s.d.client.runtime.unary('Attach', { containerId: cat, stdin: true, stdout: true, tty: true })).url, {
+            onOpen: (send) => senders.set(name, send),
+            onMessage: (res) => {
+              if (res.stdout.includes('sync-line')) synced.add(name);
+              typeWhenSynced();
+            },
+            until: (res) => (res.stdout.match(/hello from first/g) ?? []).length >= 2 && (res.stdout.match(/hello from second/g) ?? []).length >= 2,
+          }),
+        ),
+      );
+    } finally {
+      clearInterval(sync);
+    }
     // Both attached clients see the container's output (the terminal's echo and cat's copy), whoever typed it.
     for (const res of [a!, b!]) {
       assert.match(res.stdout, /hello from first\r\n[^]*hello from first\r\n/);

@@ -37,6 +37,7 @@ export interface CrispConfig {
   image_config_path: string;
   image_pull_progress_timeout: number;
   image_max_concurrent_downloads: number;
+  image_unpack: string;
   image_pinned: string[];
   snapshotter: string;
   streaming_address: string;
@@ -98,6 +99,7 @@ export const DEFAULT_CONFIG: CrispConfig = {
   image_config_path: '/etc/crisp/certs.d',
   image_pull_progress_timeout: 300,
   image_max_concurrent_downloads: 3,
+  image_unpack: 'crisp',
   image_pinned: [],
   snapshotter: 'overlayfs',
   streaming_address: '127.0.0.1',
@@ -148,6 +150,10 @@ const DOCS: Record<keyof CrispConfig, KeyDoc> = {
   image_config_path: { doc: 'registry host configuration in containerd hosts.toml layout (<dir>/<host>/hosts.toml)' },
   image_pull_progress_timeout: { doc: 'seconds a pull may make no byte progress before it is cancelled', min: 1 },
   image_max_concurrent_downloads: { doc: 'layers fetched at once per pull', min: 1 },
+  image_unpack: {
+    doc: 'who unpacks layers: crisp (crisp-untar, in parallel as layers arrive; embedded containerd with overlayfs only) or containerd (its differ)',
+    oneOf: ['crisp', 'containerd'],
+  },
   image_pinned: { doc: 'image references reported as pinned (never garbage collected by kubelet)' },
   snapshotter: { doc: 'containerd snapshotter for image layers and container rootfs' },
   streaming_address: { doc: 'address the exec/attach/port-forward streaming server listens on' },

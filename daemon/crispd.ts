@@ -35,7 +35,7 @@ import { CriClient } from '../cri/client.js';
 import { MetricsServer, registerRuntimeMetrics, instrumentImagePulls } from './metrics-server.js';
 import { SdNotify } from './sd-notify.js';
 import { UndoStack } from '../common/undo-stack.js';
-import { checkHelper, useHelperPath } from '../native/helper-paths.js';
+import { checkHelper, defaultHelperPath, isExecutableFile, useHelperPath } from '../native/helper-paths.js';
 import { registerOperationMetrics } from '../common/operation-metrics.js';
 import { startTracing } from './tracing.js';
 
@@ -180,6 +180,7 @@ export class Crispd {
       progressTimeoutMs: c.image_pull_progress_timeout * 1000,
       progressDir: join(c.state, 'pulls'),
       ...(this.embedded ? { contentRoot: this.embedded.paths.contentRoot } : {}),
+      ...this.localExtract(c),
       pinned: c.image_pinned,
       log: this.log.child({ component: 'images' }),
     }), this.metrics);
@@ -313,6 +314,20 @@ export class Crispd {
           { name: 'containerd', check: (ms) => containerd.ping(ms) },
         ]);
     }
+  }
+
+  /**
+   * crisp unpacks layers itself (crisp-untar into the embedded containerd's overlayfs snapshots) unless
+   * told not to, the containerd is external, the snapshotter is another, or crisp-untar is missing.
+   */
+  private localExtract(c: CrispConfig): { localExtract?: { untar: string; snapshotRoot: string } } {
+    if (c.image_unpack !== 'crisp' || !this.embedded || c.snapshotter !== 'overlayfs') return {};
+    const untar = defaultHelperPath('crisp-untar');
+    if (!isExecutableFile(untar)) {
+      this.log.warn({ path: untar }, 'crisp-untar not found; containerd unpacks image layers');
+      return {};
+    }
+    return { localExtract: { untar, snapshotRoot: join(this.embedded.paths.root, 'io.containerd.snapshotter.v1.overlayfs') } };
   }
 
   /**

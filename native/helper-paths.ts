@@ -10,7 +10,7 @@ import { invalidArgument } from '../common/errors.js';
 /** The helpers a config key can move. */
 export type NativeHelper = 'crisp-nshelper' | 'crisp-logger';
 /** Every helper binary, including crisp-spawner, which is found only where the package or the build puts it. */
-export type HelperBinary = NativeHelper | 'crisp-spawner';
+export type HelperBinary = NativeHelper | 'crisp-spawner' | 'crisp-untar';
 
 /** Where the Debian package installs the helpers. */
 export const INSTALLED_HELPER_DIR = '/usr/libexec/crisp';
@@ -31,6 +31,17 @@ export function buildTreeCandidates(name: HelperBinary, moduleDir = HERE): strin
 /** The path used when the config key is empty. */
 export function defaultHelperPath(name: HelperBinary, exists: (path: string) => boolean = existsSync, moduleDir = HERE): string {
   return buildTreeCandidates(name, moduleDir).find(exists) ?? join(INSTALLED_HELPER_DIR, name);
+}
+
+/** Whether `path` is an executable regular file (false when it is not there). */
+export function isExecutableFile(path: string): boolean {
+  try {
+    if (!statSync(path).isFile()) return false;
+    accessSync(path, constants.X_OK);
+    return true;
+  } catch {
+    return false; // not there, not ours to run: the caller says what that means
+  }
 }
 
 const configured = new Map<NativeHelper, string>();

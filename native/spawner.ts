@@ -2,14 +2,14 @@
 // a fork of crispd's own process blocks its event loop for milliseconds per exec, the spawner's does
 // not. Without the binary (not built, not installed) commands run through child_process as before.
 import { spawn, type ChildProcessByStdio } from 'node:child_process';
-import { accessSync, constants as fsConstants } from 'node:fs';
+import { constants as fsConstants } from 'node:fs';
 import { access, stat } from 'node:fs/promises';
 import { constants as osConstants } from 'node:os';
 import { delimiter, join } from 'node:path';
 import type { Socket } from 'node:net';
 import { execa } from '../common/exec.js';
 import { errorMessage } from '../common/errors.js';
-import { defaultHelperPath } from './helper-paths.js';
+import { defaultHelperPath, isExecutableFile } from './helper-paths.js';
 
 export interface RunOptions {
   /** What the command reads on stdin; it gets EOF after it (or at once without input). */
@@ -205,14 +205,6 @@ export function useSpawnerPath(path: string | undefined): void {
   stopSpawner();
 }
 
-function isExecutable(path: string): boolean {
-  try {
-    accessSync(path, fsConstants.X_OK);
-    return true;
-  } catch {
-    return false; // not there or not executable: the caller falls back to child_process
-  }
-}
 
 /** The first of `dirs` holding an executable regular file named `name` (CNI bin dirs, PATH). */
 export async function findExecutable(name: string, dirs: readonly string[]): Promise<string | undefined> {
@@ -241,7 +233,7 @@ let current: SpawnerProcess | undefined;
 function spawner(): SpawnerProcess | undefined {
   if (current?.alive) return current;
   const path = spawnerPath();
-  current = path && isExecutable(path) ? SpawnerProcess.start(path) : undefined;
+  current = path && isExecutableFile(path) ? SpawnerProcess.start(path) : undefined;
   return current;
 }
 

@@ -20,6 +20,8 @@ import { ContentStore } from './content-store.js';
 import { IngestFiles } from './ingest-files.js';
 import { BlobFetcher, type FetchPool } from './blob-fetcher.js';
 import { Unpacker, chainIds } from './unpack.js';
+import { LayerExtractor, type StagedLayer } from './layer-extract.js';
+import { Slots } from '../../common/slots.js';
 import { ImageRecords, CRI_MANAGED_LABEL } from './records.js';
 import { PullProgressFile, RateMeter, pullProgressPath, type LayerProgress, type PullProgress } from './progress.js';
 
@@ -47,6 +49,11 @@ export interface PullerOptions {
    * at most maxConcurrentDownloads. Default true; false keeps every byte on this thread.
    */
   downloadWorkers?: boolean;
+  /**
+   * With a local content store and the overlayfs snapshotter: crisp extracts layers itself with
+   * crisp-untar (layer-extract.ts) instead of asking containerd's differ; unset: the differ.
+   */
+  localExtract?: { untar: string; snapshotRoot: string };
   /** The worker launcher (tests pass one with a stand-in worker). */
   blobFetcher?: BlobFetcher;
   log: Logger;
@@ -153,6 +160,8 @@ export class ImagePuller {
   private readonly blobs = new Map<string, Promise<void>>();
   /** Downloads on worker threads, into local ingest files; unset: on this thread. */
   private readonly fetcher: BlobFetcher | undefined;
+  /** Layer extractions running at once, across pulls. */
+  private readonly extractSlots: Slots;
 
   constructor(
     private readonly ctd: ContainerdClient,
@@ -162,7 +171,8 @@ export class ImagePuller {
   ) {
     this.content = new ContentStore(ctd, opts.contentRoot !== undefined ? new IngestFiles(opts.contentRoot, ctd.options.namespace) : undefined);
     if (opts.contentRoot !== undefined && opts.downloadWorkers !== false) this.fetcher = opts.blobFetcher ?? new BlobFetcher();
-    this.unpacker = new Unpacker(ctd, opts.snapshotter);
+    this.unpacker = new Unpacker(ctd, opts.snapshotter, opts.localExtract && opts.contentRoot !== undefined ? new LayerExtractor({ ...opts.localExtract, contentRoot: opts.contentRoot }) : undefined);
+    this.extractSlots = new Slots(opts.maxConcurrentDownloads);
   }
 
   pull(reference: string, options: PullOptions = {}): Promise<PullResult> {
@@ -270,13 +280,24 @@ export class ImagePuller {
           await Promise.race([slot, fetch]);
         });
         downloads.catch(() => undefined);
-        // Unpack in order, each layer as soon as it is in the store.
-        for (let i = 0; i < layers.length; i++) {
-          await Promise.race([downloaded[i]!.p, abortPromise(abort.signal)]);
-          await traced('pull.unpack', { 'oci.layer.digest': layers[i]!.digest, 'oci.layer.index': i }, () => this.unpacker.applyLayer(layers[i]!, diffIds[i]!, chains[i]!, i === 0 ? '' : chains[i - 1]!, callOpts));
+        // crisp's own extraction: each layer as soon as its blob is in, in parallel (layer-extract.ts).
+        const staged = await this.stageLayers(layers, diffIds, chains, downloaded.map((d) => d.p), callOpts, abort);
+        try {
+          // Into snapshots in order, each layer as soon as it is in the store (and extracted).
+          for (let i = 0; i < layers.length; i++) {
+            await Promise.race([downloaded[i]!.p, abortPromise(abort.signal)]);
+            const tree = await Promise.race([staged[i]!, abortPromise(abort.signal)]);
+            await traced('pull.unpack', { 'oci.layer.digest': layers[i]!.digest, 'oci.layer.index': i }, () =>
+              this.unpacker.applyLayer(layers[i]!, diffIds[i]!, chains[i]!, i === 0 ? '' : chains[i - 1]!, callOpts, tree),
+            );
+          }
+          await downloads;
+          await Promise.all(fetches);
+        } finally {
+          // Trees not moved into a snapshot (a failed pull, a chain another pull committed) go; a placed
+          // tree is gone from the staging dir already.
+          await Promise.all(staged.map((p) => p.then((t) => t?.discard(), () => undefined)));
         }
-        await downloads;
-        await Promise.all(fetches);
       } catch (err) {
         // The first cause wins: a stall or the layer that failed, not the cancellations that followed.
         const cause: unknown = abort.signal.aborted ? abort.signal.reason : err;
@@ -318,6 +339,40 @@ export class ImagePuller {
         log.warn({ lease: leaseId, err: errorMessage(err) }, 'deleting pull lease failed');
       });
     }
+  }
+
+  /**
+   * Start extracting every layer crisp can extract itself once its blob is in (`downloaded[i]`), at most
+   * maxConcurrentDownloads at once; resolves to undefined for layers containerd applies or that are
+   * unpacked already. Every promise settles even when the pull fails, so the caller can discard.
+   */
+  private async stageLayers(
+    layers: readonly Descriptor[],
+    diffIds: readonly string[],
+    chains: readonly string[],
+    downloaded: readonly Promise<void>[],
+    opts: CallOptions,
+    abort: AbortController,
+  ): Promise<Promise<StagedLayer | undefined>[]> {
+    const extractor = this.unpacker.extractor;
+    if (!extractor || !(await extractor.usable())) return layers.map(() => Promise.resolve(undefined));
+    return layers.map((layer, i) => {
+      if (!extractor.handles(layer)) return Promise.resolve(undefined);
+      const p = downloaded[i]!.then(() =>
+        this.extractSlots.run(async () => {
+          if (await this.unpacker.exists(chains[i]!, opts)) return undefined;
+          const t0 = Date.now();
+          const tree = await traced('pull.extract', { 'oci.layer.digest': layer.digest, 'oci.layer.index': i }, () => extractor.extract(layer, diffIds[i]!));
+          this.opts.log.debug({ digest: layer.digest, size: layer.size, ms: Date.now() - t0 }, 'layer extracted');
+          return tree;
+        }),
+      );
+      // A failed extraction fails the pull now, not when the in-order loop reaches its layer.
+      p.catch((err: unknown) => {
+        if (!abort.signal.aborted) abort.abort(err);
+      });
+      return p;
+    });
   }
 
   /**

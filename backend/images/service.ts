@@ -18,6 +18,8 @@ export interface ImageServiceOptions {
   progressDir?: string;
   /** containerd's content store directory when it is on this host (see PullerOptions.contentRoot). */
   contentRoot?: string;
+  /** See PullerOptions.localExtract. */
+  localExtract?: { untar: string; snapshotRoot: string };
   pinned: string[];
   log: Logger;
 }
@@ -53,6 +55,7 @@ export class ImageService {
       progressTimeoutMs: opts.progressTimeoutMs,
       ...(opts.progressDir !== undefined ? { progressDir: opts.progressDir } : {}),
       ...(opts.contentRoot !== undefined ? { contentRoot: opts.contentRoot } : {}),
+      ...(opts.localExtract ? { localExtract: opts.localExtract } : {}),
       log: opts.log,
     });
     this.pinned = new Set(

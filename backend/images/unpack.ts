@@ -1,11 +1,12 @@
-// Layers → snapshots: Prepare on the parent chain, Diff.Apply the layer blob (containerd decompresses
-// gzip/zstd), check the diff id against the image config, Commit under the chain id. Layers already
-// unpacked are skipped, so a shared base is unpacked once.
+// Layers → snapshots: Prepare on the parent chain, fill the snapshot (a tree crisp extracted ahead, see
+// layer-extract.ts, or containerd's Diff.Apply of the blob), check the diff id against the image
+// config, Commit under the chain id. Layers already unpacked are skipped, so a shared base is unpacked once.
 import { createHash, randomBytes } from 'node:crypto';
 import type { ContainerdClient } from '../containerd/client.js';
 import type { CallOptions } from '../../common/grpc-client.js';
 import { isNotFound, isAlreadyExists, withContext, CrispError } from '../../common/errors.js';
 import type { Descriptor } from '../registry/oci.js';
+import type { LayerExtractor, StagedLayer } from './layer-extract.js';
 
 /** OCI chain ids: chain[0] = diff[0]; chain[i] = sha256(chain[i-1] + " " + diff[i]). */
 export function chainIds(diffIds: readonly string[]): string[] {
@@ -21,6 +22,8 @@ export class Unpacker {
   constructor(
     private readonly ctd: ContainerdClient,
     private readonly snapshotter: string,
+    /** crisp's own extraction (embedded containerd, overlayfs); unset: containerd's differ for every layer. */
+    readonly extractor?: LayerExtractor,
   ) {}
 
   async exists(chainId: string, opts: CallOptions = {}): Promise<boolean> {
@@ -33,8 +36,11 @@ export class Unpacker {
     }
   }
 
-  /** Unpack one layer whose parent chain is already committed. */
-  async applyLayer(layer: Descriptor, diffId: string, chainId: string, parent: string, opts: CallOptions = {}): Promise<void> {
+  /**
+   * Unpack one layer whose parent chain is already committed: from `staged` (extracted and verified by
+   * crisp) when given, else by containerd's differ.
+   */
+  async applyLayer(layer: Descriptor, diffId: string, chainId: string, parent: string, opts: CallOptions = {}, staged?: StagedLayer): Promise<void> {
     if (await this.exists(chainId, opts)) return;
     const key = `extract-${randomBytes(6).toString('hex')}-${chainId}`;
     let prepared = false;
@@ -45,13 +51,17 @@ export class Unpacker {
         opts,
       );
       prepared = true;
-      const applied = await this.ctd.diff.unary(
-        'Apply',
-        { diff: { mediaType: layer.mediaType, digest: layer.digest, size: layer.size }, mounts: prep.mounts },
-        opts,
-      );
-      if (applied.applied?.digest !== diffId) {
-        throw new CrispError('FAILED_PRECONDITION', `layer ${layer.digest}: unpacked diff id ${applied.applied?.digest} does not match the image config's ${diffId}`);
+      if (staged && this.extractor) {
+        await this.extractor.place(staged, prep.mounts);
+      } else {
+        const applied = await this.ctd.diff.unary(
+          'Apply',
+          { diff: { mediaType: layer.mediaType, digest: layer.digest, size: layer.size }, mounts: prep.mounts },
+          opts,
+        );
+        if (applied.applied?.digest !== diffId) {
+          throw new CrispError('FAILED_PRECONDITION', `layer ${layer.digest}: unpacked diff id ${applied.applied?.digest} does not match the image config's ${diffId}`);
+        }
       }
       try {
         await this.ctd.snapshots.unary('Commit', { snapshotter: this.snapshotter, name: chainId, key, labels: { 'containerd.io/snapshot.ref': chainId } }, opts);

@@ -1,0 +1,128 @@
+// crisp's own layer unpack for the embedded containerd's overlayfs snapshotter: crisp-untar extracts a
+// layer blob from the local content store into a staging directory beside the snapshots (whiteouts
+// converted to overlay's form, the diff id computed on the way), and once the parent chain is
+// committed the staged tree replaces the empty upper dir of a prepared snapshot (one rename), which is
+// then committed as containerd's Diff.Apply would have left it. Layers extract in parallel, each as soon
+// as its blob is in the store; only the Prepare → rename → Commit steps keep the chain's order.
+import { mkdir, rename, rm, stat } from 'node:fs/promises';
+import { join, resolve, sep } from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { CrispError } from '../../common/errors.js';
+import { describeFailure, runCommand, succeeded } from '../../native/spawner.js';
+import type { Descriptor } from '../registry/oci.js';
+
+export interface LayerExtractOptions {
+  /** The crisp-untar binary. */
+  untar: string;
+  /** containerd's content store root (`…/io.containerd.content.v1.content`). */
+  contentRoot: string;
+  /** The overlayfs snapshotter's root (`…/io.containerd.snapshotter.v1.overlayfs`). */
+  snapshotRoot: string;
+}
+
+type Compression = 'gzip' | 'zstd' | 'none';
+
+const GZIP_TYPES = new Set([
+  'application/vnd.oci.image.layer.v1.tar+gzip',
+  'application/vnd.oci.image.layer.nondistributable.v1.tar+gzip',
+  'application/vnd.docker.image.rootfs.diff.tar.gzip',
+  'application/vnd.docker.image.rootfs.foreign.diff.tar.gzip',
+]);
+const ZSTD_TYPES = new Set(['application/vnd.oci.image.layer.v1.tar+zstd', 'application/vnd.oci.image.layer.nondistributable.v1.tar+zstd']);
+const TAR_TYPES = new Set(['application/vnd.oci.image.layer.v1.tar', 'application/vnd.oci.image.layer.nondistributable.v1.tar']);
+
+/** How crisp-untar reads a layer of this media type; undefined: containerd's differ must apply it (encrypted, unknown). */
+export function layerCompression(mediaType: string): Compression | undefined {
+  if (GZIP_TYPES.has(mediaType)) return 'gzip';
+  if (ZSTD_TYPES.has(mediaType)) return 'zstd';
+  if (TAR_TYPES.has(mediaType)) return 'none';
+  return undefined;
+}
+
+const DIGEST = /^sha256:([a-f0-9]{64})$/;
+/** A generous bound: a layer of several GiB on a slow disk still finishes; a wedged extractor does not hang the pull. */
+const EXTRACT_TIMEOUT_MS = 30 * 60 * 1000;
+
+/** A layer's tree extracted into the staging dir, its diff id verified; `discard` removes it. */
+export interface StagedLayer {
+  dir: string;
+  discard(): Promise<void>;
+}
+
+export class LayerExtractor {
+  private readonly stagingDir: string;
+  private ready: Promise<boolean> | undefined;
+
+  constructor(private readonly opts: LayerExtractOptions) {
+    this.stagingDir = join(opts.snapshotRoot, 'crisp-staging');
+  }
+
+  /**
+   * Whether staged trees can be renamed into snapshots: the staging dir exists on the snapshots' file
+   * system. Leftovers of an earlier crispd (killed mid-extract) are removed the first time.
+   */
+  usable(): Promise<boolean> {
+    return (this.ready ??= (async () => {
+      try {
+        await rm(this.stagingDir, { recursive: true, force: true });
+        await mkdir(this.stagingDir, { mode: 0o700 });
+        const [a, b] = await Promise.all([stat(this.stagingDir), stat(join(this.opts.snapshotRoot, 'snapshots'))]);
+        return a.dev === b.dev;
+      } catch {
+        // No snapshots dir yet (a fresh containerd makes it at start) or no access: containerd applies layers.
+        this.ready = undefined;
+        return false;
+      }
+    })());
+  }
+
+  /** Whether this layer can be extracted here (a media type crisp-untar reads, a sha256 digest). */
+  handles(layer: Descriptor): boolean {
+    return layerCompression(layer.mediaType) !== undefined && DIGEST.test(layer.digest);
+  }
+
+  /** Extract `layer` (its blob committed in the content store) and check its diff id. */
+  async extract(layer: Descriptor, diffId: string): Promise<StagedLayer> {
+    const compression = layerCompression(layer.mediaType);
+    const hex = DIGEST.exec(layer.digest)?.[1];
+    if (!compression || !hex) throw new CrispError('INTERNAL', `layer ${layer.digest} (${layer.mediaType}) cannot be extracted by crisp`);
+    const dir = join(this.stagingDir, `${randomBytes(6).toString('hex')}-${hex.slice(0, 12)}`);
+    const discard = () => rm(dir, { recursive: true, force: true });
+    await mkdir(dir, { mode: 0o755 });
+    try {
+      const blob = join(this.opts.contentRoot, 'blobs', 'sha256', hex);
+      const r = await runCommand(this.opts.untar, ['--compression', compression, blob, dir], { timeoutMs: EXTRACT_TIMEOUT_MS });
+      if (!succeeded(r)) throw new CrispError('INTERNAL', `extracting layer ${layer.digest}: ${describeFailure('crisp-untar', r)}`);
+      const unpacked = r.stdout.trim();
+      if (unpacked !== diffId) {
+        throw new CrispError('FAILED_PRECONDITION', `layer ${layer.digest}: unpacked diff id ${unpacked} does not match the image config's ${diffId}`);
+      }
+      return { dir, discard };
+    } catch (err) {
+      await discard();
+      throw err;
+    }
+  }
+
+  /**
+   * Move a staged tree into a prepared snapshot: its upper dir (overlay with a parent, a bind of the
+   * fs dir without) must be an empty dir below the snapshot root, which the rename replaces.
+   */
+  async place(staged: StagedLayer, mounts: readonly { type: string; source: string; options: readonly string[] }[]): Promise<void> {
+    const upper = upperDir(mounts);
+    const root = resolve(this.opts.snapshotRoot, 'snapshots') + sep;
+    if (!upper || !resolve(upper).startsWith(root)) {
+      throw new CrispError('INTERNAL', `prepared snapshot mounts have no upper dir below ${root}: ${JSON.stringify(mounts)}`);
+    }
+    await rename(staged.dir, upper);
+  }
+}
+
+/** The writable directory of a prepared overlayfs snapshot, from its mounts. */
+export function upperDir(mounts: readonly { type: string; source: string; options: readonly string[] }[]): string | undefined {
+  if (mounts.length !== 1) return undefined;
+  const m = mounts[0]!;
+  if (m.type === 'bind') return m.source;
+  if (m.type === 'overlay') return m.options.find((o) => o.startsWith('upperdir='))?.slice('upperdir='.length);
+  return undefined;
+}

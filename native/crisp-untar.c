@@ -27,6 +27,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <linux/openat2.h>
 #include <openssl/evp.h>
 #include <stdarg.h>
@@ -591,13 +592,15 @@ static void cache_drop(void) {
 
 /*
  * Opens directory `dir` (a cleaned path, "" = DEST) in-root. With `create`, missing directories are
- * made 0755 root:root. Without, returns -1 (errno set) when it cannot be opened.
+ * made 0755 root:root, also where a dangling symlink of the layer points (its target is made, in-root,
+ * as containerd's applier does). Without, returns -1 (errno set) when it cannot be opened.
  */
-static int open_dir(const char *dir, bool create) {
+static int open_dir_depth(const char *dir, bool create, int depth) {
   if (dir[0] == 0) return dup(dest_fd);
   int fd = openat2_in_root(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (fd >= 0 || !create) return fd;
   if (errno != ENOENT) fail("parent directory %s: %s", dir, strerror(errno));
+  if (depth > 40) fail("parent directory %s: too many levels of symbolic links", dir);
   /* make the missing ones, component by component (each resolved in-root from DEST) */
   char *buf = strdup(dir);
   if (!buf) fail("out of memory");
@@ -608,10 +611,27 @@ static int open_dir(const char *dir, bool create) {
     if (slash) *slash = 0;
     int next = openat2_in_root(buf, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (next < 0 && errno == ENOENT) {
-      if (mkdirat(parent, c, 0755) < 0 && errno != EEXIST) fail("make parent directory %s: %s", buf, strerror(errno));
-      if (fchownat(parent, c, 0, 0, AT_SYMLINK_NOFOLLOW) < 0) fail("chown parent directory %s: %s", buf, strerror(errno));
+      if (mkdirat(parent, c, 0755) == 0) {
+        if (fchownat(parent, c, 0, 0, AT_SYMLINK_NOFOLLOW) < 0) fail("chown parent directory %s: %s", buf, strerror(errno));
+      } else if (errno == EEXIST) {
+        /* a dangling symlink: make its target, taken lexically from where the link is */
+        char target[PATH_MAX];
+        ssize_t n = readlinkat(parent, c, target, sizeof target - 1);
+        if (n < 0) fail("parent directory %s: %s", buf, strerror(errno));
+        target[n] = 0;
+        size_t plen = (size_t)(c - buf);
+        char *joined = xmalloc(plen + (size_t)n + 2);
+        if (target[0] == '/') strcpy(joined, target);
+        else sprintf(joined, "%.*s%s", (int)plen, buf, target);
+        char *to = clean_path(joined);
+        int t = open_dir_depth(to, true, depth + 1);
+        close(t);
+        free(to);
+        free(joined);
+      } else {
+        fail("make parent directory %s: %s", buf, strerror(errno));
+      }
       next = openat2_in_root(buf, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-      if (next < 0 && errno == ENOENT) fail("parent directory %s is a dangling symlink", buf);
     }
     if (next < 0) fail("parent directory %s: %s", buf, strerror(errno));
     close(parent);
@@ -622,6 +642,10 @@ static int open_dir(const char *dir, bool create) {
   }
   free(buf);
   return parent;
+}
+
+static int open_dir(const char *dir, bool create) {
+  return open_dir_depth(dir, create, 0);
 }
 
 /* The cached parent fd for dir (do not close it). */

@@ -138,6 +138,7 @@ static void refill(struct reader *r) {
     }
     if (r->kind == C_GZIP) {
       if (r->member_done) { /* another gzip member follows (multi-member stream) */
+        if (r->in[r->in_pos] != 0x1f) fail("trailing data after the gzip stream"); /* Go's gzip reader refuses it too */
 #ifdef HAVE_ISAL
         isal_inflate_reset(&r->isal);
         r->isal.crc_flag = ISAL_GZIP;
@@ -775,15 +776,20 @@ static void apply_dir_times(void) {
   for (size_t i = 0; i < ndir_times; i++) {
     struct dir_time *d = &dir_times[i];
     cur_entry = d->path;
-    char *dir, *base;
-    split(d->path, &dir, &base);
+    char *copy = strdup(d->path), *dir, *base;
+    if (!copy) fail("out of memory");
+    split(copy, &dir, &base);
     int pfd = open_dir(dir, false);
-    if (pfd < 0) continue; /* removed by a later entry */
+    if (pfd < 0) { /* removed by a later entry */
+      free(copy);
+      continue;
+    }
     struct stat st;
     if (fstatat(pfd, base, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISDIR(st.st_mode) &&
         utimensat(pfd, base, d->ts, AT_SYMLINK_NOFOLLOW) < 0)
       fail("set times: %s", strerror(errno));
     close(pfd);
+    free(copy);
   }
 }
 

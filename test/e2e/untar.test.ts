@@ -283,6 +283,7 @@ test('bad input: truncated gzip, zstd or tar, unknown types, sparse files, usage
     ['trailer.tar.gz', gz.subarray(0, gz.length - 4), /^crisp-untar: compressed data is truncated\n$/],
     ['cut.tar', archive.subarray(0, 60_000), /^crisp-untar: f1: tar archive is truncated\n$/],
     ['cuthdr.tar', archive.subarray(0, 512 * 197 + 100), /^crisp-untar: tar archive is truncated\n$/],
+    ['junk.tar.gz', Buffer.concat([gzipSync(archive), Buffer.from('junk')]), /^crisp-untar: trailing data after the gzip stream\n$/],
     ['sparse.tar', tarArchive([{ name: 'sp', type: 'S' }]), /^crisp-untar: sp: unsupported tar entry type 'S'\n$/],
     ['vol.tar', tarArchive([{ name: 'v', type: 'V' }]), /^crisp-untar: v: unsupported tar entry type 'V'\n$/],
     ['paxsparse.tar', tarArchive([{ name: 'ps', pax: { 'GNU.sparse.major': '1' } }]), /^crisp-untar: ps: sparse files/],
@@ -300,6 +301,10 @@ test('bad input: truncated gzip, zstd or tar, unknown types, sparse files, usage
   // A tar cut at an entry boundary without end blocks is accepted, as Go's archive/tar does.
   const noEnd = tarArchive([{ name: 'f1', data: 'x' }], { endBlocks: false });
   assert.equal(untar(writeBlob(c.blobs, 'noend.tar', noEnd), c.dest).stdout, sha256(noEnd));
+  // A multi-member gzip stream is one stream: its diff id covers every member.
+  const multi = Buffer.concat([gzipSync(archive.subarray(0, 70_000)), gzipSync(archive.subarray(70_000))]);
+  assert.equal(untar(writeBlob(c.blobs, 'multi.tar.gz', multi), c.dest).stdout, sha256(archive));
+  assert.equal(readFileSync(join(c.dest, 'f2')).length, 100_000);
   for (const args of [[], ['only-one'], ['--compression', 'lz4', 'a', 'b'], ['--bogus', 'a', 'b']]) {
     const res = spawnSync(UNTAR, args, { encoding: 'utf8' });
     assert.equal(res.status, 2, args.join(' '));

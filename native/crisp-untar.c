@@ -772,6 +772,7 @@ static int by_depth_desc(const void *a, const void *b) {
 }
 
 static void apply_dir_times(void) {
+  if (ndir_times == 0) return;
   qsort(dir_times, ndir_times, sizeof *dir_times, by_depth_desc);
   for (size_t i = 0; i < ndir_times; i++) {
     struct dir_time *d = &dir_times[i];

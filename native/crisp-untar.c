@@ -20,7 +20,7 @@
  *   - ".wh.NAME" becomes a 0:0 character device NAME, ".wh..wh..opq" sets trusted.overlay.opaque=y on
  *     its directory, other ".wh..wh." names (aufs metadata) are skipped;
  *   - numeric uid/gid, then mode (chown clears setuid), then xattrs (SCHILY.xattr.*; ENOTSUP is
- *     skipped), then times; directory times are set last, deepest first.
+ *     skipped, and user.* on symlinks, devices and fifos, where the kernel refuses it), then times; directory times are set last, deepest first.
  * One process per layer; it exits on the first error, so there is no cleanup path.
  */
 #define _GNU_SOURCE
@@ -729,8 +729,10 @@ static void set_xattrs_at(int pfd, const char *name, const struct entry *e) {
   char path[64 + NAME_MAX];
   if ((size_t)snprintf(path, sizeof path, "/proc/self/fd/%d/%s", pfd, name) >= sizeof path) fail("name too long");
   for (size_t i = 0; i < e->nxattrs; i++) {
-    if (lsetxattr(path, e->xattrs[i].name, e->xattrs[i].value, e->xattrs[i].len, 0) < 0 && errno != ENOTSUP)
-      fail("set xattr %s: %s", e->xattrs[i].name, strerror(errno));
+    if (lsetxattr(path, e->xattrs[i].name, e->xattrs[i].value, e->xattrs[i].len, 0) == 0 || errno == ENOTSUP) continue;
+    /* the kernel allows user.* only on files and directories: such an xattr cannot exist here, skip it */
+    if (errno == EPERM && strncmp(e->xattrs[i].name, "user.", 5) == 0) continue;
+    fail("set xattr %s: %s", e->xattrs[i].name, strerror(errno));
   }
 }
 

@@ -227,6 +227,7 @@ test('whiteouts, opaque dirs, duplicates, long names, base-256 ids, PAX xattrs a
     { name: 'suid', mode: 0o6755, uid: 1000, gid: 1000, data: 'x' },
     { name: 'sticky/', type: '5', mode: 0o1777 },
     { name: 'bin', pax: { 'SCHILY.xattr.user.bin': Buffer.from([0, 0xff, 0x0a, 0x3d]), 'SCHILY.xattr.trusted.x': 'tx' } },
+    { name: 'slx', type: '2', linkname: 'bin', pax: { 'SCHILY.xattr.user.no': 'x', 'SCHILY.xattr.trusted.yes': 'y' } },
     { name: 'frac', pax: { mtime: '1600000000.5', atime: '1700000000.25' } },
     { name: 'old', pax: { mtime: '-1.5' } },
     { name: 'g-ignored', pax: { comment: 'ignored', 'LIBARCHIVE.xattr.user.y': 'eQ==' } },
@@ -263,6 +264,8 @@ test('whiteouts, opaque dirs, duplicates, long names, base-256 ids, PAX xattrs a
   assert.equal(lstatSync(d('sticky')).mode & 0o7777, 0o1777);
   assert.equal(xattrHex(d('bin'), 'user.bin'), '0x00ff0a3d');
   assert.equal(xattr(d('bin'), 'trusted.x'), 'tx');
+  assert.equal(xattr(d('slx'), 'trusted.yes'), 'y', 'xattrs on a symlink itself');
+  assert.equal(spawnSync('getfattr', ['-h', '-n', 'user.no', d('slx')]).status, 1, 'user.* on a symlink: the kernel refuses it, skipped');
   const frac = lstatSync(d('frac'), { bigint: true });
   assert.equal(frac.mtimeNs, 1_600_000_000_500_000_000n);
   assert.equal(frac.atimeNs, 1_700_000_000_250_000_000n);

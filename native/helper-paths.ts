@@ -9,7 +9,7 @@ import { invalidArgument } from '../common/errors.js';
 
 /** The helpers a config key can move. */
 export type NativeHelper = 'crisp-nshelper' | 'crisp-logger';
-/** Every helper binary, including crisp-spawner, which is found only where the package or the build puts it. */
+/** Every helper binary, including crisp-spawner and crisp-untar, which are found only where the package or the build puts them. */
 export type HelperBinary = NativeHelper | 'crisp-spawner' | 'crisp-untar';
 
 /** Where the Debian package installs the helpers. */

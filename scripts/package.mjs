@@ -4,11 +4,12 @@
 //
 // Installed layout (nothing refers to the build tree at run time):
 //   /usr/lib/crisp/{package.json,dist/,node_modules/}   the daemon and CLI (dist/ without tests, bench, maps)
-//   /usr/libexec/crisp/crisp-{nshelper,logger,spawner}  native helpers: the defaults of config keys
+//   /usr/libexec/crisp/crisp-{nshelper,logger,spawner,untar}  native helpers: the defaults of config keys
 //                                                       nshelper_path and logger_path when crispd runs
 //                                                       without a build tree (native/helper-paths.ts); the
 //                                                       binary:// URI the shim runs the logger from names it;
-//                                                       crisp-spawner (no key) runs crispd's short commands
+//                                                       crisp-spawner (no key) runs crispd's short commands;
+//                                                       crisp-untar (no key) extracts image layers
 //   /usr/bin/crisp                                      wrapper: exec /usr/bin/node /usr/lib/crisp/dist/cli/main.js
 //   /lib/systemd/system/crisp.service                   the unit (packaging/crisp.service)
 //   /usr/share/crisp/config.toml.example                every key commented out with its default; postinst
@@ -30,6 +31,22 @@ export const REPO = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 
 /** Debian packages crisp runs with (besides nodejs and libc, computed). */
 export const RUNTIME_DEPENDS = ['containerd', 'runc', 'containernetworking-plugins', 'util-linux', 'iproute2', 'iptables'];
+
+/** Debian bookworm's package for each shared library (DT_NEEDED soname) the native helpers may link. */
+export const LIBRARY_PACKAGES = {
+  'libcrypto.so.3': 'libssl3',
+  'libz.so.1': 'zlib1g',
+  'libzstd.so.1': 'libzstd1',
+  'libisal.so.2': 'libisal2',
+};
+
+/** The packages of the libraries the helper binaries name (a soname appears NUL-terminated in .dynstr). */
+export function libraryDependencies(buffers) {
+  const text = buffers.map((b) => b.toString('latin1'));
+  return Object.entries(LIBRARY_PACKAGES)
+    .filter(([soname]) => text.some((t) => t.includes(`\0${soname}\0`)))
+    .map(([, pkg]) => pkg);
+}
 
 /** dist/ folders that are not part of the installed program. */
 const DIST_EXCLUDE = new Set(['test', 'bench']);
@@ -150,6 +167,7 @@ export async function stage({ repo = REPO, stageDir, arch = debArchitecture() })
   need('native/build/crisp-nshelper', 'run make -C native');
   need('native/build/crisp-logger', 'run make -C native');
   need('native/build/crisp-spawner', 'run make -C native');
+  need('native/build/crisp-untar', 'run make -C native');
   need('node_modules', 'run npm ci');
 
   const pkg = JSON.parse(readFileSync(join(repo, 'package.json'), 'utf8'));
@@ -217,8 +235,9 @@ export async function stage({ repo = REPO, stageDir, arch = debArchitecture() })
     installedKiB += st.isFile() ? Math.ceil(st.size / 1024) : 1;
     if (st.isFile()) sums.push(`${createHash('md5').update(readFileSync(p)).digest('hex')}  ${relative(stageDir, p).split(sep).join('/')}`);
   });
-  const glibc = glibcVersion(natives.map((n) => readFileSync(join(nativeDir, n))));
-  const depends = [glibc ? `libc6 (>= ${glibc})` : 'libc6', nodeDependency(pkg.engines), ...RUNTIME_DEPENDS];
+  const binaries = natives.map((n) => readFileSync(join(nativeDir, n)));
+  const glibc = glibcVersion(binaries);
+  const depends = [glibc ? `libc6 (>= ${glibc})` : 'libc6', nodeDependency(pkg.engines), ...libraryDependencies(binaries), ...RUNTIME_DEPENDS];
   const control = render(readFileSync(join(packaging, 'debian', 'control.in'), 'utf8'), {
     VERSION: version,
     ARCH: arch,

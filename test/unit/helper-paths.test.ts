@@ -24,6 +24,8 @@ test('default: the build tree when it has the helper, else /usr/libexec/crisp', 
   // The installed layout: /usr/lib/crisp/dist/native has no native/build beside it.
   assert.equal(defaultHelperPath('crisp-logger', () => false, '/usr/lib/crisp/dist/native'), '/usr/libexec/crisp/crisp-logger');
   assert.equal(defaultHelperPath('crisp-nshelper', () => false, '/usr/lib/crisp/dist/native'), '/usr/libexec/crisp/crisp-nshelper');
+  assert.equal(defaultHelperPath('crisp-untar', () => false, '/usr/lib/crisp/dist/native'), '/usr/libexec/crisp/crisp-untar');
+  assert.equal(defaultHelperPath('crisp-untar', (p) => p === '/src/crisp/native/build/crisp-untar', moduleDir), '/src/crisp/native/build/crisp-untar');
 });
 
 test('a configured path wins; "" goes back to the default; relative paths are refused naming the key', () => {

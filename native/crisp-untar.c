@@ -2,7 +2,7 @@
  * crisp-untar: extracts one OCI image layer blob into a directory that becomes an overlayfs upper dir,
  * and prints the layer's diff id (sha256 of the uncompressed stream).
  *
- *   crisp-untar [--compression gzip|zstd|none] BLOB DEST
+ *   crisp-untar [--compression gzip|zstd|none] [--made-dirs] BLOB DEST
  *
  * BLOB is a regular file (gzip, zstd or plain tar; without --compression the magic bytes decide).
  * DEST is an existing directory; nothing is created or changed outside it. On success stdout gets
@@ -15,7 +15,8 @@
  *     with openat2(RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS | RESOLVE_NO_XDEV) relative to DEST, so a
  *     symlink of the layer (absolute or "../..") is resolved as if DEST were "/", and the last
  *     component is made or changed through that parent's fd without following it;
- *   - missing parents are made 0755 root:root; an existing entry is replaced (a directory over a
+ *   - missing parents are made 0755 root:root (--made-dirs lists them after the diff id, NUL-terminated,
+ *     for the caller to give them the lower layers' mode and owner); an existing entry is replaced (a directory over a
  *     directory only gets the new metadata); hardlink targets resolve in-root too;
  *   - ".wh.NAME" becomes a 0:0 character device NAME, ".wh..wh..opq" sets trusted.overlay.opaque=y on
  *     its directory, other ".wh..wh." names (aufs metadata) are skipped;
@@ -591,6 +592,21 @@ static void cache_drop(void) {
   cache_path = NULL;
 }
 
+/* Directories made because an entry needed them, not from an entry of their own (see --made-dirs). */
+static char **made_dirs;
+static size_t nmade_dirs, cap_made_dirs;
+
+static void record_made_dir(const char *path) {
+  if (nmade_dirs == cap_made_dirs) {
+    cap_made_dirs = cap_made_dirs ? cap_made_dirs * 2 : 16;
+    made_dirs = realloc(made_dirs, cap_made_dirs * sizeof *made_dirs);
+    if (!made_dirs) fail("out of memory");
+  }
+  made_dirs[nmade_dirs] = strdup(path);
+  if (!made_dirs[nmade_dirs]) fail("out of memory");
+  nmade_dirs++;
+}
+
 /*
  * Opens directory `dir` (a cleaned path, "" = DEST) in-root. With `create`, missing directories are
  * made 0755 root:root, also where a dangling symlink of the layer points (its target is made, in-root,
@@ -614,6 +630,7 @@ static int open_dir_depth(const char *dir, bool create, int depth) {
     if (next < 0 && errno == ENOENT) {
       if (mkdirat(parent, c, 0755) == 0) {
         if (fchownat(parent, c, 0, 0, AT_SYMLINK_NOFOLLOW) < 0) fail("chown parent directory %s: %s", buf, strerror(errno));
+        record_made_dir(buf);
       } else if (errno == EEXIST) {
         /* a dangling symlink: make its target, taken lexically from where the link is */
         char target[PATH_MAX];
@@ -796,6 +813,20 @@ static void apply_dir_times(void) {
   }
 }
 
+/*
+ * With --made-dirs: after the diff id line, each directory made only as a parent (no entry of the layer
+ * gave its metadata) as its path below DEST, NUL-terminated. The caller copies their mode and owner
+ * from the lower layers, which this process cannot see (the parent chain may not be unpacked yet).
+ */
+static void print_made_dirs(void) {
+  for (size_t i = 0; i < nmade_dirs; i++) {
+    bool explicit_entry = false;
+    for (size_t k = 0; k < ndir_times && !explicit_entry; k++) explicit_entry = strcmp(dir_times[k].path, made_dirs[i]) == 0;
+    if (explicit_entry) continue;
+    if (fputs(made_dirs[i], stdout) < 0 || fputc(0, stdout) < 0) fail("write stdout: %s", strerror(errno));
+  }
+}
+
 /* ---------- extraction ---------- */
 
 static void write_data(struct reader *r, int fd, uint64_t size) {
@@ -943,15 +974,21 @@ static uint64_t extract_entry(struct reader *r, struct entry *e, const char *dir
 /* ---------- main ---------- */
 
 __attribute__((noreturn)) static void usage(void) {
-  fputs("crisp-untar: usage: crisp-untar [--compression gzip|zstd|none] BLOB DEST\n", stderr);
+  fputs("crisp-untar: usage: crisp-untar [--compression gzip|zstd|none] [--made-dirs] BLOB DEST\n", stderr);
   exit(2);
 }
 
 int main(int argc, char **argv) {
   int i = 1;
   int kind = -1;
+  bool report_made_dirs = false;
   while (i < argc && strncmp(argv[i], "--", 2) == 0) {
     const char *v = NULL;
+    if (strcmp(argv[i], "--made-dirs") == 0) {
+      report_made_dirs = true;
+      i++;
+      continue;
+    }
     if (strcmp(argv[i], "--compression") == 0) {
       if (i + 1 >= argc) usage();
       v = argv[i + 1];
@@ -1025,6 +1062,8 @@ int main(int argc, char **argv) {
   if (EVP_DigestFinal_ex(r.md, digest, &dlen) != 1 || dlen != 32) fail("sha256 failed");
   char hex[65];
   for (int k = 0; k < 32; k++) sprintf(hex + 2 * k, "%02x", digest[k]);
-  if (printf("sha256:%s\n", hex) < 0 || fflush(stdout) != 0) fail("write stdout: %s", strerror(errno));
+  if (printf("sha256:%s\n", hex) < 0) fail("write stdout: %s", strerror(errno));
+  if (report_made_dirs) print_made_dirs();
+  if (fflush(stdout) != 0) fail("write stdout: %s", strerror(errno));
   return 0;
 }

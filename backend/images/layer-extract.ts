@@ -4,7 +4,8 @@
 // committed the staged tree replaces the empty upper dir of a prepared snapshot (one rename), which is
 // then committed as containerd's Diff.Apply would have left it. Layers extract in parallel, each as soon
 // as its blob is in the store; only the Prepare → rename → Commit steps keep the chain's order.
-import { mkdir, rename, rm, stat } from 'node:fs/promises';
+import { chmod, lchown, lstat, mkdir, rename, rm, stat } from 'node:fs/promises';
+import type { Stats } from 'node:fs';
 import { join, resolve, sep } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { CrispError } from '../../common/errors.js';
@@ -46,6 +47,8 @@ const EXTRACT_TIMEOUT_MS = 30 * 60 * 1000;
 /** A layer's tree extracted into the staging dir, its diff id verified; `discard` removes it. */
 export interface StagedLayer {
   dir: string;
+  /** Directories made only as parents of entries (paths below `dir`): they take the lower layers' mode and owner. */
+  madeDirs: string[];
   discard(): Promise<void>;
 }
 
@@ -91,13 +94,15 @@ export class LayerExtractor {
     await mkdir(dir, { mode: 0o755 });
     try {
       const blob = join(this.opts.contentRoot, 'blobs', 'sha256', hex);
-      const r = await runCommand(this.opts.untar, ['--compression', compression, blob, dir], { timeoutMs: EXTRACT_TIMEOUT_MS });
+      const r = await runCommand(this.opts.untar, ['--compression', compression, '--made-dirs', blob, dir], { timeoutMs: EXTRACT_TIMEOUT_MS });
       if (!succeeded(r)) throw new CrispError('INTERNAL', `extracting layer ${layer.digest}: ${describeFailure('crisp-untar', r)}`);
-      const unpacked = r.stdout.trim();
+      const newline = r.stdout.indexOf('\n');
+      const unpacked = r.stdout.slice(0, newline);
       if (unpacked !== diffId) {
         throw new CrispError('FAILED_PRECONDITION', `layer ${layer.digest}: unpacked diff id ${unpacked} does not match the image config's ${diffId}`);
       }
-      return { dir, discard };
+      const madeDirs = r.stdout.slice(newline + 1).split('\0').filter(Boolean);
+      return { dir, madeDirs, discard };
     } catch (err) {
       await discard();
       throw err;
@@ -114,7 +119,58 @@ export class LayerExtractor {
     if (!upper || !resolve(upper).startsWith(root)) {
       throw new CrispError('INTERNAL', `prepared snapshot mounts have no upper dir below ${root}: ${JSON.stringify(mounts)}`);
     }
+    await inheritDirs(staged, lowerDirs(mounts).filter((l) => resolve(l).startsWith(root)));
     await rename(staged.dir, upper);
+  }
+}
+
+/** The lower layers' directories of a prepared overlay snapshot, top first. */
+export function lowerDirs(mounts: readonly { type: string; options: readonly string[] }[]): string[] {
+  const opt = mounts.length === 1 && mounts[0]!.type === 'overlay' ? mounts[0]!.options.find((o) => o.startsWith('lowerdir=')) : undefined;
+  return opt ? opt.slice('lowerdir='.length).split(':') : [];
+}
+
+/**
+ * `path` below `root` as a real directory, every component a directory, never a symlink (lower layers
+ * are immutable, so nothing changes between the checks): its stats; 'absent' when the layer has nothing
+ * on the way; 'hidden' when a component is something else (a file, a whiteout, a symlink), which hides
+ * the layers below it there.
+ */
+async function realDir(root: string, path: string): Promise<Stats | 'absent' | 'hidden'> {
+  let at = root;
+  let st: Stats | undefined;
+  for (const part of path.split('/')) {
+    if (part === '' || part === '.' || part === '..') return 'hidden';
+    at = join(at, part);
+    try {
+      st = await lstat(at);
+    } catch {
+      return 'absent'; // not in this layer
+    }
+    if (!st.isDirectory()) return 'hidden';
+  }
+  return st ?? 'hidden';
+}
+
+/**
+ * A directory the layer has no entry for shows, in the overlay, the upper dir's metadata: it takes the
+ * mode and owner of the same directory in the topmost lower layer that has one (as containerd's applier
+ * does), else keeps 0755 root:root.
+ */
+async function inheritDirs(staged: StagedLayer, lowers: readonly string[]): Promise<void> {
+  if (staged.madeDirs.length === 0 || lowers.length === 0) return;
+  for (const path of staged.madeDirs) {
+    // Removed or replaced by a later entry of the layer: nothing to give metadata to.
+    if (typeof (await realDir(staged.dir, path)) === 'string') continue;
+    for (const lower of lowers) {
+      const theirs = await realDir(lower, path);
+      if (theirs === 'absent') continue;
+      if (theirs === 'hidden') break;
+      const target = join(staged.dir, path);
+      await lchown(target, theirs.uid, theirs.gid);
+      await chmod(target, theirs.mode & 0o7777);
+      break;
+    }
   }
 }
 

@@ -76,6 +76,9 @@ function gnuTarLayer(tag: string): Buffer {
     chmodSync(join(dir, 'srv/tools/suid'), 0o6755);
     mkdirSync(join(dir, 'srv/shared'));
     chmodSync(join(dir, 'srv/shared'), 0o1777);
+    mkdirSync(join(dir, 'srv/owned'));
+    chownSync(join(dir, 'srv/owned'), 1000, 2000);
+    chmodSync(join(dir, 'srv/owned'), 0o750);
     run('mknod', ['-m', '0640', 'srv/null-like', 'c', '1', '3']);
     run('mknod', ['-m', '0600', 'srv/block', 'b', '7', '200']);
     run('mkfifo', ['-m', '0620', 'srv/pipe']);
@@ -87,7 +90,7 @@ function gnuTarLayer(tag: string): Buffer {
     linkSync(join(dir, 'srv/attrs'), join(dir, 'srv/tools/attrs-hard'));
     mkdirSync(join(dir, 'bin'));
     writeFileSync(join(dir, 'bin/added-by-gnu-tar'), 'x');
-    for (const p of ['srv/tools/suid', 'srv/attrs', 'bin/added-by-gnu-tar', 'srv/shared', 'srv/tools', 'srv', 'bin']) utimesSync(join(dir, p), 1_600_000_000, 1_600_000_000 + 7.25);
+    for (const p of ['srv/tools/suid', 'srv/attrs', 'bin/added-by-gnu-tar', 'srv/shared', 'srv/owned', 'srv/tools', 'srv', 'bin']) utimesSync(join(dir, p), 1_600_000_000, 1_600_000_000 + 7.25);
     return execFileSync('tar', ['--format=pax', '--xattrs', '--xattrs-include=*', '--numeric-owner', '-C', dir, '-cf', '-', 'srv', 'bin'], { maxBuffer: 1 << 26 });
   } finally {
     rmSync(dir, { recursive: true, force: true });
@@ -128,7 +131,12 @@ describe('crisp-untar unpack', () => {
 
   for (const compression of ['gzip', 'zstd', 'none'] as const) {
     test(`${compression} layers: each snapshot is what containerd's differ makes of the blob`, async () => {
-      const img = imageFromTars([...busyboxLayers(compression), gnuTarLayer(compression)], { compression, config: { Labels: { unpack: compression } } });
+      // The last layer has no entries for the directories its files are in: they take the lower layers' mode and owner.
+      const parentless = buildTar([
+        { type: 'file', path: 'srv/owned/inner/file.txt', data: 'x', mode: 0o644 },
+        { type: 'file', path: 'srv/shared/new.txt', data: 'y', mode: 0o600, uid: 7 },
+      ]);
+      const img = imageFromTars([...busyboxLayers(compression), gnuTarLayer(compression), parentless], { compression, config: { Labels: { unpack: compression } } });
       await registry.push(img, `e2e/unpack-${compression}`, 'v1');
       assert.equal(await pull(`${registry.host}/e2e/unpack-${compression}:v1`), img.manifest.config.digest);
       const chains = chainIds(img.config.rootfs.diff_ids);
@@ -144,6 +152,11 @@ describe('crisp-untar unpack', () => {
         const theirs = m.type === 'bind' ? m.source : m.options.find((o) => o.startsWith('upperdir='))!.slice('upperdir='.length);
         assert.deepEqual(describeTree(ours, started), describeTree(theirs, started), `layer ${i} (${layer.digest})`);
         if (i === chains.length - 1) {
+          assert.equal(lstatSync(join(ours, 'srv/owned')).mode & 0o7777, 0o750, 'a parent dir without an entry takes the lower mode');
+          assert.equal(lstatSync(join(ours, 'srv/owned')).uid, 1000, 'and the lower owner');
+          assert.equal(lstatSync(join(ours, 'srv/shared')).mode & 0o7777, 0o1777);
+        }
+        if (i === chains.length - 2) {
           assert.match(execFileSync('getfattr', ['-h', '-n', 'trusted.crisp', '-e', 'hex', join(ours, 'srv/attrs')], { encoding: 'utf8' }), /trusted.crisp=0x00ff10/);
           assert.match(execFileSync('getcap', [join(ours, 'srv/tools/suid')], { encoding: 'utf8' }), /cap_net_bind_service,cap_net_raw=ep/);
         }

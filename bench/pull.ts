@@ -5,7 +5,7 @@
 // plugin PullImage on the peer.
 //   node dist/bench/pull.js [--size-mb 300] [--layers 10] [--runs 5] [--peer-cri true]
 import { spawn } from 'node:child_process';
-import { existsSync, readdirSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { withBenchEnv, type BenchEnv, type Side } from './lib/env.js';
 import { parseOptions } from './lib/args.js';
@@ -32,6 +32,8 @@ const CALL_TIMEOUT_MS = 30 * 60_000;
 interface Target {
   /** Puller label in the results. */
   label: 'crisp' | 'ctr' | 'containerd CRI';
+  /** The daemons doing this puller's work, for CPU time (their own and their reaped children's). */
+  daemons: () => { role: string; pid: number }[];
   contentBlobDir: string;
   snapshotDir: string;
   pull(ref: string): Promise<void>;
@@ -56,9 +58,28 @@ function run(cmd: string, args: string[], timeoutMs: number): Promise<void> {
   });
 }
 
+/** CPU seconds of `pids` so far: user + system, with the children they reaped (crisp-untar, unpigz). */
+function cpuSeconds(daemons: readonly { role: string; pid: number }[], byRole?: Map<string, number>): number {
+  let ticks = 0;
+  for (const { role, pid } of daemons) {
+    try {
+      const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+      // Fields after the command name (which may hold spaces): utime stime cutime cstime are 14–17.
+      const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      const t = Number(f[11]) + Number(f[12]) + Number(f[13]) + Number(f[14]);
+      ticks += t;
+      byRole?.set(role, (byRole.get(role) ?? 0) + t / 100);
+    } catch {
+      // A daemon that is gone has no time to add.
+    }
+  }
+  return ticks / 100;
+}
+
 function criTarget(label: Target['label'], side: Side, containerdRoot: string): Target {
   return {
     label,
+    daemons: () => side.daemonPids(),
     contentBlobDir: side.contentBlobDir,
     snapshotDir: join(containerdRoot, 'io.containerd.snapshotter.v1.overlayfs', 'snapshots'),
     pull: async (ref) => {
@@ -76,6 +97,8 @@ function ctrTarget(env: BenchEnv, maxDownloads: number): Target {
   const base = ['--address', crisp.containerdSocket, '-n', CTR_NAMESPACE];
   return {
     label: 'ctr',
+    // The ctr process itself is not counted (it is gone by the time it could be read).
+    daemons: () => crisp.daemonPids().filter((d) => d.role.includes('containerd')),
     contentBlobDir: crisp.contentBlobDir,
     snapshotDir: join(root, 'io.containerd.snapshotter.v1.overlayfs', 'snapshots'),
     pull: (ref) => step('ctr', `image pull ${ref}`, () => run('ctr', [...base, 'image', 'pull', '--plain-http', '--max-concurrent-downloads', String(maxDownloads), ref], CALL_TIMEOUT_MS)),
@@ -106,6 +129,8 @@ await withBenchEnv({ peer: opts['peer-cri'], pullImages: false }, async (env) =>
   const rec = new Recorder('s');
   const notes: string[] = [];
   const perPuller = new Map<string, number[]>();
+  const cpu = new Map<string, number[]>();
+  const cpuByRole = new Map<string, number[]>();
   let mib = 0;
   const genStart = Date.now();
   const image = await largeImage({ sizeMB: opts['size-mb'], layers: opts.layers, seed: `crisp-bench-${env.run}` });
@@ -136,7 +161,15 @@ await withBenchEnv({ peer: opts['peer-cri'], pullImages: false }, async (env) =>
       for (const t of order) {
         await waitCold(t, image, baseline.get(t)!, opts['gc-timeout'] * 1000);
         await run('sync', [], 120_000);
+        const rolesBefore = new Map<string, number>();
+        const cpuBefore = cpuSeconds(t.daemons(), rolesBefore);
         const { ms } = await timed(() => t.pull(ref));
+        const rolesAfter = new Map<string, number>();
+        (cpu.get(t.label) ?? cpu.set(t.label, []).get(t.label)!).push(cpuSeconds(t.daemons(), rolesAfter) - cpuBefore);
+        for (const [role, after] of rolesAfter) {
+          const key = `${t.label}: ${role}`;
+          (cpuByRole.get(key) ?? cpuByRole.set(key, []).get(key)!).push(after - (rolesBefore.get(role) ?? 0));
+        }
         const layersAfter = snapshotCount(t) - baseline.get(t)!;
         if (layersAfter < image.layers.length) throw new Error(`${t.label}: pull returned but only ${layersAfter} of ${image.layers.length} layers are unpacked`);
         const seconds = ms / 1000;
@@ -172,14 +205,17 @@ await withBenchEnv({ peer: opts['peer-cri'], pullImages: false }, async (env) =>
     samples: rec.samples(),
     notes,
     extraMarkdown: [
-      'Per puller (throughput = compressed MiB / median seconds):',
+      'Per puller (throughput = compressed MiB / median seconds; CPU = user + system seconds of the puller\'s daemons during the pull, with the children they reaped: crispd with its worker threads, its embedded containerd and crisp-spawner (crisp-untar); the peer\'s containerd; for ctr, the embedded containerd only):',
       '',
-      '| puller | median | p95 | throughput | runs |',
-      '| --- | ---: | ---: | ---: | ---: |',
+      '| puller | median | p95 | throughput | CPU median | runs |',
+      '| --- | ---: | ---: | ---: | ---: | ---: |',
       ...[...perPuller.entries()].map(([label, xs]) => {
         const s = summarize(xs);
-        return `| ${label} | ${fmt(s.median, 2)} s | ${fmt(s.p95, 2)} s | ${fmt(mib / s.median)} MiB/s | ${s.n} |`;
+        const c = summarize(cpu.get(label) ?? [0]);
+        return `| ${label} | ${fmt(s.median, 2)} s | ${fmt(s.p95, 2)} s | ${fmt(mib / s.median)} MiB/s | ${fmt(c.median, 2)} s | ${s.n} |`;
       }),
+      '',
+      `CPU per pull by process (median seconds): ${[...cpuByRole.entries()].map(([k, xs]) => `${k} ${fmt(summarize(xs).median, 2)}`).join('; ')}.`,
     ],
   });
 });

@@ -358,7 +358,8 @@ export class ImagePuller {
     if (!extractor || !(await extractor.usable())) return layers.map(() => Promise.resolve(undefined));
     return layers.map((layer, i) => {
       if (!extractor.handles(layer)) return Promise.resolve(undefined);
-      const p = downloaded[i]!.then(() =>
+      // Raced with the abort: a layer whose download never started (the pull failed first) never resolves.
+      const p = Promise.race([downloaded[i]!, abortPromise(abort.signal)]).then(() =>
         this.extractSlots.run(async () => {
           if (await this.unpacker.exists(chains[i]!, opts)) return undefined;
           const t0 = Date.now();

@@ -4,7 +4,7 @@
 // an image leaves no content, snapshots or leases behind. Also the progress side channel `crisp pull` reads.
 import { test, describe, before, after, afterEach } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
@@ -197,6 +197,26 @@ describe('image pull robustness', () => {
     const ranges = proxy.stats(blobPath(repo, layer.digest)).ranges;
     assert.equal(ranges.length, 2);
     assert.match(ranges[1] ?? '', /^bytes=[1-9]\d*-$/, 'and resumes the stalled layer');
+  });
+
+  test('a stall while layers still wait for a download slot fails the pull (it does not hang); nothing is left staged', async () => {
+    // Three stalled layers hold every download slot (image_max_concurrent_downloads = 3): the other
+    // three never start, so their unpack must be given up with the pull rather than waited for.
+    const img = uniqueImage(6, 512 * 1024);
+    const repo = 'e2e/stall-queued';
+    await registry.push(img, repo, 'v1');
+    for (const layer of img.manifest.layers.slice(0, 3)) {
+      proxy.addRule({ path: blobPath(repo, layer.digest), action: { kind: 'stall', afterBytes: 64 * 1024 }, times: 1 });
+    }
+    const ref = `${proxy.host}/${repo}:v1`;
+    await assert.rejects(pull(ref), (err: unknown) => {
+      assert.ok(isGrpcError(err, grpc.status.DEADLINE_EXCEEDED), `DEADLINE_EXCEEDED, got ${String(err)}`);
+      return true;
+    });
+    const staging = join(d.root, 'containerd', 'io.containerd.snapshotter.v1.overlayfs', 'crisp-staging');
+    assert.deepEqual(existsSync(staging) ? readdirSync(staging) : [], [], 'nothing staged');
+    proxy.clearRules();
+    assert.equal(await pull(ref), img.manifest.config.digest, 'the next pull completes');
   });
 
   test('three concurrent PullImage calls download each blob once', async () => {

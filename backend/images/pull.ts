@@ -13,7 +13,7 @@ import type { RegistryAuth } from '../registry/auth.js';
 import type { Descriptor } from '../registry/oci.js';
 import { digestReference, referenceString, repositoryName, tagReference, parseImageReference, type ImageReference } from '../registry/reference.js';
 import type { CallOptions } from '../../common/grpc-client.js';
-import { CrispError, withContext, errorMessage, isAlreadyExists, isNotFound } from '../../common/errors.js';
+import { CrispError, withContext, errorMessage, isAlreadyExists, isCrispError, isNotFound } from '../../common/errors.js';
 import type { Logger } from '../../common/logger.js';
 import { traced } from '../../common/tracing.js';
 import { ContentStore } from './content-store.js';
@@ -363,9 +363,18 @@ export class ImagePuller {
         this.extractSlots.run(async () => {
           if (await this.unpacker.exists(chains[i]!, opts)) return undefined;
           const t0 = Date.now();
-          const tree = await traced('pull.extract', { 'oci.layer.digest': layer.digest, 'oci.layer.index': i }, () => extractor.extract(layer, diffIds[i]!));
-          this.opts.log.debug({ digest: layer.digest, size: layer.size, ms: Date.now() - t0 }, 'layer extracted');
-          return tree;
+          try {
+            const tree = await traced('pull.extract', { 'oci.layer.digest': layer.digest, 'oci.layer.index': i }, () => extractor.extract(layer, diffIds[i]!));
+            this.opts.log.debug({ digest: layer.digest, size: layer.size, ms: Date.now() - t0 }, 'layer extracted');
+            return tree;
+          } catch (err) {
+            // A diff id that does not match fails with any unpacker. Anything else crisp-untar refuses
+            // (a sparse file, a tar dialect it does not read) is left to containerd's differ, which then
+            // succeeds or fails on its own terms: crisp's unpack never refuses what containerd's accepts.
+            if (isCrispError(err, 'FAILED_PRECONDITION')) throw err;
+            this.opts.log.warn({ digest: layer.digest, err: errorMessage(err) }, "crisp-untar did not extract the layer; containerd's differ applies it");
+            return undefined;
+          }
         }),
       );
       // A failed extraction fails the pull now, not when the in-order loop reaches its layer.

@@ -8,7 +8,7 @@ import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { execFileSync } from 'node:child_process';
-import { chmodSync, chownSync, linkSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
+import { chmodSync, chownSync, closeSync, linkSync, openSync, truncateSync, writeSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 import { TestCrispd } from './lib/crispd.js';
@@ -165,6 +165,32 @@ describe('crisp-untar unpack', () => {
       assert.match(d.logs, /layer extracted/);
     });
   }
+
+  test('a layer crisp-untar does not read (a GNU sparse file) goes to containerd\'s differ, whose verdict stands', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'crisp-unpack-sparse-'));
+    let tar: Buffer;
+    try {
+      const file = join(dir, 'sparse.img');
+      writeFileSync(file, '');
+      truncateSync(file, 4 << 20);
+      const fd = openSync(file, 'r+');
+      writeSync(fd, Buffer.from('middle'), 0, 6, 2 << 20);
+      closeSync(fd);
+      tar = execFileSync('tar', ['--format=gnu', '--sparse', '--numeric-owner', '-C', dir, '-cf', '-', 'sparse.img'], { maxBuffer: 1 << 26 });
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+    const img = imageFromTars([...busyboxLayers('sparse'), tar], { config: { Labels: { unpack: 'sparse' } } });
+    await registry.push(img, 'e2e/unpack-sparse', 'v1');
+    // containerd 1.6's differ refuses GNU sparse entries too: the pull fails with its message, not crisp's.
+    await assert.rejects(pull(`${registry.host}/e2e/unpack-sparse:v1`), /unpacking layer sha256:[0-9a-f]{64}: unhandled tar header type 83/);
+    assert.match(d.logs, /crisp-untar did not extract the layer; containerd's differ applies it/);
+    const chains = chainIds(img.config.rootfs.diff_ids);
+    const names: string[] = [];
+    for await (const res of ctd.snapshots.serverStream('List', { snapshotter: SNAPSHOTTER, filters: [] })) for (const i of res.info) names.push(i.name);
+    assert.ok(!names.includes(chains[3]!), 'the refused layer is not unpacked');
+    assert.deepEqual(readdirSync(stagingDir()), [], 'nothing is left in the staging dir');
+  });
 
   test('a diff id that does not match the layer fails the pull; no snapshot of it, nothing staged', async () => {
     const good = busyboxImage({ config: { Labels: { unpack: 'bad-diff-id' } } });

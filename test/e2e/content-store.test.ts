@@ -9,6 +9,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { TestCrispd, uniqueId } from './lib/crispd.js';
 import { ContainerdClient } from '../../backend/containerd/client.js';
+import { leasedClient, type LeasedClient } from './lib/leased-client.js';
 import { ContentStore, type BlobSource } from '../../backend/images/content-store.js';
 import { IngestFiles } from '../../backend/images/ingest-files.js';
 import { CrispError } from '../../common/errors.js';
@@ -47,14 +48,15 @@ describe('content store writes', () => {
   let ctd: ContainerdClient;
   const lease = `crisp-e2e-content-${uniqueId()}`;
 
+  let leased: LeasedClient | undefined;
+
   before(async () => {
     await d.start();
-    ctd = new ContainerdClient({ address: join(d.state, 'containerd', 'containerd.sock'), namespace: 'k8s.io', timeoutMs: 10_000 });
-    await ctd.leases.unary('Create', { id: lease, labels: {} });
+    leased = await leasedClient(d, lease);
+    ctd = leased.ctd;
   });
   after(async () => {
-    await ctd?.leases.unary('Delete', { id: lease, sync: true }).catch(() => undefined);
-    ctd?.close();
+    await leased?.close();
     await d.cleanup();
   });
 

@@ -17,6 +17,7 @@ import { busyboxImage, busyboxRootfs, changesLayer, dataLayer, imageFromTars, wi
 import { buildTar } from './fixtures/tar.js';
 import { ContainerdClient } from '../../backend/containerd/client.js';
 import { chainIds } from '../../backend/images/unpack.js';
+import { leasedClient, type LeasedClient } from './lib/leased-client.js';
 
 const SNAPSHOTTER = 'overlayfs';
 
@@ -113,15 +114,16 @@ describe('crisp-untar unpack', () => {
   // Same layers in other compressions have the same chain ids: later pulls find them unpacked already.
   const started = Date.now();
 
+  let leased: LeasedClient | undefined;
+
   before(async () => {
     registry = await startRegistry({});
     await d.start();
-    ctd = new ContainerdClient({ address: join(d.state, 'containerd', 'containerd.sock'), namespace: 'k8s.io', timeoutMs: 10_000 });
-    await ctd.leases.unary('Create', { id: lease, labels: {} });
+    leased = await leasedClient(d, lease);
+    ctd = leased.ctd;
   });
   after(async () => {
-    await ctd?.leases.unary('Delete', { id: lease, sync: true }).catch(() => undefined);
-    ctd?.close();
+    await leased?.close();
     await d.cleanup();
     await registry?.stop();
   });

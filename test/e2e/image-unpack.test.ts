@@ -13,7 +13,8 @@ import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 import { TestCrispd } from './lib/crispd.js';
 import { startRegistry, type TestRegistry } from './fixtures/registry.js';
-import { busyboxImage, busyboxRootfs, changesLayer, dataLayer, imageFromTars, withConfig, type TestImage } from './fixtures/images.js';
+import { busyboxImage, busyboxRootfs, changesLayer, dataLayer, imageFromTars, largeImage, withConfig, type TestImage } from './fixtures/images.js';
+import { sleep } from '../../common/time.js';
 import { buildTar } from './fixtures/tar.js';
 import { ContainerdClient } from '../../backend/containerd/client.js';
 import { chainIds } from '../../backend/images/unpack.js';
@@ -192,6 +193,26 @@ describe('crisp-untar unpack', () => {
     for await (const res of ctd.snapshots.serverStream('List', { snapshotter: SNAPSHOTTER, filters: [] })) for (const i of res.info) names.push(i.name);
     assert.ok(!names.includes(chains[3]!), 'the refused layer is not unpacked');
     assert.deepEqual(readdirSync(stagingDir()), [], 'nothing is left in the staging dir');
+  });
+
+  test('crispd killed (-9) in the middle of a pull: after the restart the pull completes and nothing stays staged', async () => {
+    const img = await largeImage({ sizeMB: 48, layers: 6, seed: `unpack-kill-${Date.now()}`, withBusybox: false });
+    try {
+      await registry.push(img, 'e2e/unpack-kill', 'v1');
+      const ref = `${registry.host}/e2e/unpack-kill:v1`;
+      const before = d.logs.split('layer extracted').length;
+      const first = pull(ref);
+      first.catch(() => undefined);
+      for (let i = 0; i < 2000 && d.logs.split('layer extracted').length === before; i++) await sleep(5);
+      await d.kill9();
+      await d.start();
+      assert.equal(await pull(ref), img.manifest.config.digest);
+      const chains = chainIds(img.config.rootfs.diff_ids);
+      for (const chain of chains) assert.ok((await ctd.snapshots.unary('Stat', { snapshotter: SNAPSHOTTER, key: chain })).info, `snapshot ${chain}`);
+      assert.deepEqual(readdirSync(stagingDir()), [], 'what the killed crispd staged is gone');
+    } finally {
+      await img.cleanup();
+    }
   });
 
   test('a diff id that does not match the layer fails the pull; no snapshot of it, nothing staged', async () => {

@@ -15,7 +15,8 @@
 import { parentPort } from 'node:worker_threads';
 import http, { type ClientRequest, type IncomingMessage } from 'node:http';
 import https from 'node:https';
-import { closeSync, openSync, readFileSync, writevSync } from 'node:fs';
+import { closeSync, openSync, readFileSync, readSync, writevSync } from 'node:fs';
+import { createHash, type Hash } from 'node:crypto';
 import { rootCertificates } from 'node:tls';
 import type { FetchEnd, FetchJob, FetchMessage } from './blob-fetcher.js';
 
@@ -133,6 +134,16 @@ function run(job: FetchJob): void {
       res.destroy();
       return finish({ type: 'io', message: (err as Error).message, at });
     }
+    // The blob's SHA-256 on the way (bytes a resumed download already has are read back first): the
+    // content store then commits a verified file without containerd reading it again.
+    const hash = createHash('sha256');
+    try {
+      hashPrefix(fd, at, hash);
+    } catch (err) {
+      res.destroy();
+      closeSync(fd);
+      return finish({ type: 'io', message: (err as Error).message, at });
+    }
     let batch: Buffer[] = [];
     let batchBytes = 0;
     let unreported = 0;
@@ -177,6 +188,7 @@ function run(job: FetchJob): void {
         return end({ type: 'overlong', message: `more data than the expected ${size} bytes`, at });
       }
       batch.push(chunk);
+      hash.update(chunk);
       batchBytes += chunk.length;
       unreported += chunk.length;
       if (batchBytes >= BATCH) {
@@ -191,7 +203,7 @@ function run(job: FetchJob): void {
     });
     res.on('end', () => {
       if (at + batchBytes < size) end({ type: 'broken', message: `download ended at byte ${at + batchBytes} of ${size}`, at });
-      else end({ type: 'done' });
+      else end({ type: 'done', digest: `sha256:${hash.digest('hex')}` });
     });
     const broke = (err?: Error) => end({ type: aborted ? 'aborted' : 'broken', message: err?.message ?? 'connection closed', at });
     res.on('error', broke);
@@ -201,3 +213,15 @@ function run(job: FetchJob): void {
 
   main().catch((err: unknown) => finish({ type: 'broken', message: err instanceof Error ? err.message : String(err), at: job.offset }));
 }
+
+/** Feed the first `length` bytes of the file into `hash` (one reused buffer). */
+function hashPrefix(fd: number, length: number, hash: Hash): void {
+  const buf = Buffer.allocUnsafe(BATCH);
+  for (let at = 0; at < length; ) {
+    const n = readSync(fd, buf, 0, Math.min(BATCH, length - at), at);
+    if (n <= 0) throw new Error(`the ingest file ends at byte ${at}, before the ${length} bytes the download resumes after`);
+    hash.update(buf.subarray(0, n));
+    at += n;
+  }
+}
+

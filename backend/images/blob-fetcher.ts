@@ -21,7 +21,12 @@ export interface FetchJob {
 }
 
 /** How a worker's job ended (`at`: the bytes the file holds). */
-export type FetchEnd = { type: 'done' } | { type: 'fallback' | 'broken' | 'overlong' | 'aborted' | 'io'; message: string; at: number };
+export type FetchEnd = { type: 'done'; digest?: string } | { type: 'fallback' | 'broken' | 'overlong' | 'aborted' | 'io'; message: string; at: number };
+/**
+ * How a fill ended: false when nothing was written (the caller's own path should do it), true when the
+ * file is filled, 'verified' when it is filled and its SHA-256 is the blob's digest.
+ */
+export type FillResult = boolean | 'verified';
 export type FetchMessage = { type: 'bytes'; n: number } | FetchEnd;
 
 /** How long a worker may take to stop after an abort before it is terminated. */
@@ -63,7 +68,7 @@ export class FetchPool {
    * with the bytes written so far kept (the next attempt resumes); too many bytes is a
    * ContentMismatchError.
    */
-  async fetch(job: FetchJob, signal: AbortSignal | undefined, onBytes: (n: number) => void): Promise<boolean> {
+  async fetch(job: FetchJob, signal: AbortSignal | undefined, onBytes: (n: number) => void): Promise<FillResult> {
     const what = `${job.request.endpoint}: blob ${job.digest}`;
     const worker = await this.acquire(signal, what);
     let reusable = false;
@@ -167,9 +172,10 @@ export class FetchPool {
   }
 }
 
-function settle(r: { end?: FetchEnd; error?: Error; received: number }, job: FetchJob, signal: AbortSignal | undefined, what: string): boolean {
+function settle(r: { end?: FetchEnd; error?: Error; received: number }, job: FetchJob, signal: AbortSignal | undefined, what: string): FillResult {
   const { end } = r;
-  if (end?.type === 'done') return true;
+  // A digest that does not match is left to the content store's own check, which discards the blob.
+  if (end?.type === 'done') return end.digest === job.digest ? 'verified' : true;
   if (signal?.aborted) throw cancelled(signal, what);
   if (end?.type === 'fallback' && r.received === 0) return false;
   // A worker that ended before reporting a byte (it could not start): the main thread's path can still

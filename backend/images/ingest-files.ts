@@ -2,9 +2,11 @@
 // (the embedded one): layer bytes can then go straight to disk instead of through the content API's gRPC
 // stream, which costs both processes a copy, a protobuf frame and an HTTP/2 frame per 16 KiB.
 //
-// Only the bytes take the shortcut. The ingest is opened, resumed and committed through the content API as
-// usual, under the same leases and labels: containerd re-hashes the file when the writer is reopened and
-// checks digest and size at commit, so a wrong byte or a wrong file fails the commit like any bad download.
+// Only the bytes take the shortcut. The ingest is opened and resumed through the content API as usual,
+// under the same leases and labels. At the end crispd verifies size and SHA-256 itself (the download
+// worker hashes on the way) and hands containerd the verified file as a blob (content-store.ts,
+// commitVerified); where that does not apply, containerd re-hashes the file when the writer is reopened
+// and checks digest and size at commit. Either way a wrong byte fails the pull like any bad download.
 //
 // Layout (containerd 1.x and 2.x local store and metadata store): <content root>/ingest/<sha256 of the
 // backend ref>/ holds `ref` (the backend ref, "<namespace>/<sequence>/<client ref>") and `data`. The
@@ -14,6 +16,7 @@ import { join } from 'node:path';
 
 export class IngestFiles {
   private readonly ingestDir: string;
+  private readonly blobDir: string;
 
   /** `contentRoot`: containerd's `<root>/io.containerd.content.v1.content`; `namespace`: the client's. */
   constructor(
@@ -21,6 +24,13 @@ export class IngestFiles {
     private readonly namespace: string,
   ) {
     this.ingestDir = join(contentRoot, 'ingest');
+    this.blobDir = join(contentRoot, 'blobs', 'sha256');
+  }
+
+  /** Where the local store keeps the committed blob `digest`; undefined for anything but a well-formed sha256. */
+  blobFile(digest: string): string | undefined {
+    const hex = /^sha256:([a-f0-9]{64})$/.exec(digest)?.[1];
+    return hex ? join(this.blobDir, hex) : undefined;
   }
 
   /**

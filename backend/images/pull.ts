@@ -441,6 +441,7 @@ export class ImagePuller {
     progress.start();
     try {
       let resumedAt = 0;
+      const verifiedBefore = this.content.verifiedCommits;
       const resumeFrom = (offset: number) => {
         // A fill that fell back to `open` reports the same offset once.
         if (offset > resumedAt) progress.resumed(offset - resumedAt);
@@ -471,6 +472,7 @@ export class ImagePuller {
         onBytes: progress.bytes,
       });
       if (resumedAt > 0) this.opts.log.info({ digest: desc.digest, offset: resumedAt, size: desc.size }, 'blob download resumed');
+      this.opts.log.debug({ digest: desc.digest, size: desc.size, verifiedBy: this.content.verifiedCommits > verifiedBefore ? 'crisp' : 'containerd' }, 'blob committed');
     } catch (err) {
       // With no ingest left (bad content was discarded) the lease has nothing to keep.
       const kept = await this.content.ingestOffset(iref).catch(() => undefined);

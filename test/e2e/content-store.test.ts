@@ -62,10 +62,12 @@ describe('content store writes', () => {
 
   const read = (store: ContentStore, digest: string) => store.read(digest, ContainerdClient.withLease(lease));
 
-  for (const mode of ['ingest file', 'content API'] as const) {
+  // 'ingest file': crisp writes the ingest's data file, verifies it and commits it without containerd
+  // reading it; 'ingest file, containerd verifies': the same file, committed through containerd's re-hash.
+  for (const mode of ['ingest file', 'ingest file, containerd verifies', 'content API'] as const) {
     const make = () => {
-      const files = mode === 'ingest file' ? new RecordingIngestFiles(join(d.root, 'containerd', 'io.containerd.content.v1.content'), 'k8s.io') : undefined;
-      return { store: new ContentStore(ctd, files), files };
+      const files = mode !== 'content API' ? new RecordingIngestFiles(join(d.root, 'containerd', 'io.containerd.content.v1.content'), 'k8s.io') : undefined;
+      return { store: new ContentStore(ctd, files, { verifyLocally: mode === 'ingest file' }), files };
     };
 
     test(`${mode}: a blob in odd pieces commits intact with its labels`, async () => {
@@ -86,6 +88,11 @@ describe('content store writes', () => {
       assert.ok((await read(store, digest)).equals(data), 'the committed blob is the data');
       assert.equal((await store.info(digest))?.labels['crisp.e2e/mode'], mode);
       if (files) assert.ok(files.found.length === 1 && files.found[0]?.endsWith('/data'), `the ingest file was written: ${files.found.join(', ')}`);
+      assert.equal(store.verifiedCommits, mode === 'ingest file' ? 1 : 0, 'committed without containerd reading it only when crisp verified it');
+      if (mode === 'ingest file') {
+        const ingests = (await ctd.content.unary('ListStatuses', { filters: [] })).statuses.map((st) => st.ref);
+        assert.deepEqual(ingests.filter((r) => r.startsWith('e2e-whole-')), [], 'no ingest of the write is left (the download\'s nor the verified commit\'s)');
+      }
     });
 
     test(`${mode}: progress counts bytes as they arrive, before a whole message or batch is written`, async () => {

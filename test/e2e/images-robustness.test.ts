@@ -154,6 +154,9 @@ describe('image pull robustness', () => {
     assert.ok(hits[1]!.bytes < target.size);
     assert.equal(await ingestStatus(target.digest), undefined, 'the ingest is committed');
     assert.match(d.logs, /blob download resumed/);
+    // The worker hashed what the first attempt left plus what the retry brought: crisp verified the
+    // blob and containerd registered it without reading it again.
+    assert.match(d.logs, new RegExp(`"digest":"${target.digest}","size":\\d+,"verifiedBy":"crisp","msg":"blob committed"`));
   });
 
   test('a stalled layer hits image_pull_progress_timeout; crispd keeps serving; no half image', async () => {

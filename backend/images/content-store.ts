@@ -347,7 +347,8 @@ export class ContentStore {
       const { size } = await fh.stat();
       // A download worker that hashed every byte on the way (reading back what a resumed one had) spares the read.
       if (!hashed || size !== args.size) await this.verifyFile(fh, size, args, state);
-      // Durable before containerd records it, as its own commit makes it.
+      // Read-only and durable before containerd records it, as its own commit leaves a blob.
+      await fh.chmod(0o444);
       await fh.sync();
     } finally {
       await fh.close();

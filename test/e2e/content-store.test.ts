@@ -2,14 +2,14 @@
 // data file (the embedded containerd, IngestFiles) and over the content API's Write stream. Each way: a
 // blob arriving in odd-sized pieces commits intact, a broken download keeps its bytes and resumes from
 // them, and wrong or overlong content fails verification and leaves no ingest behind.
-import { test, describe, before, after } from 'node:test';
+import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import { PassThrough, Readable } from 'node:stream';
 import { createHash, randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { TestCrispd, uniqueId } from './lib/crispd.js';
 import { ContainerdClient } from '../../backend/containerd/client.js';
-import { leasedClient, type LeasedClient } from './lib/leased-client.js';
+import { crispdWithLeasedClient } from './lib/leased-client.js';
 import { ContentStore, type BlobSource } from '../../backend/images/content-store.js';
 import { IngestFiles } from '../../backend/images/ingest-files.js';
 import { CrispError } from '../../common/errors.js';
@@ -45,20 +45,8 @@ const digestOf = (data: Buffer) => `sha256:${createHash('sha256').update(data).d
 
 describe('content store writes', () => {
   const d = new TestCrispd();
-  let ctd: ContainerdClient;
   const lease = `crisp-e2e-content-${uniqueId()}`;
-
-  let leased: LeasedClient | undefined;
-
-  before(async () => {
-    await d.start();
-    leased = await leasedClient(d, lease);
-    ctd = leased.ctd;
-  });
-  after(async () => {
-    await leased?.close();
-    await d.cleanup();
-  });
+  const containerd = crispdWithLeasedClient(d, lease);
 
   const read = (store: ContentStore, digest: string) => store.read(digest, ContainerdClient.withLease(lease));
 
@@ -67,7 +55,7 @@ describe('content store writes', () => {
   for (const mode of ['ingest file', 'ingest file, containerd verifies', 'content API'] as const) {
     const make = () => {
       const files = mode !== 'content API' ? new RecordingIngestFiles(join(d.root, 'containerd', 'io.containerd.content.v1.content'), 'k8s.io') : undefined;
-      return { store: new ContentStore(ctd, files, { verifyLocally: mode === 'ingest file' }), files };
+      return { store: new ContentStore(containerd.client(), files, { verifyLocally: mode === 'ingest file' }), files };
     };
 
     test(`${mode}: a blob in odd pieces commits intact with its labels`, async () => {
@@ -90,7 +78,7 @@ describe('content store writes', () => {
       if (files) assert.ok(files.found.length === 1 && files.found[0]?.endsWith('/data'), `the ingest file was written: ${files.found.join(', ')}`);
       assert.equal(store.verifiedCommits, mode === 'ingest file' ? 1 : 0, 'committed without containerd reading it only when crisp verified it');
       if (mode === 'ingest file') {
-        const ingests = (await ctd.content.unary('ListStatuses', { filters: [] })).statuses.map((st) => st.ref);
+        const ingests = (await containerd.client().content.unary('ListStatuses', { filters: [] })).statuses.map((st) => st.ref);
         assert.deepEqual(ingests.filter((r) => r.startsWith('e2e-whole-')), [], 'no ingest of the write is left (the download\'s nor the verified commit\'s)');
       }
     });

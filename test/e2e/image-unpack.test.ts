@@ -18,7 +18,7 @@ import { sleep } from '../../common/time.js';
 import { buildTar } from './fixtures/tar.js';
 import { ContainerdClient } from '../../backend/containerd/client.js';
 import { chainIds } from '../../backend/images/unpack.js';
-import { leasedClient, type LeasedClient } from './lib/leased-client.js';
+import { crispdWithLeasedClient } from './lib/leased-client.js';
 
 const SNAPSHOTTER = 'overlayfs';
 
@@ -110,24 +110,17 @@ async function snapshotDir(ctd: ContainerdClient, chain: string, view: string): 
 describe('crisp-untar unpack', () => {
   const d = new TestCrispd();
   let registry: TestRegistry;
-  let ctd: ContainerdClient;
   const lease = `e2e-unpack-${Date.now()}`;
   // Same layers in other compressions have the same chain ids: later pulls find them unpacked already.
   const started = Date.now();
 
-  let leased: LeasedClient | undefined;
-
   before(async () => {
     registry = await startRegistry({});
-    await d.start();
-    leased = await leasedClient(d, lease);
-    ctd = leased.ctd;
   });
   after(async () => {
-    await leased?.close();
-    await d.cleanup();
     await registry?.stop();
   });
+  const containerd = crispdWithLeasedClient(d, lease);
 
   const pull = (ref: string) => d.client.image.unary('PullImage', { image: { image: ref } }).then((r) => r.imageRef);
   const stagingDir = () => join(d.root, 'containerd', 'io.containerd.snapshotter.v1.overlayfs', 'crisp-staging');
@@ -145,11 +138,11 @@ describe('crisp-untar unpack', () => {
       const chains = chainIds(img.config.rootfs.diff_ids);
       const opts = ContainerdClient.withLease(lease);
       for (let i = 0; i < chains.length; i++) {
-        const ours = await snapshotDir(ctd, chains[i]!, `${lease}-view-${compression}-${i}`);
+        const ours = await snapshotDir(containerd.client(), chains[i]!, `${lease}-view-${compression}-${i}`);
         const key = `${lease}-differ-${compression}-${i}`;
-        const prep = await ctd.snapshots.unary('Prepare', { snapshotter: SNAPSHOTTER, key, parent: i === 0 ? '' : chains[i - 1]! }, opts);
+        const prep = await containerd.client().snapshots.unary('Prepare', { snapshotter: SNAPSHOTTER, key, parent: i === 0 ? '' : chains[i - 1]! }, opts);
         const layer = img.manifest.layers[i]!;
-        const applied = await ctd.diff.unary('Apply', { diff: { mediaType: layer.mediaType, digest: layer.digest, size: layer.size }, mounts: prep.mounts }, opts);
+        const applied = await containerd.client().diff.unary('Apply', { diff: { mediaType: layer.mediaType, digest: layer.digest, size: layer.size }, mounts: prep.mounts }, opts);
         assert.equal(applied.applied?.digest, img.config.rootfs.diff_ids[i]);
         const m = prep.mounts[0]!;
         const theirs = m.type === 'bind' ? m.source : m.options.find((o) => o.startsWith('upperdir='))!.slice('upperdir='.length);
@@ -190,7 +183,7 @@ describe('crisp-untar unpack', () => {
     assert.match(d.logs, /crisp-untar did not extract the layer; containerd's differ applies it/);
     const chains = chainIds(img.config.rootfs.diff_ids);
     const names: string[] = [];
-    for await (const res of ctd.snapshots.serverStream('List', { snapshotter: SNAPSHOTTER, filters: [] })) for (const i of res.info) names.push(i.name);
+    for await (const res of containerd.client().snapshots.serverStream('List', { snapshotter: SNAPSHOTTER, filters: [] })) for (const i of res.info) names.push(i.name);
     assert.ok(!names.includes(chains[3]!), 'the refused layer is not unpacked');
     assert.deepEqual(readdirSync(stagingDir()), [], 'nothing is left in the staging dir');
   });
@@ -208,7 +201,7 @@ describe('crisp-untar unpack', () => {
       await d.start();
       assert.equal(await pull(ref), img.manifest.config.digest);
       const chains = chainIds(img.config.rootfs.diff_ids);
-      for (const chain of chains) assert.ok((await ctd.snapshots.unary('Stat', { snapshotter: SNAPSHOTTER, key: chain })).info, `snapshot ${chain}`);
+      for (const chain of chains) assert.ok((await containerd.client().snapshots.unary('Stat', { snapshotter: SNAPSHOTTER, key: chain })).info, `snapshot ${chain}`);
       assert.deepEqual(readdirSync(stagingDir()), [], 'what the killed crispd staged is gone');
     } finally {
       await img.cleanup();
@@ -227,7 +220,7 @@ describe('crisp-untar unpack', () => {
     });
     const chains = chainIds(img.config.rootfs.diff_ids);
     const names: string[] = [];
-    for await (const res of ctd.snapshots.serverStream('List', { snapshotter: SNAPSHOTTER, filters: [] })) for (const i of res.info) names.push(i.name);
+    for await (const res of containerd.client().snapshots.serverStream('List', { snapshotter: SNAPSHOTTER, filters: [] })) for (const i of res.info) names.push(i.name);
     assert.ok(!names.includes(chains[1]!) && !names.includes(chains[2]!), 'no snapshot for the bad layer or above it');
     assert.ok(!names.some((n) => n.includes(chains[1]!)), 'no prepared extraction snapshot left');
     assert.deepEqual(readdirSync(stagingDir()), [], 'nothing is left in the staging dir');

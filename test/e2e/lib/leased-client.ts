@@ -1,5 +1,6 @@
 // A client of a test crispd's embedded containerd (namespace k8s.io) holding a lease of its own: a GC
 // root for what a test makes beside crispd (content, views, snapshots).
+import { before, after } from 'node:test';
 import { join } from 'node:path';
 import { ContainerdClient } from '../../../backend/containerd/client.js';
 import type { TestCrispd } from './crispd.js';
@@ -21,6 +22,28 @@ export async function leasedClient(d: TestCrispd, lease: string): Promise<Leased
       // Gone already (the test's containerd was restarted or removed): nothing left to release.
       await ctd.leases.unary('Delete', { id: lease, sync: true }).catch(() => undefined);
       ctd.close();
+    },
+  };
+}
+
+/**
+ * In a describe(): start `d` before its tests and make a leased client of its containerd; after them,
+ * release the lease, close the client and clean `d` up. `client()` is for the tests.
+ */
+export function crispdWithLeasedClient(d: TestCrispd, lease: string): { client(): ContainerdClient } {
+  let leased: LeasedClient | undefined;
+  before(async () => {
+    await d.start();
+    leased = await leasedClient(d, lease);
+  });
+  after(async () => {
+    await leased?.close();
+    await d.cleanup();
+  });
+  return {
+    client: () => {
+      if (!leased) throw new Error('the crispd of this describe() has not started');
+      return leased.ctd;
     },
   };
 }

@@ -87,10 +87,10 @@ export interface ContentStoreOptions {
   verifyLocally?: boolean;
 }
 
-export class ContentStore {
-  /** Blobs committed through commitVerified, without containerd reading them. */
-  verifiedCommits = 0;
+/** Who checked a written blob's digest: crispd (committed without containerd reading it) or containerd. */
+export type VerifiedBy = 'crisp' | 'containerd';
 
+export class ContentStore {
   /** `files`: direct access to ingest data files when containerd's content store is local (see ingest-files.ts). */
   constructor(
     private readonly ctd: ContainerdClient,
@@ -137,7 +137,7 @@ export class ContentStore {
    * source, a cancelled call or a store hiccup keep it; content that fails verification (digest or size
    * at commit, or a source that sends too much) is aborted, so nothing bad is kept or committed.
    */
-  async write(args: WriteArgs): Promise<void> {
+  async write(args: WriteArgs): Promise<VerifiedBy> {
     // containerd locks an ingest ref per writer; a just-cancelled writer may hold it for a moment.
     for (let attempt = 1; ; attempt++) {
       try {
@@ -149,7 +149,7 @@ export class ContentStore {
     }
   }
 
-  private async writeOnce(args: WriteArgs): Promise<void> {
+  private async writeOnce(args: WriteArgs): Promise<VerifiedBy> {
     const { ref, digest, size } = args;
     const call = this.ctd.content.duplex('Write', args.opts);
     const state: WriteState = { committing: false, discard: false };
@@ -169,7 +169,7 @@ export class ContentStore {
           filled = true;
         }
         args.onReceived?.();
-        if (await this.commitVerified(file, args, state, filled === 'verified')) return;
+        if (await this.commitVerified(file, args, state, filled === 'verified')) return 'crisp';
         second = this.ctd.content.duplex('Write', args.opts);
         const held = await this.stat(second, args, state);
         if (held !== size) throw unavailable(`ingest ${ref} holds ${held} of ${size} bytes after writing its file`);
@@ -179,11 +179,12 @@ export class ContentStore {
         args.onReceived?.();
         await this.commit(call, args, state, sent);
       }
+      return 'containerd';
     } catch (err) {
       call.cancel();
       second?.cancel();
       state.source?.stream.destroy();
-      if (isAlreadyExists(err)) return;
+      if (isAlreadyExists(err)) return 'containerd';
       if (err instanceof IngestLocked) throw err;
       // containerd verifies digest and size at commit and answers FAILED_PRECONDITION when they differ;
       // an offset it disagrees with (OUT_OF_RANGE) means our idea of the ingest is wrong: start over.
@@ -386,27 +387,24 @@ export class ContentStore {
       // Already there (another namespace holds it, or an earlier attempt linked it): the writer finds it.
       if (!isErrno(err, 'EEXIST')) return false;
     }
-    const ref = `${args.ref}-verified-${randomBytes(4).toString('hex')}`;
+    const shared = { ...args, ref: `${args.ref}-verified-${randomBytes(4).toString('hex')}` };
+    // Its own state: nothing on this writer says anything about the download's ingest.
+    const state: WriteState = { committing: false, discard: false };
     const call = this.ctd.content.duplex('Write', args.opts);
     try {
-      await call.write({ action: WriteAction.STAT, ref, total: args.size, expected: args.digest });
-      const st = await call.read();
-      if (!st || Number(st.offset) !== args.size) {
+      if ((await this.stat(call, shared, state)) !== args.size) {
         // Not shared: content GC removed the unrecorded link before the writer looked. Nothing of ours stays.
         call.cancel();
-        await this.abort(ref, args.opts).catch(() => undefined);
+        await this.abort(shared.ref, args.opts).catch(() => undefined);
         return false;
       }
-      await call.write({ action: WriteAction.COMMIT, ref, offset: args.size, total: args.size, expected: args.digest, labels: args.labels ?? {} });
-      if (!(await call.read())) throw new Error('content write closed before commit');
-      call.end();
+      await this.commit(call, shared, state, 0);
     } catch (err) {
       call.cancel();
       if (!isAlreadyExists(err)) throw err;
     }
     // The download's ingest goes; its data lives on as the committed blob.
     await this.abort(args.ref, args.opts).catch(() => undefined);
-    this.verifiedCommits++;
     return true;
   }
 

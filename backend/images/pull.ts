@@ -160,6 +160,8 @@ export class ImagePuller {
   private readonly blobs = new Map<string, Promise<void>>();
   /** Downloads on worker threads, into local ingest files; unset: on this thread. */
   private readonly fetcher: BlobFetcher | undefined;
+  /** crisp's own extraction (embedded containerd, overlayfs); unset: containerd's differ for every layer. */
+  private readonly extractor: LayerExtractor | undefined;
   /** Layer extractions running at once, across pulls. */
   private readonly extractSlots: Slots;
 
@@ -171,7 +173,8 @@ export class ImagePuller {
   ) {
     this.content = new ContentStore(ctd, opts.contentRoot !== undefined ? new IngestFiles(opts.contentRoot, ctd.options.namespace) : undefined);
     if (opts.contentRoot !== undefined && opts.downloadWorkers !== false) this.fetcher = opts.blobFetcher ?? new BlobFetcher();
-    this.unpacker = new Unpacker(ctd, opts.snapshotter, opts.localExtract && opts.contentRoot !== undefined ? new LayerExtractor({ ...opts.localExtract, contentRoot: opts.contentRoot }) : undefined);
+    this.unpacker = new Unpacker(ctd, opts.snapshotter);
+    if (opts.localExtract && opts.contentRoot !== undefined) this.extractor = new LayerExtractor({ ...opts.localExtract, contentRoot: opts.contentRoot });
     this.extractSlots = new Slots(opts.maxConcurrentDownloads);
   }
 
@@ -354,7 +357,7 @@ export class ImagePuller {
     opts: CallOptions,
     abort: AbortController,
   ): Promise<Promise<StagedLayer | undefined>[]> {
-    const extractor = this.unpacker.extractor;
+    const extractor = this.extractor;
     if (!extractor || !(await extractor.usable())) return layers.map(() => Promise.resolve(undefined));
     return layers.map((layer, i) => {
       if (!extractor.handles(layer)) return Promise.resolve(undefined);
@@ -441,13 +444,12 @@ export class ImagePuller {
     progress.start();
     try {
       let resumedAt = 0;
-      const verifiedBefore = this.content.verifiedCommits;
       const resumeFrom = (offset: number) => {
         // A fill that fell back to `open` reports the same offset once.
         if (offset > resumedAt) progress.resumed(offset - resumedAt);
         resumedAt = offset;
       };
-      await this.content.write({
+      const verifiedBy = await this.content.write({
         ref: iref,
         digest: desc.digest,
         size: desc.size,
@@ -472,7 +474,7 @@ export class ImagePuller {
         onBytes: progress.bytes,
       });
       if (resumedAt > 0) this.opts.log.info({ digest: desc.digest, offset: resumedAt, size: desc.size }, 'blob download resumed');
-      this.opts.log.debug({ digest: desc.digest, size: desc.size, verifiedBy: this.content.verifiedCommits > verifiedBefore ? 'crisp' : 'containerd' }, 'blob committed');
+      this.opts.log.debug({ digest: desc.digest, size: desc.size, verifiedBy }, 'blob committed');
     } catch (err) {
       // With no ingest left (bad content was discarded) the lease has nothing to keep.
       const kept = await this.content.ingestOffset(iref).catch(() => undefined);

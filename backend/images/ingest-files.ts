@@ -14,23 +14,26 @@
 import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 
+/** Where a local store keeps the committed blob `digest`; undefined for anything but a well-formed sha256. */
+export function localBlobPath(contentRoot: string, digest: string): string | undefined {
+  const hex = /^sha256:([a-f0-9]{64})$/.exec(digest)?.[1];
+  return hex ? join(contentRoot, 'blobs', 'sha256', hex) : undefined;
+}
+
 export class IngestFiles {
   private readonly ingestDir: string;
-  private readonly blobDir: string;
 
   /** `contentRoot`: containerd's `<root>/io.containerd.content.v1.content`; `namespace`: the client's. */
   constructor(
-    contentRoot: string,
+    private readonly contentRoot: string,
     private readonly namespace: string,
   ) {
     this.ingestDir = join(contentRoot, 'ingest');
-    this.blobDir = join(contentRoot, 'blobs', 'sha256');
   }
 
-  /** Where the local store keeps the committed blob `digest`; undefined for anything but a well-formed sha256. */
+  /** See localBlobPath. */
   blobFile(digest: string): string | undefined {
-    const hex = /^sha256:([a-f0-9]{64})$/.exec(digest)?.[1];
-    return hex ? join(this.blobDir, hex) : undefined;
+    return localBlobPath(this.contentRoot, digest);
   }
 
   /**

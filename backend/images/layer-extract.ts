@@ -6,11 +6,13 @@
 // as its blob is in the store; only the Prepare → rename → Commit steps keep the chain's order.
 import { chmod, lchown, lstat, mkdir, rename, rm, stat } from 'node:fs/promises';
 import type { Stats } from 'node:fs';
-import { join, resolve, sep } from 'node:path';
+import { basename, join, resolve, sep } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { CrispError } from '../../common/errors.js';
 import { describeFailure, runCommand, succeeded } from '../../native/spawner.js';
 import type { Descriptor } from '../registry/oci.js';
+import { localBlobPath } from './ingest-files.js';
+import { diffIdMismatch } from './unpack.js';
 
 export interface LayerExtractOptions {
   /** The crisp-untar binary. */
@@ -40,15 +42,20 @@ export function layerCompression(mediaType: string): Compression | undefined {
   return undefined;
 }
 
-const DIGEST = /^sha256:([a-f0-9]{64})$/;
 /** A generous bound: a layer of several GiB on a slow disk still finishes; a wedged extractor does not hang the pull. */
 const EXTRACT_TIMEOUT_MS = 30 * 60 * 1000;
 
-/** A layer's tree extracted into the staging dir, its diff id verified; `discard` removes it. */
+type SnapshotMounts = readonly { type: string; source: string; options: readonly string[] }[];
+
+/**
+ * A layer's tree extracted into the staging dir, its diff id verified: `place` moves it into a prepared
+ * snapshot, `discard` removes it (nothing once placed).
+ */
 export interface StagedLayer {
   dir: string;
   /** Directories made only as parents of entries (paths below `dir`): they take the lower layers' mode and owner. */
   madeDirs: string[];
+  place(mounts: SnapshotMounts): Promise<void>;
   discard(): Promise<void>;
 }
 
@@ -81,28 +88,30 @@ export class LayerExtractor {
 
   /** Whether this layer can be extracted here (a media type crisp-untar reads, a sha256 digest). */
   handles(layer: Descriptor): boolean {
-    return layerCompression(layer.mediaType) !== undefined && DIGEST.test(layer.digest);
+    return layerCompression(layer.mediaType) !== undefined && localBlobPath(this.opts.contentRoot, layer.digest) !== undefined;
   }
 
   /** Extract `layer` (its blob committed in the content store) and check its diff id. */
   async extract(layer: Descriptor, diffId: string): Promise<StagedLayer> {
     const compression = layerCompression(layer.mediaType);
-    const hex = DIGEST.exec(layer.digest)?.[1];
-    if (!compression || !hex) throw new CrispError('INTERNAL', `layer ${layer.digest} (${layer.mediaType}) cannot be extracted by crisp`);
-    const dir = join(this.stagingDir, `${randomBytes(6).toString('hex')}-${hex.slice(0, 12)}`);
+    const blob = localBlobPath(this.opts.contentRoot, layer.digest);
+    if (!compression || !blob) throw new CrispError('INTERNAL', `layer ${layer.digest} (${layer.mediaType}) cannot be extracted by crisp`);
+    const dir = join(this.stagingDir, `${randomBytes(6).toString('hex')}-${basename(blob).slice(0, 12)}`);
     const discard = () => rm(dir, { recursive: true, force: true });
     await mkdir(dir, { mode: 0o755 });
     try {
-      const blob = join(this.opts.contentRoot, 'blobs', 'sha256', hex);
       const r = await runCommand(this.opts.untar, ['--compression', compression, '--made-dirs', blob, dir], { timeoutMs: EXTRACT_TIMEOUT_MS });
       if (!succeeded(r)) throw new CrispError('INTERNAL', `extracting layer ${layer.digest}: ${describeFailure('crisp-untar', r)}`);
       const newline = r.stdout.indexOf('\n');
       const unpacked = r.stdout.slice(0, newline);
-      if (unpacked !== diffId) {
-        throw new CrispError('FAILED_PRECONDITION', `layer ${layer.digest}: unpacked diff id ${unpacked} does not match the image config's ${diffId}`);
-      }
-      const madeDirs = r.stdout.slice(newline + 1).split('\0').filter(Boolean);
-      return { dir, madeDirs, discard };
+      if (unpacked !== diffId) throw diffIdMismatch(layer, unpacked, diffId);
+      const staged: StagedLayer = {
+        dir,
+        madeDirs: r.stdout.slice(newline + 1).split('\0').filter(Boolean),
+        place: (mounts) => this.place(staged, mounts),
+        discard,
+      };
+      return staged;
     } catch (err) {
       await discard();
       throw err;
@@ -113,7 +122,7 @@ export class LayerExtractor {
    * Move a staged tree into a prepared snapshot: its upper dir (overlay with a parent, a bind of the
    * fs dir without) must be an empty dir below the snapshot root, which the rename replaces.
    */
-  async place(staged: StagedLayer, mounts: readonly { type: string; source: string; options: readonly string[] }[]): Promise<void> {
+  private async place(staged: StagedLayer, mounts: SnapshotMounts): Promise<void> {
     const upper = upperDir(mounts);
     const root = resolve(this.opts.snapshotRoot, 'snapshots') + sep;
     if (!upper || !resolve(upper).startsWith(root)) {

@@ -6,7 +6,12 @@ import type { ContainerdClient } from '../containerd/client.js';
 import type { CallOptions } from '../../common/grpc-client.js';
 import { isNotFound, isAlreadyExists, withContext, CrispError } from '../../common/errors.js';
 import type { Descriptor } from '../registry/oci.js';
-import type { LayerExtractor, StagedLayer } from './layer-extract.js';
+import type { StagedLayer } from './layer-extract.js';
+
+/** The error for a layer whose unpacked content is not what the image config says, whoever unpacked it. */
+export function diffIdMismatch(layer: Descriptor, unpacked: string | undefined, diffId: string): CrispError {
+  return new CrispError('FAILED_PRECONDITION', `layer ${layer.digest}: unpacked diff id ${unpacked} does not match the image config's ${diffId}`);
+}
 
 /** OCI chain ids: chain[0] = diff[0]; chain[i] = sha256(chain[i-1] + " " + diff[i]). */
 export function chainIds(diffIds: readonly string[]): string[] {
@@ -22,8 +27,6 @@ export class Unpacker {
   constructor(
     private readonly ctd: ContainerdClient,
     private readonly snapshotter: string,
-    /** crisp's own extraction (embedded containerd, overlayfs); unset: containerd's differ for every layer. */
-    readonly extractor?: LayerExtractor,
   ) {}
 
   async exists(chainId: string, opts: CallOptions = {}): Promise<boolean> {
@@ -51,17 +54,15 @@ export class Unpacker {
         opts,
       );
       prepared = true;
-      if (staged && this.extractor) {
-        await this.extractor.place(staged, prep.mounts);
+      if (staged) {
+        await staged.place(prep.mounts);
       } else {
         const applied = await this.ctd.diff.unary(
           'Apply',
           { diff: { mediaType: layer.mediaType, digest: layer.digest, size: layer.size }, mounts: prep.mounts },
           opts,
         );
-        if (applied.applied?.digest !== diffId) {
-          throw new CrispError('FAILED_PRECONDITION', `layer ${layer.digest}: unpacked diff id ${applied.applied?.digest} does not match the image config's ${diffId}`);
-        }
+        if (applied.applied?.digest !== diffId) throw diffIdMismatch(layer, applied.applied?.digest, diffId);
       }
       try {
         await this.ctd.snapshots.unary('Commit', { snapshotter: this.snapshotter, name: chainId, key, labels: { 'containerd.io/snapshot.ref': chainId } }, opts);

@@ -249,14 +249,18 @@ struct pending {
   bool any;
 };
 
+static void xattrs_free(struct xattr *xattrs, size_t n) {
+  for (size_t i = 0; i < n; i++) {
+    free(xattrs[i].name);
+    free(xattrs[i].value);
+  }
+  free(xattrs);
+}
+
 static void pending_clear(struct pending *p) {
   free(p->path);
   free(p->linkpath);
-  for (size_t i = 0; i < p->nxattrs; i++) {
-    free(p->xattrs[i].name);
-    free(p->xattrs[i].value);
-  }
-  free(p->xattrs);
+  xattrs_free(p->xattrs, p->nxattrs);
   memset(p, 0, sizeof *p);
 }
 
@@ -531,11 +535,7 @@ static bool next_entry(struct reader *r, struct entry *e, struct pending *p) {
 static void entry_free(struct entry *e) {
   free(e->name);
   free(e->linkname);
-  for (size_t i = 0; i < e->nxattrs; i++) {
-    free(e->xattrs[i].name);
-    free(e->xattrs[i].value);
-  }
-  free(e->xattrs);
+  xattrs_free(e->xattrs, e->nxattrs);
   memset(e, 0, sizeof *e);
 }
 

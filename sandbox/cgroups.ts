@@ -117,18 +117,20 @@ async function removeTree(dir: string, killed: number[]): Promise<void> {
     } catch (err) {
       if (isENOENT(err)) return;
       if (!isErrno(err, 'EBUSY')) throw err;
+      if (attempt < BUSY_KILL_AT) {
+        await sleep(BUSY_WAIT_MS);
+        continue;
+      }
       const pids = await cgroupPids(dir);
       if (attempt >= BUSY_RETRIES) {
         throw new Error(`removing cgroup ${dir}: still busy after ${(BUSY_RETRIES * BUSY_WAIT_MS) / 1000} s${pids.length ? `, holding processes ${pids.join(', ')}` : ''}`, { cause: err });
       }
-      if (attempt >= BUSY_KILL_AT) {
-        for (const pid of pids) {
-          try {
-            process.kill(pid, 'SIGKILL');
-            killed.push(pid);
-          } catch {
-            // Exited since cgroup.procs was read: what the kill was for.
-          }
+      for (const pid of pids) {
+        try {
+          process.kill(pid, 'SIGKILL');
+          if (!killed.includes(pid)) killed.push(pid);
+        } catch {
+          // Exited since cgroup.procs was read: what the kill was for.
         }
       }
       await sleep(BUSY_WAIT_MS);

@@ -13,7 +13,7 @@
 // starts one, as it would without crisp's help.
 import { lstat, mkdir, readdir, readFile, rm, symlink, writeFile } from 'node:fs/promises';
 import { connect, Socket } from 'node:net';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import { constants, existsSync, openSync } from 'node:fs';
 import { createHash } from 'node:crypto';
 import type { Logger } from '../../common/logger.js';
@@ -212,6 +212,37 @@ export class WarmShims implements PodShims {
     // The exiting shim reads `address` in its directory to remove its socket: wait for that first.
     if (address) await this.waitSocketGone(unixSocketPath(address));
     await rm(this.podDir(podId), { recursive: true, force: true });
+    // Off the stop's path: a scan of /proc that nearly always finds nothing.
+    void this.endUnreachable(podId).catch((err: unknown) => this.opts.log.warn({ pod: podId.slice(0, 12), err: errorMessage(err) }, 'looking for an unreachable warm shim failed'));
+  }
+
+  /**
+   * A shim of the pod's group still running once Shutdown was sent to the group's socket cannot be
+   * reached there. That happens when containerd's own `start` for the pod's first container raced the
+   * warm start and bound the group socket to a shim of its own: crisp's shim then idled forever
+   * (critest left one). Found by its command line (this shim binary, this pod's group, this containerd;
+   * containerd 1.6's runc shim writes no pid file), and killed.
+   */
+  private async endUnreachable(podId: string): Promise<void> {
+    const binary = basename(this.opts.shimBinary);
+    for (const name of await readdir('/proc')) {
+      if (!/^\d+$/.test(name)) continue;
+      let argv: string[];
+      try {
+        argv = (await readFile(`/proc/${name}/cmdline`, 'utf8')).split('\0');
+      } catch {
+        continue; // exited while we looked
+      }
+      const flag = (f: string) => argv[argv.indexOf(f) + 1];
+      if (basename(argv[0] ?? '') !== binary || flag('-id') !== podId || flag('-address') !== this.opts.containerdAddress || argv.includes('start')) continue;
+      this.opts.log.warn({ pod: podId.slice(0, 12), pid: Number(name) }, 'a warm shim nobody could reach outlived its pod; killing it');
+      try {
+        process.kill(Number(name), 'SIGKILL');
+      } catch (err) {
+        // Exited between the check and the kill: what the kill was for.
+        if (!isErrno(err, 'ESRCH')) throw err;
+      }
+    }
   }
 
   /** Waits up to ~1 s for a shutting-down shim to remove its socket; removes it if nobody serves it. */

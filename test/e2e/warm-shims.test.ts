@@ -4,11 +4,11 @@
 // directory; a kill -9 of crispd keeps a warm shim usable; warm_pod_shims = false starts none.
 import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, readFileSync, readlinkSync } from 'node:fs';
+import { existsSync, readFileSync, readlinkSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { createHash } from 'node:crypto';
 import { startStack, type Stack } from './lib/stack.js';
-import { pidsWhere } from './lib/crispd.js';
+import { isAlive, pidsWhere } from './lib/crispd.js';
 import { sleep } from '../../common/time.js';
 
 /** Pids of runc v2 shims of this crispd's containerd serving group `podId`. */
@@ -113,6 +113,22 @@ describe('warm pod shims', () => {
     await removePod(s, pod);
     assert.deepEqual(shimPids(s, pod), [], 'no shim left');
     assert.equal(existsSync(socket), false, 'shim socket removed');
+    assert.equal(existsSync(join(s.d.state, 'shims', pod)), false, 'shim directory removed');
+  });
+
+  test('a warm shim that lost the group socket (another shim took it) is ended by pid when its pod goes', async () => {
+    // What critest left behind: containerd's own start for the first container raced the warm start and
+    // bound the group socket to a shim of its own; crisp's shim then idled unreachable. Here its socket
+    // file is removed, so Shutdown cannot reach it either.
+    const pod = await s.runPod('warm-lost');
+    const pid = await warmShim(s, pod);
+    const socket = await waitFor('the shim address', () => (existsSync(join(s.d.state, 'shims', pod, 'address')) ? socketOf(s, pod) : undefined));
+    rmSync(socket);
+    await removePod(s, pod);
+    await waitFor('the unreachable shim to be killed', () => (shimPids(s, pod).length === 0 ? true : undefined));
+    // Reaped, or a zombie until its new parent (pid 1) reaps it: either way it runs no more.
+    assert.ok(!isAlive(pid) || /^\d+ \(.*\) Z /.test(readFileSync(`/proc/${pid}/stat`, 'utf8')), `shim ${pid} is gone`);
+    await waitFor('the warning', () => (/a warm shim nobody could reach outlived its pod; killing it/.test(s.d.logs) ? true : undefined));
     assert.equal(existsSync(join(s.d.state, 'shims', pod)), false, 'shim directory removed');
   });
 

@@ -118,6 +118,7 @@ export class Crispd {
         state: c.state,
         snapshotter: c.snapshotter,
         startTimeoutMs: timeoutMs,
+        ...this.shimStartHelper(c),
         log: this.log.child({ component: 'containerd' }),
       });
       await embedded.start();
@@ -330,6 +331,15 @@ export class Crispd {
     return { localExtract: { untar, snapshotRoot: join(this.embedded.paths.root, 'io.containerd.snapshotter.v1.overlayfs') } };
   }
 
+  /** crisp-shim-start for the embedded containerd, when configured and built or installed. */
+  private shimStartHelper(c: CrispConfig): { shimStartHelper?: string } {
+    if (!c.shim_start_helper) return {};
+    const helper = defaultHelperPath('crisp-shim-start');
+    if (isExecutableFile(helper)) return { shimStartHelper: helper };
+    this.log.warn({ path: helper }, 'crisp-shim-start not found; containerd runs the shim for every task start');
+    return {};
+  }
+
   /**
    * Warm pod shims need the shim binary the embedded containerd would run for the default handler
    * (found the way containerd finds it); with an external containerd crisp cannot know it.
@@ -338,7 +348,8 @@ export class Crispd {
     const runtimeType = c.runtimes[c.default_runtime_handler]?.runtime_type ?? '';
     if (!c.warm_pod_shims || !this.embedded || runtimeType !== 'io.containerd.runc.v2') return undefined;
     const lookup = this.embedded.shimLookup();
-    const shimBinary = lookup && resolveShimBinary(runtimeType, lookup);
+    // Behind crisp-shim-start the real shim is named in containerd's environment: start that one.
+    const shimBinary = lookup && (lookup.runcShim ?? resolveShimBinary(runtimeType, lookup));
     if (!lookup || !shimBinary) {
       this.log.warn({ runtimeType }, 'no shim binary found for warm pod shims; the first container of each pod starts its shim');
       return undefined;

@@ -4,12 +4,13 @@
 //
 // Installed layout (nothing refers to the build tree at run time):
 //   /usr/lib/crisp/{package.json,dist/,node_modules/}   the daemon and CLI (dist/ without tests, bench, maps)
-//   /usr/libexec/crisp/crisp-{nshelper,logger,spawner,untar}  native helpers: the defaults of config keys
+//   /usr/libexec/crisp/crisp-{nshelper,logger,spawner,untar,shim-start}  native helpers: the defaults of config keys
 //                                                       nshelper_path and logger_path when crispd runs
 //                                                       without a build tree (native/helper-paths.ts); the
 //                                                       binary:// URI the shim runs the logger from names it;
 //                                                       crisp-spawner (no key) runs crispd's short commands;
-//                                                       crisp-untar (no key) extracts image layers
+//                                                       crisp-untar (no key) extracts image layers;
+//                                                       crisp-shim-start (no key) answers shim joins
 //   /usr/bin/crisp                                      wrapper: exec /usr/bin/node /usr/lib/crisp/dist/cli/main.js
 //   /lib/systemd/system/crisp.service                   the unit (packaging/crisp.service)
 //   /usr/share/crisp/config.toml.example                every key commented out with its default; postinst
@@ -168,6 +169,7 @@ export async function stage({ repo = REPO, stageDir, arch = debArchitecture() })
   need('native/build/crisp-logger', 'run make -C native');
   need('native/build/crisp-spawner', 'run make -C native');
   need('native/build/crisp-untar', 'run make -C native');
+  need('native/build/crisp-shim-start', 'run make -C native');
   need('node_modules', 'run npm ci');
 
   const pkg = JSON.parse(readFileSync(join(repo, 'package.json'), 'utf8'));

@@ -12,6 +12,7 @@ import { processAlive } from '../../common/process.js';
 import { countContainerdRestart } from '../../common/operation-metrics.js';
 import { RestartBackoff } from './restart-backoff.js';
 import type { ShimLookup } from './shim-binary.js';
+import { DEFAULT_PATH, helperTarget, shimStartHelperEnv } from './shim-start-helper.js';
 
 export interface EmbeddedContainerdOptions {
   binary: string;
@@ -21,6 +22,8 @@ export interface EmbeddedContainerdOptions {
   state: string;
   snapshotter: string;
   startTimeoutMs: number;
+  /** crisp-shim-start, put in front of the runc v2 shim (shim-start-helper.ts); undefined: none. */
+  shimStartHelper?: string;
   log: Logger;
 }
 
@@ -33,6 +36,8 @@ export interface EmbeddedPaths {
   logFile: string;
   /** The local content store's directory (blobs/, ingest/). */
   contentRoot: string;
+  /** Holds the link that puts crisp-shim-start in front of the runc v2 shim (first in the child's PATH). */
+  shimBin: string;
 }
 
 export function embeddedPaths(root: string, state: string): EmbeddedPaths {
@@ -45,6 +50,7 @@ export function embeddedPaths(root: string, state: string): EmbeddedPaths {
     pidFile: join(ctdState, 'containerd.pid'),
     logFile: join(root, 'containerd', 'containerd.log'),
     contentRoot: join(root, 'containerd', 'io.containerd.content.v1.content'),
+    shimBin: join(ctdState, 'shim-bin'),
   };
 }
 
@@ -98,7 +104,7 @@ export function embeddedConfigToml(paths: EmbeddedPaths, snapshotter: string): s
 
 function findBinary(binary: string): string | undefined {
   if (binary.includes('/')) return existsSync(binary) ? binary : undefined;
-  for (const dir of (process.env.PATH ?? '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin').split(delimiter)) {
+  for (const dir of (process.env.PATH ?? DEFAULT_PATH).split(delimiter)) {
     const candidate = join(dir, binary);
     if (existsSync(candidate)) return candidate;
   }
@@ -147,7 +153,13 @@ export class EmbeddedContainerd {
     try {
       const environ = readFileSync(`/proc/${this.pid}/environ`, 'utf8').split('\0');
       const path = environ.find((e) => e.startsWith('PATH='))?.slice('PATH='.length) ?? '';
-      return { cwd: readlinkSync(`/proc/${this.pid}/cwd`), path, containerdBinary: readlinkSync(`/proc/${this.pid}/exe`) };
+      const runcShim = helperTarget(environ);
+      return {
+        cwd: readlinkSync(`/proc/${this.pid}/cwd`),
+        path,
+        containerdBinary: readlinkSync(`/proc/${this.pid}/exe`),
+        ...(runcShim ? { runcShim } : {}),
+      };
     } catch {
       // The child is gone (it is restarted by the watcher): no lookup now.
       return undefined;
@@ -170,6 +182,8 @@ export class EmbeddedContainerd {
     if (previous && isOurContainerd(previous, this.paths.config)) {
       this.pid = previous;
       this.opts.log.info({ pid: previous, socket: this.paths.socket }, 'adopting embedded containerd left by a previous crispd');
+      // The adopted child runs whatever its PATH's link points at: this crispd's helper from now on.
+      if (this.shimLookup()?.runcShim) this.shimStartEnv(binary);
       await this.waitReady();
     } else {
       await this.spawnChild(binary);
@@ -184,7 +198,7 @@ export class EmbeddedContainerd {
       const child = spawn(binary, ['--config', this.paths.config], {
         detached: true,
         stdio: ['ignore', logFd, logFd],
-        env: { ...process.env },
+        env: { ...process.env, ...this.shimStartEnv(binary) },
       });
       child.unref();
       this.child = child;
@@ -203,6 +217,21 @@ export class EmbeddedContainerd {
       closeSync(logFd);
     }
     await this.waitReady();
+  }
+
+  /** The child's environment additions for crisp-shim-start, if it is configured and a runc v2 shim exists. */
+  private shimStartEnv(binary: string): Record<string, string> {
+    const helper = this.opts.shimStartHelper;
+    if (!helper) return {};
+    const lookup = { cwd: process.cwd(), path: process.env.PATH ?? DEFAULT_PATH, containerdBinary: binary };
+    try {
+      const env = shimStartHelperEnv({ helper, dir: this.paths.shimBin, lookup });
+      if (env) return env;
+      this.opts.log.warn('no runc v2 shim found: crisp-shim-start is not used');
+    } catch (err) {
+      this.opts.log.warn({ err: errorMessage(err), dir: this.paths.shimBin }, 'crisp-shim-start could not be linked; containerd runs the shim for every start');
+    }
+    return {};
   }
 
   private async waitReady(): Promise<void> {

@@ -30,6 +30,8 @@ export interface ShimLookup {
   path: string;
   /** The containerd binary, absolute. */
   containerdBinary: string;
+  /** The runc v2 shim behind crisp-shim-start, when containerd runs with it (shim-start-helper.ts). */
+  runcShim?: string;
 }
 
 /** The shim binary containerd would run for `runtimeType`, or undefined when none is found. */

@@ -33,6 +33,8 @@ export const SHIM_GROUP_ANNOTATION = 'io.kubernetes.cri.sandbox-id';
 const TASK_SERVICES = ['containerd.task.v2.Task', 'containerd.task.v3.Task'];
 const UNIMPLEMENTED = 12;
 const CALL_TIMEOUT_MS = 2000;
+/** Longest a container's start waits for its pod's warm shim to come up. */
+const READY_WAIT_MS = 3000;
 /** Longest shim log line passed on to crispd's log. */
 const MAX_LOG_LINE = 2048;
 /** The shared log FIFO's name in the shims directory (no pod id looks like it). */
@@ -85,6 +87,15 @@ export class WarmShims implements PodShims {
       .catch((err: unknown) => this.opts.log.warn({ pod: podId.slice(0, 12), err: errorMessage(err) }, 'warm shim did not start; the first container starts one'))
       .finally(() => this.starting.delete(podId));
     this.starting.set(podId, started);
+  }
+
+  ready(podId: string): Promise<void> {
+    const starting = this.starting.get(podId);
+    if (!starting) return Promise.resolve();
+    // Bounded: a start that hangs (its own timeout is longer) must not hold a container's start.
+    let timer: NodeJS.Timeout | undefined;
+    const bound = new Promise<void>((resolve) => (timer = setTimeout(resolve, READY_WAIT_MS)));
+    return Promise.race([starting, bound]).finally(() => clearTimeout(timer));
   }
 
   private async start(podId: string): Promise<void> {

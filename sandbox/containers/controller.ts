@@ -328,8 +328,10 @@ export class ContainerController {
       this.starting.add(rec.id);
       try {
         await this.nri.startContainer(pod, rec);
+        const shimReady = this.opts.pods.shimReady(pod.id);
         const rootfs = await this.taskRootfs(rec, pod);
         const io = await this.taskIO(rec);
+        await shimReady;
         const containerdPhase = startPodStartPhase('containerd');
         await this.opts.runtime.createTask(rec.id, io, rootfs);
         // runc has bound the prepared sources into the container's own mount namespace: the host's

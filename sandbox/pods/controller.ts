@@ -286,6 +286,15 @@ export class PodController {
   }
 
   /**
+   * Settles once the pod's warm shim, if one is starting, serves: StartContainer waits for it rather
+   * than have containerd start the shim a second time (its start for the task would find the group's
+   * socket not yet bound and run the whole shim start-up; with the socket served it only joins).
+   */
+  shimReady(podId: string): Promise<void> {
+    return this.opts.shims?.ready(podId) ?? Promise.resolve();
+  }
+
+  /**
    * A warm shim for a ready pod whose shim has gone (containerd ends it with the pod's last task), so
    * the next StartContainer does not pay for one; not for a pod being stopped.
    */

@@ -7,6 +7,8 @@ export interface PodShims {
    * pod's previous shim is shutting down; wait for it to let go of the group's socket first.
    */
   warm(podId: string, opts?: { afterShimExit?: boolean }): void;
+  /** Settles (never rejects) once a warm start running for the pod has finished; at once when none runs. */
+  ready(podId: string): Promise<void>;
   /** The pod stopped: its shim exits unless it still serves a container. */
   retire(podId: string): Promise<void>;
   /** The pod is removed: retire, then remove what crisp kept for the pod's shim. */

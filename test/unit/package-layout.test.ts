@@ -123,7 +123,7 @@ describe('package script: staged tree and .deb', { skip: haveNative ? false : 'n
     assert.equal(installed.version, pkg.version);
     for (const dep of Object.keys(pkg.dependencies)) assert.ok(existsSync(join(lib(), 'node_modules', dep, 'package.json')), dep);
     for (const dev of ['typescript', 'eslint', '@eslint/js', '.bin']) assert.ok(!existsSync(join(lib(), 'node_modules', dev)), dev);
-    assert.deepEqual(info.natives, ['crisp-logger', 'crisp-nshelper', 'crisp-spawner', 'crisp-untar']);
+    assert.deepEqual(info.natives, ['crisp-logger', 'crisp-nshelper', 'crisp-shim-start', 'crisp-spawner', 'crisp-untar']);
     for (const n of info.natives) assert.equal(statSync(join(stageDir, 'usr', 'libexec', 'crisp', n)).mode & 0o777, 0o755, n);
     assert.ok(!existsSync(join(lib(), 'native')), 'no build tree inside /usr/lib/crisp');
     // Types only at build time: the CLI's play command needs no client-node at run time (~40 MiB less).
@@ -254,6 +254,7 @@ describe('package script: staged tree and .deb', { skip: haveNative ? false : 'n
     expect('/usr/libexec/crisp/crisp-nshelper', '-rwxr-xr-x');
     expect('/usr/libexec/crisp/crisp-spawner', '-rwxr-xr-x');
     expect('/usr/libexec/crisp/crisp-untar', '-rwxr-xr-x');
+    expect('/usr/libexec/crisp/crisp-shim-start', '-rwxr-xr-x');
     expect('/usr/lib/crisp/dist/cli/main.js', '-rw-r--r--');
     expect('/usr/lib/crisp/package.json', '-rw-r--r--');
     expect('/usr/share/crisp/config.toml.example', '-rw-r--r--');

@@ -24,6 +24,8 @@ export interface CrispdOptions {
    * them off: the packaged daemon runs without, and the loaded maps cost ~1.5 MiB of its idle RSS.
    */
   sourceMaps?: boolean;
+  /** Variables added to crispd's environment (e.g. a PATH that puts a test's shim first). */
+  env?: Record<string, string>;
 }
 
 function tomlLine(key: string, value: unknown): string {
@@ -97,6 +99,7 @@ export class TestCrispd {
     const sourceMaps = this.options.sourceMaps === false ? [] : ['--enable-source-maps'];
     const child = spawn(process.execPath, [...sourceMaps, ...DAEMON_NODE_FLAGS, this.options.cli ?? CLI, 'daemon', '--config', this.configFile, ...extraArgs], {
       stdio: ['ignore', 'pipe', 'pipe'],
+      ...(this.options.env ? { env: { ...process.env, ...this.options.env } } : {}),
     });
     this.child = child;
     const append = (b: Buffer) => {

@@ -25,7 +25,7 @@ export interface Stack {
   teardown(): Promise<string[]>;
 }
 
-export async function startStack(config: Record<string, unknown> = {}, options: { cli?: string } = {}): Promise<Stack> {
+export async function startStack(config: Record<string, unknown> = {}, options: { cli?: string; env?: Record<string, string> } = {}): Promise<Stack> {
   const d = new TestCrispd({ config, ...options });
   const net = writeTestNetwork(d.cniConfDir, d.dir);
   const registry = await startRegistry({});

@@ -63,6 +63,8 @@ export class WarmShims implements PodShims {
   private fifoReady: Promise<void> | undefined;
   private drainSocket: Socket | undefined;
   private readonly starting = new Map<string, Promise<void>>();
+  /** Warm-ups past the wait for a previous shim: their shim `start` runs. */
+  private readonly launching = new Map<string, Promise<void>>();
   private readonly shutdownCodec = codecFor<ShutdownRequest>('containerd.task.v2.ShutdownRequest');
 
   constructor(private readonly opts: WarmShimsOptions) {}
@@ -83,19 +85,28 @@ export class WarmShims implements PodShims {
   warm(podId: string, opts: { afterShimExit?: boolean } = {}): void {
     if (this.starting.has(podId)) return;
     const started = (opts.afterShimExit ? this.waitGroupFree(podId) : Promise.resolve(true))
-      .then((free) => (free ? this.start(podId) : undefined))
+      .then((free) => (free ? this.launch(podId) : undefined))
       .catch((err: unknown) => this.opts.log.warn({ pod: podId.slice(0, 12), err: errorMessage(err) }, 'warm shim did not start; the first container starts one'))
       .finally(() => this.starting.delete(podId));
     this.starting.set(podId, started);
   }
 
   ready(podId: string): Promise<void> {
-    const starting = this.starting.get(podId);
+    // Only a shim being launched is waited for: while a warm-up waits for the pod's previous shim to let
+    // go of the group socket, a container's start has its own path (containerd starts or joins a shim).
+    const starting = this.launching.get(podId);
     if (!starting) return Promise.resolve();
     // Bounded: a start that hangs (its own timeout is longer) must not hold a container's start.
     let timer: NodeJS.Timeout | undefined;
     const bound = new Promise<void>((resolve) => (timer = setTimeout(resolve, READY_WAIT_MS)));
     return Promise.race([starting, bound]).finally(() => clearTimeout(timer));
+  }
+
+  /** start(), visible to ready() while it runs. */
+  private launch(podId: string): Promise<void> {
+    const launched = this.start(podId).finally(() => this.launching.delete(podId));
+    this.launching.set(podId, launched.catch(() => undefined));
+    return launched;
   }
 
   private async start(podId: string): Promise<void> {

@@ -226,8 +226,8 @@ export class EmbeddedContainerd {
     const lookup = { cwd: process.cwd(), path: process.env.PATH ?? DEFAULT_PATH, containerdBinary: binary };
     try {
       const env = shimStartHelperEnv({ helper, dir: this.paths.shimBin, lookup });
-      if (env) return env;
-      this.opts.log.warn('no runc v2 shim found: crisp-shim-start is not used');
+      if (typeof env !== 'string') return env;
+      this.opts.log.info({ why: env }, 'crisp-shim-start is not used');
     } catch (err) {
       this.opts.log.warn({ err: errorMessage(err), dir: this.paths.shimBin }, 'crisp-shim-start could not be linked; containerd runs the shim for every start');
     }

@@ -4,7 +4,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { chmodSync, existsSync, lstatSync, mkdtempSync, mkdirSync, readlinkSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { helperTarget, SHIM_BINARY_ENV, shimStartHelperEnv } from '../../backend/containerd/shim-start-helper.js';
+import { helperTarget, runShimVersion, SHIM_BINARY_ENV, shimStartHelperEnv } from '../../backend/containerd/shim-start-helper.js';
 
 function executableAt(path: string): string {
   writeFileSync(path, '#!/bin/sh\n');
@@ -20,7 +20,7 @@ test('the helper is linked as containerd-shim-runc-v2 first in PATH, naming the 
     const shim = executableAt(join(bin, 'containerd-shim-runc-v2'));
     const dir = join(root, 'state', 'shim-bin');
     const lookup = { cwd: join(root, 'cwd'), path: `${bin}:/usr/bin`, containerdBinary: '/usr/bin/containerd' };
-    const env = shimStartHelperEnv({ helper: '/opt/crisp/crisp-shim-start', dir, lookup });
+    const env = shimStartHelperEnv({ helper: '/opt/crisp/crisp-shim-start', dir, lookup, shimVersion: () => '1.6.20~ds1' });
     assert.deepEqual(env, { PATH: `${dir}:${bin}:/usr/bin`, [SHIM_BINARY_ENV]: shim });
     const link = join(dir, 'containerd-shim-runc-v2');
     assert.ok(lstatSync(link).isSymbolicLink());
@@ -28,11 +28,11 @@ test('the helper is linked as containerd-shim-runc-v2 first in PATH, naming the 
     assert.equal(lstatSync(dir).mode & 0o777, 0o700);
 
     // A link to another helper (an older install) is replaced; a plain file in its place too.
-    shimStartHelperEnv({ helper: '/usr/libexec/crisp/crisp-shim-start', dir, lookup });
+    shimStartHelperEnv({ helper: '/usr/libexec/crisp/crisp-shim-start', dir, lookup, shimVersion: () => '1.7.27' });
     assert.equal(readlinkSync(link), '/usr/libexec/crisp/crisp-shim-start');
     rmSync(link);
     writeFileSync(link, 'not a link');
-    shimStartHelperEnv({ helper: '/usr/libexec/crisp/crisp-shim-start', dir, lookup });
+    shimStartHelperEnv({ helper: '/usr/libexec/crisp/crisp-shim-start', dir, lookup, shimVersion: () => '1.7.27' });
     assert.equal(readlinkSync(link), '/usr/libexec/crisp/crisp-shim-start');
   } finally {
     rmSync(root, { recursive: true, force: true });
@@ -44,11 +44,32 @@ test('no runc v2 shim anywhere containerd looks: no helper, no link', () => {
   try {
     const dir = join(root, 'shim-bin');
     const env = shimStartHelperEnv({ helper: '/x/crisp-shim-start', dir, lookup: { cwd: root, path: join(root, 'none'), containerdBinary: join(root, 'containerd') } });
-    assert.equal(env, undefined);
+    assert.equal(env, 'no runc v2 shim found');
     assert.equal(existsSync(dir), false);
   } finally {
     rmSync(root, { recursive: true, force: true });
   }
+});
+
+test('a containerd 2.x shim (JSON start answers) or one whose version is unknown gets no helper', () => {
+  const root = mkdtempSync('/tmp/crisp-unit-shimstart-');
+  try {
+    const bin = join(root, 'bin');
+    mkdirSync(bin);
+    const shim = executableAt(join(bin, 'containerd-shim-runc-v2'));
+    const dir = join(root, 'shim-bin');
+    const lookup = { cwd: root, path: bin, containerdBinary: '/usr/bin/containerd' };
+    assert.equal(shimStartHelperEnv({ helper: '/h', dir, lookup, shimVersion: () => '2.1.9+unknown' }), `${shim} is version 2.1.9+unknown, not 1.x`);
+    assert.equal(shimStartHelperEnv({ helper: '/h', dir, lookup, shimVersion: () => undefined }), `${shim} is version unknown, not 1.x`);
+    assert.equal(existsSync(dir), false);
+  } finally {
+    rmSync(root, { recursive: true, force: true });
+  }
+});
+
+test('the version a real runc v2 shim reports', { skip: !existsSync('/usr/bin/containerd-shim-runc-v2') && 'no shim installed' }, () => {
+  assert.match(runShimVersion('/usr/bin/containerd-shim-runc-v2') ?? '', /^\d+\.\d+\.\d+/);
+  assert.equal(runShimVersion('/bin/false'), undefined);
 });
 
 test("the shim containerd's environment names for the helper", () => {
@@ -66,7 +87,7 @@ test('a dangling link left by a removed helper is replaced', () => {
     const dir = join(root, 'shim-bin');
     mkdirSync(dir);
     symlinkSync(join(root, 'gone'), join(dir, 'containerd-shim-runc-v2'));
-    shimStartHelperEnv({ helper: '/h/crisp-shim-start', dir, lookup: { cwd: root, path: bin, containerdBinary: '/usr/bin/containerd' } });
+    shimStartHelperEnv({ helper: '/h/crisp-shim-start', dir, lookup: { cwd: root, path: bin, containerdBinary: '/usr/bin/containerd' }, shimVersion: () => '1.6.20' });
     assert.equal(readlinkSync(join(dir, 'containerd-shim-runc-v2')), '/h/crisp-shim-start');
   } finally {
     rmSync(root, { recursive: true, force: true });

@@ -54,14 +54,19 @@ test('ImageUserFilesCache: bounded, the least recently used image goes first', a
   assert.deepEqual(await cache.get('c', [dir]), { passwd: 'root:x:0:0::/root:/bin/sh\n' }, 'c was kept');
 });
 
-test('oomKills: the oom_kill count of memory.events; undefined when unreadable or without a v2 root', async (t) => {
+test('oomKills: the oom_kill count of memory.events (v2) or memory.oom_control (v1); undefined when unreadable or without a memory controller', async (t) => {
   const root = scratch(t);
   mkdirSync(join(root, 'pods/ctr'), { recursive: true });
   writeFileSync(join(root, 'pods/ctr/memory.events'), 'low 0\nhigh 0\nmax 3\noom 2\noom_kill 1\noom_group_kill 0\n');
-  assert.equal(await oomKills('/pods/ctr', root), 1);
+  assert.equal(await oomKills('/pods/ctr', { v2: root }), 1);
   writeFileSync(join(root, 'pods/ctr/memory.events'), 'low 0\nhigh 0\nmax 0\noom 0\noom_kill 0\n');
-  assert.equal(await oomKills('/pods/ctr', root), 0);
-  assert.equal(await oomKills('/pods/gone', root), undefined, 'cgroup removed already');
-  assert.equal(await oomKills('/pods/ctr', null), undefined, 'no cgroup v2');
-  assert.equal(await oomKills('', root), undefined, 'no cgroups path');
+  assert.equal(await oomKills('/pods/ctr', { v2: root }), 0);
+  assert.equal(await oomKills('/pods/gone', { v2: root }), undefined, 'cgroup removed already');
+  assert.equal(await oomKills('/pods/ctr', null), undefined, 'no memory controller');
+  assert.equal(await oomKills('', { v2: root }), undefined, 'no cgroups path');
+  // cgroup v1: the memory controller's oom_control.
+  writeFileSync(join(root, 'pods/ctr/memory.oom_control'), 'oom_kill_disable 0\nunder_oom 0\noom_kill 2\n');
+  assert.equal(await oomKills('/pods/ctr', { v1: root }), 2);
+  writeFileSync(join(root, 'pods/ctr/memory.oom_control'), 'oom_kill_disable 0\nunder_oom 0\n');
+  assert.equal(await oomKills('/pods/ctr', { v1: root }), undefined, 'a kernel before 4.13 has no count');
 });

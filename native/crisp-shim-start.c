@@ -1,5 +1,6 @@
 // crisp-shim-start: stands in front of the runc v2 shim for crisp's embedded containerd and answers the
-// shim's `start` command itself when the container joins a shim that already runs.
+// shim's `start` command itself when the container joins a shim that already runs, and its `delete`
+// command when there is nothing left to clean up.
 //
 // containerd runs `<shim> -namespace N -address A -publish-binary B -id ID start` in the task's bundle
 // for every task it creates. The runc v2 shim groups a pod's containers: it reads the group from the
@@ -14,6 +15,13 @@
 //
 // Exit status and stdout are the shim's: 0 and the address, no newline (containerd reads its combined
 // output as the address, so nothing goes to stderr on success).
+//
+// `delete` (`-id ID -bundle B delete`, run in the bundle) is what containerd 1.x runs whenever its
+// connection to a task's shim closes — after every normal task delete too. The shim then force-deletes
+// the container with runc (root from the bundle's options.json, "/run/containerd/runc" without one, plus
+// the namespace), unmounts the bundle's rootfs, and prints a DeleteResponse (the pid of the bundle's
+// init.pid when it reads one, exit status 137, exited now). After a normal delete both are done already; when the runc state directory is gone and rootfs
+// is no mount, this program prints the same answer without the shim's start-up. Otherwise the shim runs.
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
@@ -24,12 +32,15 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 
 #define SHIM_ENV "CRISP_SHIM_BINARY"
 #define SOCKET_DIR "/run/containerd/s/"
 #define MAX_SPEC (16u << 20)
 #define MAX_NAME 1024
+#define DEFAULT_RUNC_ROOT "/run/containerd/runc"
+#define MAX_OPTIONS (64u << 10)
 
 // ---- SHA-256 (FIPS 180-4) ----------------------------------------------------------------------
 
@@ -303,11 +314,12 @@ static int spec_group(const char *buf, size_t n, const char **group, size_t *gle
   return 1;
 }
 
-static int read_spec(char **out, size_t *n) {
-  int fd = open("config.json", O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+// A regular file of the bundle (the working directory), whole: 1, or 0 when it cannot be read.
+static int read_file(const char *name, uint64_t max, char **out, size_t *n) {
+  int fd = open(name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
   if (fd < 0) return 0;
   struct stat st;
-  if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || st.st_size <= 0 || (uint64_t)st.st_size > MAX_SPEC) {
+  if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || st.st_size <= 0 || (uint64_t)st.st_size > max) {
     close(fd);
     return 0;
   }
@@ -332,7 +344,7 @@ static int read_spec(char **out, size_t *n) {
 // ---- the command line -----------------------------------------------------------------------------
 
 struct args {
-  const char *namespace, *address, *id, *action;
+  const char *namespace, *address, *id, *bundle, *action;
 };
 
 static int flag_name(const char *arg, const char **name, size_t *len, const char **inline_value) {
@@ -369,6 +381,7 @@ static int parse_args(int argc, char **argv, struct args *a) {
     if (equals(name, len, "namespace")) a->namespace = value;
     if (equals(name, len, "address")) a->address = value;
     if (equals(name, len, "id")) a->id = value;
+    if (equals(name, len, "bundle")) a->bundle = value;
   }
   return 1;
 }
@@ -428,15 +441,14 @@ static void drain_stdin(void) {
   }
 }
 
-static int try_join(int argc, char **argv) {
-  struct args a = {0};
-  if (!parse_args(argc, argv, &a) || a.action == NULL || strcmp(a.action, "start") != 0) return 0;
+static int try_join(const struct args *args) {
+  struct args a = *args;
   if (a.namespace == NULL || a.address == NULL || a.id == NULL) return 0;
   if (!clean_path(a.address) || !clean_element(a.namespace, strlen(a.namespace)) || !clean_element(a.id, strlen(a.id))) return 0;
 
   char *spec;
   size_t n;
-  if (!read_spec(&spec, &n)) return 0;
+  if (!read_file("config.json", MAX_SPEC, &spec, &n)) return 0;
   const char *group;
   size_t glen = 0;
   int known = spec_group(spec, n, &group, &glen);
@@ -466,8 +478,142 @@ static int try_join(int argc, char **argv) {
   return write(1, address, len) == (ssize_t)len;
 }
 
+// ---- delete --------------------------------------------------------------------------------------
+
+// The runc root of the bundle's options.json ("root"), into `out`: 1, or 0 when unsure. No file: the
+// default root.
+static int runc_root(char *out, size_t cap) {
+  char *buf;
+  size_t n;
+  if (access("options.json", F_OK) != 0) {
+    if (errno != ENOENT) return 0;
+    snprintf(out, cap, "%s", DEFAULT_RUNC_ROOT);
+    return 1;
+  }
+  if (!read_file("options.json", MAX_OPTIONS, &buf, &n)) return 0;
+  struct json j = {buf, buf + n, 0};
+  const char *root = NULL;
+  size_t rlen = 0;
+  int ok = expect(&j, '{');
+  skip_ws(&j);
+  if (ok && j.p < j.end && *j.p == '}') {
+    j.p++;
+  } else {
+    while (ok) {
+      const char *key, *val;
+      size_t klen, vlen;
+      int plain, vplain;
+      if (!read_string(&j, &key, &klen, &plain) || !expect(&j, ':') || !plain) {
+        ok = 0;
+        break;
+      }
+      if (equals_folded(key, klen, "root")) {
+        // Only the exact name, once, with a plain string value.
+        if (root != NULL || !equals(key, klen, "root") || !read_string(&j, &val, &vlen, &vplain) || !vplain) {
+          ok = 0;
+          break;
+        }
+        root = val, rlen = vlen;
+      } else {
+        skip_value(&j, 1);
+      }
+      if (j.fail) ok = 0;
+      skip_ws(&j);
+      if (j.p < j.end && *j.p == ',') {
+        j.p++;
+        continue;
+      }
+      ok = ok && expect(&j, '}');
+      break;
+    }
+  }
+  skip_ws(&j);
+  ok = ok && !j.fail && j.p == j.end;
+  if (ok) {
+    if (root == NULL || rlen == 0) snprintf(out, cap, "%s", DEFAULT_RUNC_ROOT);
+    else if (rlen < cap) memcpy(out, root, rlen), out[rlen] = '\0';
+    else ok = 0;
+  }
+  free(buf);
+  return ok && clean_path(out);
+}
+
+// Whether `path` is gone, or is there and no mount point: 1; 0 when it is a mount or unsure.
+static int not_mounted(const char *path) {
+  struct statx sx;
+  if (statx(AT_FDCWD, path, AT_SYMLINK_NOFOLLOW, STATX_TYPE, &sx) != 0) return errno == ENOENT;
+  if (!(sx.stx_attributes_mask & STATX_ATTR_MOUNT_ROOT)) return 0;
+  return !(sx.stx_attributes & STATX_ATTR_MOUNT_ROOT);
+}
+
+static size_t put_varint(uint8_t *p, uint64_t v) {
+  size_t n = 0;
+  do {
+    p[n++] = (uint8_t)((v & 0x7f) | (v > 0x7f ? 0x80 : 0));
+    v >>= 7;
+  } while (v != 0);
+  return n;
+}
+
+// The pid field the shim reports from the bundle's init.pid: the number runc wrote; 2^32-1 (its -1)
+// when there is no such file; 0 for an empty one. -1 when unsure (anything else): the shim answers.
+static int64_t init_pid(void) {
+  struct stat st;
+  if (lstat("init.pid", &st) != 0) return errno == ENOENT ? (int64_t)UINT32_MAX : -1;
+  if (S_ISREG(st.st_mode) && st.st_size == 0) return 0;
+  char *buf;
+  size_t n;
+  if (!read_file("init.pid", 16, &buf, &n)) return -1;
+  int64_t pid = 0;
+  for (size_t i = 0; i < n && pid >= 0; i++) {
+    if (buf[i] < '0' || buf[i] > '9' || pid > INT32_MAX / 10) pid = -1;
+    else pid = pid * 10 + (buf[i] - '0');
+  }
+  free(buf);
+  return pid <= INT32_MAX ? pid : -1;
+}
+
+// Nothing left for the shim's cleanup: answer as it would. 1 when answered.
+static int try_delete(const struct args *a) {
+  if (a->namespace == NULL || a->id == NULL || !clean_element(a->namespace, strlen(a->namespace)) || !clean_element(a->id, strlen(a->id))) return 0;
+  // The shim cleans <parent of its working directory>/<id>: only when that is where it runs.
+  char cwd[4096];
+  if (getcwd(cwd, sizeof cwd) == NULL || !clean_path(cwd)) return 0;
+  const char *base = strrchr(cwd, '/') + 1;
+  if (strcmp(base, a->id) != 0 || (a->bundle != NULL && strcmp(a->bundle, cwd) != 0)) return 0;
+  if (access("runtime", F_OK) != 0) return 0;
+
+  char root[MAX_NAME + 1], state[3 * MAX_NAME + 8];
+  if (!runc_root(root, sizeof root)) return 0;
+  snprintf(state, sizeof state, "%s/%s/%s", root, a->namespace, a->id);
+  struct stat st;
+  if (lstat(state, &st) == 0 || errno != ENOENT) return 0;
+  if (!not_mounted("rootfs")) return 0;
+
+  // DeleteResponse{pid (field 1, when init.pid reads as one), exit_status = 137 (field 2), exited_at =
+  // now (field 3: Timestamp{seconds, nanos})}.
+  int64_t pid = init_pid();
+  if (pid < 0) return 0;
+  struct timespec now;
+  clock_gettime(CLOCK_REALTIME, &now);
+  uint8_t ts[24], out[48];
+  size_t tn = 0, n = 0;
+  ts[tn++] = 0x08, tn += put_varint(ts + tn, (uint64_t)now.tv_sec);
+  if (now.tv_nsec != 0) ts[tn++] = 0x10, tn += put_varint(ts + tn, (uint64_t)now.tv_nsec);
+  if (pid != 0) out[n++] = 0x08, n += put_varint(out + n, (uint64_t)pid);
+  out[n++] = 0x10, n += put_varint(out + n, 128 + 9);
+  out[n++] = 0x1a, out[n++] = (uint8_t)tn;
+  memcpy(out + n, ts, tn), n += tn;
+  drain_stdin();
+  return write(1, out, n) == (ssize_t)n;
+}
+
 int main(int argc, char **argv) {
-  if (try_join(argc, argv)) return 0;
+  struct args a = {0};
+  if (parse_args(argc, argv, &a) && a.action != NULL) {
+    if (strcmp(a.action, "start") == 0 && try_join(&a)) return 0;
+    if (strcmp(a.action, "delete") == 0 && try_delete(&a)) return 0;
+  }
   const char *shim = getenv(SHIM_ENV);
   if (shim == NULL || shim[0] != '/') {
     fprintf(stderr, "crisp-shim-start: %s names no absolute shim binary\n", SHIM_ENV);

@@ -1,12 +1,13 @@
 // crisp-shim-start in front of the runc v2 shim. First the helper alone, against the real shim: for each
 // spec it must give the answer the shim gives (exit status, stdout, the bundle's `address` file), and
 // answer itself exactly where it can read the spec as the shim does (else it execs the shim, which a
-// recording wrapper notices). Then under crispd's embedded containerd: a container joining its pod's
+// recording wrapper notices); the same for `delete` with bundles that have something left to clean up
+// and bundles that do not. Then under crispd's embedded containerd: a container joining its pod's
 // shim is started without running the shim binary, a pod's first container (no warm shim) still gets a
 // shim of its own through the helper, and shim_start_helper = false runs the shim for every start.
 import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:net';
 import { createHash } from 'node:crypto';
@@ -116,10 +117,108 @@ describe('crisp-shim-start against the runc v2 shim', { skip: !haveShim && 'cont
   });
 });
 
-/** Shim invocations that started (or joined) a task: `start` with `-id <id>`. */
-function startsFor(calls: string[][], id: string): number {
-  return calls.filter((argv) => argv.at(-1) === 'start' && argv[argv.indexOf('-id') + 1] === id).length;
+/** containerd.task.v2.DeleteResponse: pid (1), exit_status (2), exited_at (3: Timestamp seconds, nanos). */
+function decodeDeleteResponse(b: Buffer): { pid: number; exitStatus: number; exitedAt: number } {
+  let at = 0;
+  const varint = (end: number) => {
+    let v = 0;
+    for (let shift = 0; at < end; shift += 7) {
+      const byte = b[at++]!;
+      v += (byte & 0x7f) * 2 ** shift;
+      if (byte < 0x80) return v;
+    }
+    throw new Error('truncated varint');
+  };
+  const out = { pid: 0, exitStatus: 0, exitedAt: 0 };
+  while (at < b.length) {
+    const tag = varint(b.length);
+    if (tag === 0x08) out.pid = varint(b.length);
+    else if (tag === 0x10) out.exitStatus = varint(b.length);
+    else if (tag === 0x1a) {
+      const length = varint(b.length);
+      const end = at + length;
+      while (at < end) {
+        const t = varint(end);
+        const v = varint(end);
+        if (t === 0x08) out.exitedAt += v * 1000;
+        else if (t === 0x10) out.exitedAt += v / 1e6;
+      }
+    } else throw new Error(`unexpected tag ${tag}`);
+  }
+  return out;
 }
+
+describe('crisp-shim-start delete against the runc v2 shim', { skip: !haveShim && 'containerd-shim-runc-v2 or native/build/crisp-shim-start missing' }, () => {
+  const dir = mkdtempSync('/tmp/crisp-shim-delete-');
+  const ns = `shimdel${process.pid}`;
+  const wrapper = recordingShim(join(dir, 'bin'));
+  const runcRoot = join(dir, 'runc-root');
+  after(() => {
+    spawnSync('umount', ['-R', join(dir, 'bundles')]);
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  /** A bundle as containerd and the shim leave it after a normal task delete, tweaked by `shape`. */
+  function bundle(id: string, shape: { options?: string | null; runtime?: boolean; initPid?: string; state?: boolean; mounted?: boolean } = {}): string {
+    const b = join(dir, 'bundles', id);
+    mkdirSync(join(b, 'rootfs'), { recursive: true });
+    if (shape.runtime !== false) writeFileSync(join(b, 'runtime'), 'runc');
+    if (shape.options !== null) writeFileSync(join(b, 'options.json'), shape.options ?? JSON.stringify({ root: runcRoot }));
+    if (shape.initPid !== undefined) writeFileSync(join(b, 'init.pid'), shape.initPid);
+    if (shape.state) mkdirSync(join(runcRoot, ns, id), { recursive: true });
+    if (shape.mounted) execFileSync('mount', ['-t', 'tmpfs', 'tmpfs', join(b, 'rootfs')]);
+    return b;
+  }
+
+  function del(binary: string, id: string, b: string) {
+    const r = spawnSync(binary, ['-namespace', ns, '-address', join(dir, 'c.sock'), '-publish-binary', '/usr/bin/containerd', '-id', id, '-bundle', b, 'delete'], {
+      cwd: b,
+      env: { ...process.env, CRISP_SHIM_BINARY: wrapper.path },
+    });
+    return { status: r.status, stdout: r.stdout, stderr: r.stderr.toString() };
+  }
+
+  function compare(id: string, shape: Parameters<typeof bundle>[1], fast: boolean) {
+    const before = wrapper.calls().length;
+    const t0 = Date.now();
+    const helper = del(HELPER!, id, bundle(id, shape));
+    assert.equal(wrapper.calls().length - before, fast ? 0 : 1, fast ? 'answered without the shim' : 'handed to the shim');
+    rmSync(join(dir, 'bundles', id), { recursive: true, force: true });
+    rmSync(join(runcRoot, ns, id), { recursive: true, force: true });
+    const shim = del(SHIM, `${id}-real`, bundle(`${id}-real`, shape));
+    assert.equal(helper.status, shim.status, `exit status (shim stderr: ${shim.stderr.slice(0, 300)})`);
+    if (shim.status !== 0) return;
+    const a = decodeDeleteResponse(helper.stdout);
+    const b = decodeDeleteResponse(shim.stdout);
+    assert.equal(a.pid, b.pid);
+    assert.equal(a.exitStatus, b.exitStatus);
+    assert.equal(a.exitStatus, 137);
+    assert.ok(a.exitedAt >= t0 - 1000 && a.exitedAt <= Date.now() + 1000, `exited_at ${a.exitedAt} is now`);
+  }
+
+  test('a cleaned-up bundle: answered as the shim answers, init.pid as the pid', () => compare('del-clean', { initPid: '4242' }, true));
+  test('no init.pid: the pid the shim reports for an unreadable one', () => compare('del-nopid', {}, true));
+  test('an empty init.pid: pid 0', () => compare('del-emptypid', { initPid: '' }, true));
+  test('an init.pid that is no number: the shim reads it', () => compare('del-badpid', { initPid: '12ab' }, false));
+  test('no options.json: the default runc root (no state of this namespace there)', () => compare('del-noopts', { options: null }, true));
+  test('options.json with other fields and no root', () => compare('del-otheropts', { options: '{"binary_name":"runc","systemd_cgroup":true}', initPid: '7' }, true));
+  test('runc state left: the shim cleans up', () => compare('del-state', { state: true, initPid: '4242' }, false));
+  test('rootfs still mounted: the shim unmounts it', () => {
+    compare('del-mounted', { mounted: true }, false);
+    for (const id of ['del-mounted', 'del-mounted-real']) {
+      const rootfs = join(dir, 'bundles', id, 'rootfs');
+      assert.ok(!readFileSync('/proc/self/mountinfo', 'utf8').includes(` ${rootfs} `), `${rootfs} unmounted`);
+    }
+  });
+  test('a root field in another case: the shim reads it', () => compare('del-case', { options: `{"Root":${JSON.stringify(runcRoot)}}` }, false));
+  test('no runtime file: the shim fails, and so does the helper', () => compare('del-noruntime', { runtime: false }, false));
+});
+
+/** Shim invocations of `action` (start: start or join a task's shim; delete: clean up after it) for task `id`. */
+function callsFor(calls: string[][], action: 'start' | 'delete', id: string): number {
+  return calls.filter((argv) => argv.at(-1) === action && argv[argv.indexOf('-id') + 1] === id).length;
+}
+const startsFor = (calls: string[][], id: string) => callsFor(calls, 'start', id);
 
 function parentPid(pid: number): number {
   const line = readFileSync(`/proc/${pid}/status`, 'utf8').split('\n').find((l) => l.startsWith('PPid:'))!;
@@ -180,7 +279,15 @@ for (const mode of [
       assert.equal(startsFor(calls, c1), helperOn && warm ? 0 : 1, `first container's start: ${JSON.stringify(calls)}`);
       assert.equal(startsFor(calls, c2), helperOn ? 0 : 1, `second container's start: ${JSON.stringify(calls)}`);
       if (warm) assert.equal(startsFor(calls, pod), 1, 'crispd started the warm shim with the real shim binary');
+
+      // containerd runs the shim's `delete` whenever its connection to a task's shim closes, after a
+      // normal task delete too: with nothing left to clean up, the helper answers it.
+      await s.d.client.runtime.unary('StopContainer', { containerId: c2, timeout: 0 });
+      await s.d.client.runtime.unary('RemoveContainer', { containerId: c2 });
       await removePod(s, pod);
+      const after = wrapper.calls();
+      assert.equal(callsFor(after, 'delete', c2), helperOn ? 0 : 1, `second container's cleanup: ${JSON.stringify(after.filter((a) => a.at(-1) === 'delete'))}`);
+      assert.equal(callsFor(after, 'delete', c1), helperOn ? 0 : 1, `first container's cleanup: ${JSON.stringify(after.filter((a) => a.at(-1) === 'delete'))}`);
     });
   });
 }

@@ -64,7 +64,7 @@ function setPodResources(spec: PodSpec, r: PodResources): void {
 }
 
 /** How long after a pod's last task went its shim is started again (see warmShim). */
-const REWARM_DELAY_MS = 2000;
+const REWARM_DELAY_MS = 500;
 
 /** Pod lifecycle as GetContainerEvents reports it for sandboxes (containerd does the same). */
 export type PodEventKind = 'created' | 'started' | 'stopped' | 'deleted';
@@ -300,8 +300,10 @@ export class PodController {
    */
   warmShim(podId: string): void {
     if (!this.opts.shims) return;
-    // Later, not at once: kubelet stops a pod's containers before StopPodSandbox, and a shim started
-    // in between would only be shut down again. A restarted container comes after a back-off of 10 s.
+    // Later, not at once: kubelet stops a pod's containers right before StopPodSandbox, and a shim
+    // started in between would only be shut down again. Soon enough for the next init container, which
+    // kubelet starts on its next pod sync (its PLEG relists every second); a restarted container comes
+    // after a back-off of 10 s.
     setTimeout(() => {
       const pod = this.store.get(podId);
       if (pod?.state !== 'ready' || this.stopping.has(podId)) return;

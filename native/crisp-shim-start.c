@@ -13,6 +13,13 @@
 // handed to the real shim (CRISP_SHIM_BINARY, set by crispd in containerd's environment) by exec,
 // with the same arguments and an untouched stdin (a new shim reads its runtime options from it).
 //
+// When no shim serves the group yet, it starts one as the shim's `start` would, without the Go
+// start-up of that command: the socket (bound, listening, mode 0600), the bundle's `address` file, the
+// shim daemon `<shim> -namespace N -id ID -address A [-debug]` in its own process group with the socket
+// as fd 3, /dev/null as stdio, GOMAXPROCS=4 added to the environment, and an OOM score one above its
+// parent's (containerd's). Runtime options on stdin that ask for a shim cgroup (or that it cannot read)
+// hand the start to the real shim, with the bytes read so far fed to it again.
+//
 // Exit status and stdout are the shim's: 0 and the address, no newline (containerd reads its combined
 // output as the address, so nothing goes to stderr on success).
 //
@@ -29,11 +36,15 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+
+extern char **environ;
 
 #define SHIM_ENV "CRISP_SHIM_BINARY"
 #define SOCKET_DIR "/run/containerd/s/"
@@ -41,6 +52,7 @@
 #define MAX_NAME 1024
 #define DEFAULT_RUNC_ROOT "/run/containerd/runc"
 #define MAX_OPTIONS (64u << 10)
+#define MAX_STDIN (1u << 20)
 
 // ---- SHA-256 (FIPS 180-4) ----------------------------------------------------------------------
 
@@ -345,6 +357,7 @@ static int read_file(const char *name, uint64_t max, char **out, size_t *n) {
 
 struct args {
   const char *namespace, *address, *id, *bundle, *action;
+  int debug;
 };
 
 static int flag_name(const char *arg, const char **name, size_t *len, const char **inline_value) {
@@ -369,6 +382,7 @@ static int parse_args(int argc, char **argv, struct args *a) {
     }
     if (equals(name, len, "debug") || equals(name, len, "v")) {
       if (value != NULL) return 0;
+      if (equals(name, len, "debug")) a->debug = 1;
       continue;
     }
     int known = 0;
@@ -441,41 +455,266 @@ static void drain_stdin(void) {
   }
 }
 
-static int try_join(const struct args *args) {
-  struct args a = *args;
-  if (a.namespace == NULL || a.address == NULL || a.id == NULL) return 0;
-  if (!clean_path(a.address) || !clean_element(a.namespace, strlen(a.namespace)) || !clean_element(a.id, strlen(a.id))) return 0;
-
+// The group's socket path and address: 1, or 0 when the spec or the arguments are not read exactly.
+static int group_socket(const struct args *a, char socket_path[sizeof SOCKET_DIR + 64], char address[sizeof "unix://" + sizeof SOCKET_DIR + 64]) {
+  if (a->namespace == NULL || a->address == NULL || a->id == NULL) return 0;
+  if (!clean_path(a->address) || !clean_element(a->namespace, strlen(a->namespace)) || !clean_element(a->id, strlen(a->id))) return 0;
   char *spec;
   size_t n;
   if (!read_file("config.json", MAX_SPEC, &spec, &n)) return 0;
   const char *group;
   size_t glen = 0;
   int known = spec_group(spec, n, &group, &glen);
-  if (known && group == NULL) group = a.id, glen = strlen(a.id);
+  if (known && group == NULL) group = a->id, glen = strlen(a->id);
   if (!known || !clean_element(group, glen)) {
     free(spec);
     return 0;
   }
-
   struct sha256 s;
-  char hex[65], socket_path[sizeof SOCKET_DIR + 64], address[sizeof "unix://" + sizeof socket_path];
+  char hex[65];
   sha256_init(&s);
-  sha256_update(&s, a.address, strlen(a.address));
+  sha256_update(&s, a->address, strlen(a->address));
   sha256_update(&s, "/", 1);
-  sha256_update(&s, a.namespace, strlen(a.namespace));
+  sha256_update(&s, a->namespace, strlen(a->namespace));
   sha256_update(&s, "/", 1);
   sha256_update(&s, group, glen);
   sha256_hex(&s, hex);
   free(spec);
-  snprintf(socket_path, sizeof socket_path, "%s%s", SOCKET_DIR, hex);
-  snprintf(address, sizeof address, "unix://%s", socket_path);
+  snprintf(socket_path, sizeof SOCKET_DIR + 64, "%s%s", SOCKET_DIR, hex);
+  snprintf(address, sizeof "unix://" + sizeof SOCKET_DIR + 64, "unix://%s", socket_path);
+  return 1;
+}
 
-  if (!can_connect(socket_path)) return 0;
-  if (!write_address(address)) return 0;
-  drain_stdin();
+static int answer(const char *address) {
   size_t len = strlen(address);
   return write(1, address, len) == (ssize_t)len;
+}
+
+// stdin as read so far, for the real shim when this program hands a start over after reading it.
+struct input {
+  char *data;
+  size_t len;
+  int eof;
+};
+
+// Reads stdin (containerd's runtime options) to EOF, at most MAX_STDIN bytes: 1 when all of it is in.
+static int read_stdin(struct input *in) {
+  size_t cap = 0;
+  for (;;) {
+    if (in->len == cap) {
+      if (cap >= MAX_STDIN) return 0;
+      char *grown = realloc(in->data, cap = cap ? cap * 2 : 4096);
+      if (grown == NULL) return 0;
+      in->data = grown;
+    }
+    ssize_t r = read(0, in->data + in->len, cap - in->len);
+    if (r < 0 && errno == EINTR) continue;
+    if (r < 0) return 0;
+    if (r == 0) return in->eof = 1;
+    in->len += (size_t)r;
+  }
+}
+
+static int read_varint(const uint8_t **p, const uint8_t *end, uint64_t *v) {
+  *v = 0;
+  for (int shift = 0; *p < end && shift < 64; shift += 7) {
+    uint8_t b = *(*p)++;
+    *v |= (uint64_t)(b & 0x7f) << shift;
+    if (b < 0x80) return 1;
+  }
+  return 0;
+}
+
+// The value of length-delimited field `field` in a protobuf message (the last one wins), or NULL. 0 when
+// the message does not parse.
+static int find_bytes(const uint8_t *p, const uint8_t *end, uint64_t field, const uint8_t **out, size_t *out_len) {
+  *out = NULL, *out_len = 0;
+  while (p < end) {
+    uint64_t key, v;
+    if (!read_varint(&p, end, &key)) return 0;
+    switch (key & 7) {
+    case 0: if (!read_varint(&p, end, &v)) return 0; break;
+    case 1: if (end - p < 8) return 0; p += 8; break;
+    case 5: if (end - p < 4) return 0; p += 4; break;
+    case 2:
+      if (!read_varint(&p, end, &v) || v > (uint64_t)(end - p)) return 0;
+      if (key >> 3 == field) *out = p, *out_len = (size_t)v;
+      p += v;
+      break;
+    default: return 0;
+    }
+  }
+  return 1;
+}
+
+#define RUNC_OPTIONS_TYPE "containerd.runc.v1.Options"
+
+// Whether the runtime options (a google.protobuf.Any) leave the shim where containerd starts it: no
+// options, or runc options without shim_cgroup (field 3). 0 for anything else.
+static int options_without_shim_cgroup(const struct input *in) {
+  if (in->len == 0) return 1;
+  const uint8_t *p = (const uint8_t *)in->data, *end = p + in->len, *type, *value, *cgroup;
+  size_t type_len, value_len, cgroup_len;
+  if (!find_bytes(p, end, 1, &type, &type_len) || !find_bytes(p, end, 2, &value, &value_len)) return 0;
+  size_t suffix = strlen(RUNC_OPTIONS_TYPE);
+  if (type == NULL || type_len < suffix || memcmp(type + type_len - suffix, RUNC_OPTIONS_TYPE, suffix) != 0) return 0;
+  if (value == NULL) return 1;
+  if (!find_bytes(value, value + value_len, 3, &cgroup, &cgroup_len)) return 0;
+  return cgroup == NULL || cgroup_len == 0;
+}
+
+// A listening socket at `path`, mode 0600: the fd, or -1. *joined when a shim took the path meanwhile.
+static int listen_socket(const char *path, int *joined) {
+  struct sockaddr_un sa = {.sun_family = AF_UNIX};
+  if (strlen(path) >= sizeof sa.sun_path) return -1;
+  strcpy(sa.sun_path, path);
+  if (mkdir("/run/containerd", 0600) != 0 && errno != EEXIST) return -1;
+  if (mkdir("/run/containerd/s", 0600) != 0 && errno != EEXIST) return -1;
+  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return -1;
+  for (int attempt = 0; bind(fd, (struct sockaddr *)&sa, sizeof sa) != 0; attempt++) {
+    // In use: a shim that serves it now is joined; a socket nobody serves is stale and goes.
+    if (errno != EADDRINUSE || attempt > 0) return close(fd), -1;
+    if (can_connect(path)) return close(fd), *joined = 1, -1;
+    if (unlink(path) != 0) return close(fd), -1;
+  }
+  if (listen(fd, SOMAXCONN) != 0 || chmod(path, 0600) != 0) {
+    unlink(path);
+    return close(fd), -1;
+  }
+  return fd;
+}
+
+// The shim daemon's environment: ours with GOMAXPROCS=4 (replacing one already there).
+static char **daemon_env(void) {
+  size_t n = 0;
+  while (environ[n] != NULL) n++;
+  char **env = calloc(n + 2, sizeof *env);
+  if (env == NULL) return NULL;
+  size_t k = 0;
+  for (size_t i = 0; i < n; i++)
+    if (strncmp(environ[i], "GOMAXPROCS=", 11) != 0) env[k++] = environ[i];
+  env[k++] = "GOMAXPROCS=4";
+  env[k] = NULL;
+  return env;
+}
+
+// Starts the shim daemon on socket fd `sock`: its pid, or -1.
+static pid_t spawn_daemon(const char *shim, const struct args *a, int sock) {
+  const char *argv[] = {shim, "-namespace", a->namespace, "-id", a->id, "-address", a->address, a->debug ? "-debug" : NULL, NULL};
+  char **env = daemon_env();
+  int report[2];
+  if (env == NULL || pipe2(report, O_CLOEXEC) != 0) return free(env), -1;
+  pid_t pid = fork();
+  if (pid == 0) {
+    int null = open("/dev/null", O_RDWR);
+    // fd 3 is the listener; dup2 onto itself would keep its close-on-exec flag, so it is cleared here.
+    int err = null < 0 || setpgid(0, 0) != 0 || dup2(null, 0) < 0 || dup2(null, 1) < 0 || dup2(null, 2) < 0 ||
+              (sock == 3 ? fcntl(3, F_SETFD, 0) : dup2(sock, 3)) < 0;
+    if (!err) {
+      if (null > 3) close(null);
+      execve(shim, (char *const *)argv, env);
+    }
+    int e = errno;
+    ssize_t ignored = write(report[1], &e, sizeof e);
+    (void)ignored;
+    _exit(127);
+  }
+  free(env);
+  close(report[1]);
+  int e = 0;
+  ssize_t r;
+  while ((r = read(report[0], &e, sizeof e)) < 0 && errno == EINTR) {
+  }
+  close(report[0]);
+  if (pid < 0) return -1;
+  if (r > 0) {
+    waitpid(pid, NULL, 0);
+    errno = e;
+    return -1;
+  }
+  return pid;
+}
+
+// The daemon's OOM score: its parent's (containerd's, ours) plus one, at most 1000.
+static int adjust_oom_score(pid_t pid) {
+  char path[64], buf[32];
+  snprintf(path, sizeof path, "/proc/%d/oom_score_adj", (int)getppid());
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return 0;
+  ssize_t n = read(fd, buf, sizeof buf - 1);
+  close(fd);
+  if (n <= 0) return 0;
+  buf[n] = '\0';
+  char *endp;
+  long score = strtol(buf, &endp, 10) + 1;
+  if (endp == buf) return 0;
+  if (score > 1000) score = 1000;
+  snprintf(path, sizeof path, "/proc/%d/oom_score_adj", (int)pid);
+  fd = open(path, O_WRONLY | O_CLOEXEC);
+  if (fd < 0) return 0;
+  int len = snprintf(buf, sizeof buf, "%ld", score);
+  int ok = write(fd, buf, (size_t)len) == len;
+  return close(fd) == 0 && ok;
+}
+
+// `start`: join the group's shim or start it. 1 when answered; 0 to hand over to the real shim (with
+// what stdin had, in *in).
+static int try_start(const struct args *a, const char *shim, struct input *in) {
+  char socket_path[sizeof SOCKET_DIR + 64], address[sizeof "unix://" + sizeof SOCKET_DIR + 64];
+  if (!group_socket(a, socket_path, address)) return 0;
+  if (can_connect(socket_path)) {
+    if (!write_address(address)) return 0;
+    drain_stdin();
+    return answer(address);
+  }
+  if (shim == NULL || !read_stdin(in) || !options_without_shim_cgroup(in)) return 0;
+  int joined = 0;
+  int sock = listen_socket(socket_path, &joined);
+  if (sock < 0) return joined && write_address(address) && answer(address);
+  pid_t pid = -1;
+  if (write_address(address) && (pid = spawn_daemon(shim, a, sock)) > 0 && adjust_oom_score(pid)) {
+    close(sock);
+    return answer(address);
+  }
+  // Undone as the shim's start undoes a failed start; then the shim itself tries.
+  if (pid > 0) kill(pid, SIGKILL), waitpid(pid, NULL, 0);
+  close(sock);
+  unlink(socket_path);
+  unlink("address");
+  return 0;
+}
+
+// Exec the real shim with our arguments; stdin already read is fed to it again through a pipe.
+static void exec_shim(const char *shim, char **argv, const struct input *in) {
+  if (in->len > 0 || in->eof) {
+    int p[2];
+    if (pipe(p) != 0) return;
+    pid_t writer = fork();
+    if (writer == 0) {
+      close(p[0]);
+      size_t off = 0;
+      while (off < in->len) {
+        ssize_t w = write(p[1], in->data + off, in->len - off);
+        if (w < 0 && errno == EINTR) continue;
+        if (w <= 0) _exit(1);
+        off += (size_t)w;
+      }
+      // The rest of our stdin, if it was not all read, follows.
+      char buf[4096];
+      ssize_t r;
+      while (!in->eof && (r = read(0, buf, sizeof buf)) != 0) {
+        if (r < 0 && errno == EINTR) continue;
+        if (r < 0 || write(p[1], buf, (size_t)r) != r) _exit(1);
+      }
+      _exit(0);
+    }
+    if (writer < 0 || dup2(p[0], 0) < 0) return;
+    close(p[0]);
+    close(p[1]);
+  }
+  argv[0] = (char *)shim;
+  execv(shim, argv);
 }
 
 // ---- delete --------------------------------------------------------------------------------------
@@ -609,18 +848,19 @@ static int try_delete(const struct args *a) {
 }
 
 int main(int argc, char **argv) {
+  const char *shim = getenv(SHIM_ENV);
+  if (shim != NULL && shim[0] != '/') shim = NULL;
   struct args a = {0};
+  struct input in = {NULL, 0, 0};
   if (parse_args(argc, argv, &a) && a.action != NULL) {
-    if (strcmp(a.action, "start") == 0 && try_join(&a)) return 0;
+    if (strcmp(a.action, "start") == 0 && try_start(&a, shim, &in)) return 0;
     if (strcmp(a.action, "delete") == 0 && try_delete(&a)) return 0;
   }
-  const char *shim = getenv(SHIM_ENV);
-  if (shim == NULL || shim[0] != '/') {
+  if (shim == NULL) {
     fprintf(stderr, "crisp-shim-start: %s names no absolute shim binary\n", SHIM_ENV);
     return 1;
   }
-  argv[0] = (char *)shim;
-  execv(shim, argv);
+  exec_shim(shim, argv, &in);
   fprintf(stderr, "crisp-shim-start: exec %s: %s\n", shim, strerror(errno));
   return 1;
 }

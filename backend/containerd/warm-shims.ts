@@ -25,6 +25,7 @@ import { codecFor } from '../../common/proto-registry.js';
 import { describeFailure, runCommand, succeeded } from '../../native/spawner.js';
 import type { PodShims } from '../../sandbox/pods/pod-shims.js';
 import type { ShutdownRequest } from '../../gen/containerd.task.v2.js';
+import { SHIM_BINARY_ENV } from './shim-start-helper.js';
 
 /** The annotation the runc v2 shim groups a pod's containers by (crisp's OCI spec sets it). */
 export const SHIM_GROUP_ANNOTATION = 'io.kubernetes.cri.sandbox-id';
@@ -45,6 +46,8 @@ export interface WarmShimsOptions {
   /** <state>/shims: one directory per pod with a warm shim. */
   dir: string;
   shimBinary: string;
+  /** crisp-shim-start, when containerd runs it in front of the shim: it runs the start (without the shim's own start-up). */
+  starter?: string;
   /** containerd's gRPC address exactly as containerd passes it to shims (its [grpc] address). */
   containerdAddress: string;
   /** containerd's ttrpc address (the shim publishes events there). */
@@ -119,12 +122,15 @@ export class WarmShims implements PodShims {
       if (!isErrno(err, 'EEXIST')) throw err;
     });
     // The start command reads runtime options from stdin until EOF: it gets none.
+    const starter = this.opts.starter ?? this.opts.shimBinary;
+    const env: Record<string, string> = { ...(process.env as Record<string, string>), TTRPC_ADDRESS: this.opts.ttrpcAddress, GOMAXPROCS: '2' };
+    if (this.opts.starter) env[SHIM_BINARY_ENV] = this.opts.shimBinary;
     const started = await runCommand(
-      this.opts.shimBinary,
+      starter,
       ['-namespace', this.opts.namespace, '-address', this.opts.containerdAddress, '-publish-binary', this.opts.containerdBinary, '-id', podId, 'start'],
-      { cwd: dir, env: { ...(process.env as Record<string, string>), TTRPC_ADDRESS: this.opts.ttrpcAddress, GOMAXPROCS: '2' }, timeoutMs: 10_000 },
+      { cwd: dir, env, timeoutMs: 10_000 },
     );
-    if (!succeeded(started)) throw new Error(`${describeFailure(this.opts.shimBinary, started)} ${started.stdout.trim().slice(0, 500)}`);
+    if (!succeeded(started)) throw new Error(`${describeFailure(starter, started)} ${started.stdout.trim().slice(0, 500)}`);
     const address = started.stdout.trim();
     this.opts.log.debug({ pod: podId.slice(0, 12), address: address.slice(0, 200) }, 'warm shim started');
   }

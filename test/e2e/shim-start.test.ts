@@ -1,19 +1,24 @@
 // crisp-shim-start in front of the runc v2 shim. First the helper alone, against the real shim: for each
 // spec it must give the answer the shim gives (exit status, stdout, the bundle's `address` file), and
 // answer itself exactly where it can read the spec as the shim does (else it execs the shim, which a
-// recording wrapper notices); the same for `delete` with bundles that have something left to clean up
-// and bundles that do not. Then under crispd's embedded containerd: a container joining its pod's
+// recording wrapper notices); a shim it starts must look like one the shim's start starts (arguments,
+// environment, process group, OOM score, socket); the same for `delete` with bundles that have
+// something left to clean up and bundles that do not. Then under crispd's embedded containerd: a container joining its pod's
 // shim is started without running the shim binary, a pod's first container (no warm shim) still gets a
 // shim of its own through the helper, and shim_start_helper = false runs the shim for every start.
 import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync, spawnSync } from 'node:child_process';
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readlinkSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:net';
 import { createHash } from 'node:crypto';
 import { join } from 'node:path';
 import { startStack, type Stack } from './lib/stack.js';
 import { buildTreeCandidates } from '../../native/helper-paths.js';
+import { codecFor } from '../../common/proto-registry.js';
+import type { Options as RuncOptions } from '../../gen/containerd.runc.v1.js';
+import { pidsWhere } from './lib/crispd.js';
+import { sleep } from '../../common/time.js';
 
 const SHIM = '/usr/bin/containerd-shim-runc-v2';
 const HELPER = buildTreeCandidates('crisp-shim-start').find((p) => existsSync(p));
@@ -115,6 +120,86 @@ describe('crisp-shim-start against the runc v2 shim', { skip: !haveShim && 'cont
     assert.notEqual(unknownFlag.status, 0, 'the shim refuses a flag it does not know');
     assert.deepEqual(wrapper.calls().slice(before), [['-v'], ['-namespace', ns, '-address', address, '-id', 'task-1', '-surprise', 'x', 'start']]);
   });
+});
+
+/** runtime options as containerd writes them to the shim's stdin: google.protobuf.Any{type_url, value}. */
+function runtimeOptions(options: Partial<RuncOptions>): Buffer {
+  const value = Buffer.from(codecFor<RuncOptions>('containerd.runc.v1.Options').encode(options));
+  const type = Buffer.from('containerd.runc.v1.Options');
+  return Buffer.concat([Buffer.from([0x0a, type.length]), type, Buffer.from([0x12, value.length]), value]);
+}
+
+describe('crisp-shim-start starting a shim, against the runc v2 shim', { skip: !haveShim && 'containerd-shim-runc-v2 or native/build/crisp-shim-start missing' }, () => {
+  const dir = mkdtempSync('/tmp/crisp-shim-new-');
+  const address = join(dir, 'containerd.sock');
+  const ns = 'shimnew';
+  const wrapper = recordingShim(join(dir, 'bin'));
+  const socketFor = (group: string) => join('/run/containerd/s', createHash('sha256').update(`${address}/${ns}/${group}`).digest('hex'));
+  // The shim daemon of `group` (its task id is `<group>-task`), once it runs the shim binary itself.
+  const daemons = (group: string) =>
+    pidsWhere((argv) => argv[0]?.endsWith('containerd-shim-runc-v2') === true && argv.includes(address) && argv.includes(`${group}-task`) && !argv.includes('start'));
+  const stop = async (group: string) => {
+    for (const pid of daemons(group)) process.kill(pid, 'SIGKILL');
+    for (let i = 0; i < 40 && daemons(group).length > 0; i++) await sleep(25);
+    rmSync(socketFor(group), { force: true });
+  };
+  after(() => rmSync(dir, { recursive: true, force: true }));
+
+  /** Start a shim for `group` with `binary`; what the shim it started looks like. */
+  async function start(binary: string, group: string, stdin: Buffer) {
+    const bundle = mkdtempSync(join(dir, 'bundle-'));
+    writeFileSync(join(bundle, 'config.json'), JSON.stringify({ annotations: { 'io.kubernetes.cri.sandbox-id': group } }));
+    const r = spawnSync(binary, ['-namespace', ns, '-address', address, '-publish-binary', '/usr/bin/containerd', '-id', `${group}-task`, 'start'], {
+      cwd: bundle,
+      input: stdin,
+      env: { ...process.env, CRISP_SHIM_BINARY: wrapper.path, TTRPC_ADDRESS: `${address}.ttrpc`, GOMAXPROCS: '2' },
+    });
+    // A daemon the helper started execs the recording wrapper first, which execs the shim.
+    for (let i = 0; i < 40 && daemons(group).length === 0; i++) await sleep(25);
+    const [pid] = daemons(group);
+    const shim = pid
+      ? {
+          argv: readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').filter(Boolean).slice(1),
+          env: readFileSync(`/proc/${pid}/environ`, 'utf8').split('\0').filter((e) => /^(GOMAXPROCS|TTRPC_ADDRESS)=/.test(e)).sort(),
+          oomScoreAdj: Number(readFileSync(`/proc/${pid}/oom_score_adj`, 'utf8')),
+          ownGroup: readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ')[2] === String(pid),
+          cwd: readlinkSync(`/proc/${pid}/cwd`) === bundle,
+          socketMode: statSync(socketFor(group)).mode & 0o777,
+        }
+      : undefined;
+    const addressFile = join(bundle, 'address');
+    return { status: r.status, stdout: r.stdout.toString(), stderr: r.stderr.toString(), address: existsSync(addressFile) ? readFileSync(addressFile, 'utf8') : undefined, shim };
+  }
+
+  for (const c of [
+    { name: 'no runtime options', stdin: Buffer.alloc(0), fast: true },
+    { name: 'runc options without a shim cgroup', stdin: runtimeOptions({ root: '/run/x', binaryName: 'runc', systemdCgroup: false }), fast: true },
+    { name: 'a shim cgroup (the shim puts itself there)', stdin: runtimeOptions({ shimCgroup: '/crisp-test-no-such-cgroup' }), fast: false },
+  ]) {
+    test(`${c.name}: ${c.fast ? 'started by the helper' : 'started by the shim'} as the shim starts one`, async () => {
+      const group = `new-${c.fast ? 'f' : 's'}-${process.pid}-${Math.random().toString(36).slice(2, 6)}`;
+      const before = wrapper.calls().length;
+      const helper = await start(HELPER!, group, c.stdin);
+      const handed = wrapper.calls().slice(before);
+      await stop(group);
+      const shim = await start(SHIM, group, c.stdin);
+      await stop(group);
+      assert.equal(helper.status, shim.status, `exit status (shim: ${shim.stderr.slice(0, 300)}; helper: ${helper.stderr.slice(0, 300)})`);
+      assert.equal(helper.stdout, shim.stdout);
+      assert.equal(helper.address, shim.address);
+      if (c.fast) {
+        assert.equal(helper.stdout, `unix://${socketFor(group)}`);
+        // The helper ran no `start`: only the daemon itself went through the (recording) shim binary.
+        assert.deepEqual(handed, [['-namespace', ns, '-id', `${group}-task`, '-address', address]]);
+        assert.deepEqual(helper.shim, shim.shim);
+        assert.deepEqual(helper.shim?.env, [`GOMAXPROCS=4`, `TTRPC_ADDRESS=${address}.ttrpc`]);
+        assert.equal(helper.shim?.oomScoreAdj, Math.min(1000, Number(readFileSync('/proc/self/oom_score_adj', 'utf8')) + 1));
+        assert.equal(helper.shim?.socketMode, 0o600);
+      } else {
+        assert.equal(handed.at(0)?.at(-1), 'start', 'the start went to the shim, stdin replayed');
+      }
+    });
+  }
 });
 
 /** containerd.task.v2.DeleteResponse: pid (1), exit_status (2), exited_at (3: Timestamp seconds, nanos). */
@@ -219,6 +304,10 @@ function callsFor(calls: string[][], action: 'start' | 'delete', id: string): nu
   return calls.filter((argv) => argv.at(-1) === action && argv[argv.indexOf('-id') + 1] === id).length;
 }
 const startsFor = (calls: string[][], id: string) => callsFor(calls, 'start', id);
+/** Shim daemons (`-namespace N -id ID -address A`, no action) started for task `id`. */
+function daemonsFor(calls: string[][], id: string): number {
+  return calls.filter((argv) => argv[0] === '-namespace' && !['start', 'delete'].includes(argv.at(-1)!) && argv[argv.indexOf('-id') + 1] === id).length;
+}
 
 function parentPid(pid: number): number {
   const line = readFileSync(`/proc/${pid}/status`, 'utf8').split('\n').find((l) => l.startsWith('PPid:'))!;
@@ -275,10 +364,17 @@ for (const mode of [
       assert.match(readFileSync(`/proc/${shim}/cmdline`, 'utf8').split('\0')[0]!, /containerd-shim-runc-v2$/);
 
       const calls = wrapper.calls();
-      // The first container: with a warm shim it joins; without, the helper hands the start to the shim.
-      assert.equal(startsFor(calls, c1), helperOn && warm ? 0 : 1, `first container's start: ${JSON.stringify(calls)}`);
-      assert.equal(startsFor(calls, c2), helperOn ? 0 : 1, `second container's start: ${JSON.stringify(calls)}`);
-      if (warm) assert.equal(startsFor(calls, pod), 1, 'crispd started the warm shim with the real shim binary');
+      const seen = JSON.stringify(calls);
+      // With the helper no `start` reaches the shim binary: joins are answered, new shims started by it.
+      assert.equal(startsFor(calls, c1), helperOn ? 0 : 1, `first container's start: ${seen}`);
+      assert.equal(startsFor(calls, c2), helperOn ? 0 : 1, `second container's start: ${seen}`);
+      if (warm) {
+        assert.equal(startsFor(calls, pod), helperOn ? 0 : 1, `crispd's warm start: ${seen}`);
+        // The Go start runs its daemon from its own executable, past the recording wrapper.
+        assert.equal(daemonsFor(calls, pod), helperOn ? 1 : 0, `the warm shim: ${seen}`);
+      } else {
+        assert.equal(daemonsFor(calls, c1), 1, `the first container's shim: ${seen}`);
+      }
 
       // containerd runs the shim's `delete` whenever its connection to a task's shim closes, after a
       // normal task delete too: with nothing left to clean up, the helper answers it.

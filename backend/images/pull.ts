@@ -291,7 +291,7 @@ export class ImagePuller {
             await Promise.race([downloaded[i]!.p, abortPromise(abort.signal)]);
             const tree = await Promise.race([staged[i]!, abortPromise(abort.signal)]);
             await traced('pull.unpack', { 'oci.layer.digest': layers[i]!.digest, 'oci.layer.index': i }, () =>
-              this.unpacker.applyLayer(layers[i]!, diffIds[i]!, chains[i]!, i === 0 ? '' : chains[i - 1]!, callOpts, tree),
+              this.unpacker.applyLayer(layers[i]!, diffIds[i]!, chains[i]!, i === 0 ? '' : chains[i - 1]!, callOpts, tree, leaseId),
             );
           }
           await downloads;

@@ -29,7 +29,19 @@ export class Unpacker {
     private readonly snapshotter: string,
   ) {}
 
-  async exists(chainId: string, opts: CallOptions = {}): Promise<boolean> {
+  /**
+   * Whether the chain's snapshot is committed. With `lease`, the snapshot is added to it first: one a
+   * failed pull left unreferenced would otherwise be free for GC between this look and the Prepare of
+   * the layer above it ("parent snapshot does not exist").
+   */
+  async exists(chainId: string, opts: CallOptions = {}, lease?: string): Promise<boolean> {
+    if (lease) {
+      try {
+        await this.ctd.leases.unary('AddResource', { id: lease, resource: { id: chainId, type: `snapshots/${this.snapshotter}` } });
+      } catch (err) {
+        throw withContext(`adding snapshot ${chainId} to lease ${lease}`, err);
+      }
+    }
     try {
       await this.ctd.snapshots.unary('Stat', { snapshotter: this.snapshotter, key: chainId }, opts);
       return true;
@@ -43,8 +55,8 @@ export class Unpacker {
    * Unpack one layer whose parent chain is already committed: from `staged` (extracted and verified by
    * crisp) when given, else by containerd's differ.
    */
-  async applyLayer(layer: Descriptor, diffId: string, chainId: string, parent: string, opts: CallOptions = {}, staged?: StagedLayer): Promise<void> {
-    if (await this.exists(chainId, opts)) return;
+  async applyLayer(layer: Descriptor, diffId: string, chainId: string, parent: string, opts: CallOptions = {}, staged?: StagedLayer, lease?: string): Promise<void> {
+    if (await this.exists(chainId, opts, lease)) return;
     const key = `extract-${randomBytes(6).toString('hex')}-${chainId}`;
     let prepared = false;
     try {

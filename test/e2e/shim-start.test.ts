@@ -9,7 +9,7 @@
 import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync, spawnSync } from 'node:child_process';
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readlinkSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, closeSync, constants, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, readlinkSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:net';
 import { createHash } from 'node:crypto';
 import { join } from 'node:path';
@@ -143,12 +143,19 @@ describe('crisp-shim-start starting a shim, against the runc v2 shim', { skip: !
     for (let i = 0; i < 40 && daemons(group).length > 0; i++) await sleep(25);
     rmSync(socketFor(group), { force: true });
   };
-  after(() => rmSync(dir, { recursive: true, force: true }));
+  const logReaders: number[] = [];
+  after(() => {
+    for (const fd of logReaders) closeSync(fd);
+    rmSync(dir, { recursive: true, force: true });
+  });
 
   /** Start a shim for `group` with `binary`; what the shim it started looks like. */
   async function start(binary: string, group: string, stdin: Buffer) {
     const bundle = mkdtempSync(join(dir, 'bundle-'));
     writeFileSync(join(bundle, 'config.json'), JSON.stringify({ annotations: { 'io.kubernetes.cri.sandbox-id': group } }));
+    // The daemon writes its log to the bundle's `log` FIFO (containerd reads it); without one it exits.
+    execFileSync('mkfifo', [join(bundle, 'log')]);
+    logReaders.push(openSync(join(bundle, 'log'), constants.O_RDWR | constants.O_NONBLOCK));
     const r = spawnSync(binary, ['-namespace', ns, '-address', address, '-publish-binary', '/usr/bin/containerd', '-id', `${group}-task`, 'start'], {
       cwd: bundle,
       input: stdin,

@@ -94,11 +94,12 @@ describe('warm pod shims', () => {
     const first = await warmShim(s, pod);
     const c1 = await s.runContainer(pod, 'short', ['true']);
     await s.waitExited(c1);
+    await waitFor('the first shim to exit', () => (shimPids(s, pod).includes(first) ? undefined : true));
+    // The one shim serving the pod again, started from the pod's warm-shim directory.
     const [second] = await waitFor('a new warm shim', () => {
       const p = shimPids(s, pod).filter((x) => x !== first);
-      return p.length > 0 ? p : undefined;
+      return p.length === 1 && existsSync(`/proc/${p[0]}/cwd`) ? p : undefined;
     });
-    await waitFor('the first shim to exit', () => (shimPids(s, pod).includes(first) ? undefined : true));
     assert.equal(readlinkSync(`/proc/${second}/cwd`), join(s.d.state, 'shims', pod));
     const c2 = await s.runContainer(pod, 'long', ['sleep', '3600']);
     assert.equal(parentPid(await containerPid(s, c2)), second, 'the restarted container runs under the new warm shim');

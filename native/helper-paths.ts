@@ -9,8 +9,8 @@ import { invalidArgument } from '../common/errors.js';
 
 /** The helpers a config key can move. */
 export type NativeHelper = 'crisp-nshelper' | 'crisp-logger';
-/** Every helper binary, including crisp-spawner and crisp-untar, which are found only where the package or the build puts them. */
-export type HelperBinary = NativeHelper | 'crisp-spawner' | 'crisp-untar';
+/** Every helper binary, including crisp-spawner, crisp-untar and crisp-fetch, which are found only where the package or the build puts them. */
+export type HelperBinary = NativeHelper | 'crisp-spawner' | 'crisp-untar' | 'crisp-fetch';
 
 /** Where the Debian package installs the helpers. */
 export const INSTALLED_HELPER_DIR = '/usr/libexec/crisp';

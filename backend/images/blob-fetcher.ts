@@ -1,11 +1,15 @@
-// Blob downloads on worker threads. A pull opens a pool (BlobFetcher.pool) of at most its download
-// concurrency, whose workers are started on first use, reused for the pull's later layers (starting a
-// worker costs tens of milliseconds of CPU, hundreds on a loaded machine) and ended when the pull ends, so
-// an idle crispd holds no extra threads or heap. A worker (blob-fetch-worker.ts) writes the body into the
-// ingest's data file; the main thread only prepares the request (auth), counts the progress and turns the
-// worker's answer into a result. Digest and size are still containerd's to verify at commit
-// (content-store.ts).
+// Blob downloads off crispd's main thread. A pull opens a pool (BlobFetcher.pool) of at most its download
+// concurrency. Each download runs native/crisp-fetch (libcurl, native-fetch.ts), a process of its own,
+// when it is built or installed; without it, worker threads do it (blob-fetch-worker.ts, node's HTTP
+// client, ~3x the CPU), started on first use, reused for the pull's later layers (starting a worker costs
+// tens of milliseconds of CPU, hundreds on a loaded machine) and ended when the pull ends, so an idle
+// crispd holds no extra threads or heap. Either writes the body into the ingest's data file and hashes it;
+// the main thread only prepares the request (auth), counts the progress and turns the answer into a result.
+// The content store commits a blob whose hash matched without containerd reading it again, and leaves any
+// other to containerd's own check (content-store.ts).
 import { Worker } from 'node:worker_threads';
+import { defaultHelperPath, isExecutableFile } from '../../native/helper-paths.js';
+import { runNativeFetch } from './native-fetch.js';
 import type { PreparedBlobRequest } from '../registry/client.js';
 import { ContentMismatchError } from '../registry/verify.js';
 import { CrispError, unavailable } from '../../common/errors.js';
@@ -32,13 +36,27 @@ export type FetchMessage = { type: 'bytes'; n: number } | FetchEnd;
 /** How long a worker may take to stop after an abort before it is terminated. */
 const ABORT_GRACE_MS = 2000;
 
-export class BlobFetcher {
-  /** `script`: the worker's module (tests pass a stand-in). */
-  constructor(private readonly script: URL = new URL('./blob-fetch-worker.js', import.meta.url)) {}
+export interface BlobFetcherOptions {
+  /** The worker's module (tests pass a stand-in). */
+  worker?: URL;
+  /** crisp-fetch's path; false: worker threads only. Default: the build's or the package's, if it is there. */
+  native?: string | false;
+}
 
-  /** A pool of at most `size` workers for one pull; close() it when the pull ends. */
+export class BlobFetcher {
+  private readonly script: URL;
+  /** The crisp-fetch binary downloads run with; undefined: worker threads. */
+  readonly native: string | undefined;
+
+  constructor(opts: BlobFetcherOptions = {}) {
+    this.script = opts.worker ?? new URL('./blob-fetch-worker.js', import.meta.url);
+    const native = opts.native ?? defaultHelperPath('crisp-fetch');
+    this.native = native !== false && isExecutableFile(native) ? native : undefined;
+  }
+
+  /** A pool of at most `size` concurrent downloads for one pull; close() it when the pull ends. */
   pool(size: number): FetchPool {
-    return new FetchPool(this.script, Math.max(1, size));
+    return new FetchPool(this.script, Math.max(1, size), this.native);
   }
 }
 
@@ -49,15 +67,24 @@ export class FetchPool {
   /** Jobs in flight, settled once their worker is done with the file. */
   private readonly running = new Set<Promise<unknown>>();
   private closed = false;
+  /** crisp-fetch runs in flight. */
+  private nativeRuns = 0;
 
   constructor(
     private readonly script: URL,
     private readonly size: number,
+    /** crisp-fetch; dropped (workers take over) when it cannot be started. */
+    private native: string | undefined,
   ) {}
 
   /** Workers running (busy or idle), for tests. */
   get workers(): number {
     return this.all.size;
+  }
+
+  /** Whether downloads run crisp-fetch (false: worker threads), for tests. */
+  get usesNative(): boolean {
+    return this.native !== undefined;
   }
 
   /**
@@ -70,6 +97,22 @@ export class FetchPool {
    */
   async fetch(job: FetchJob, signal: AbortSignal | undefined, onBytes: (n: number) => void): Promise<FillResult> {
     const what = `${job.request.endpoint}: blob ${job.digest}`;
+    if (this.native) {
+      const binary = this.native;
+      await this.acquireSlot(signal, what);
+      try {
+        const running = runNativeFetch(binary, job, signal, onBytes);
+        this.running.add(running);
+        void running.finally(() => this.running.delete(running));
+        const r = await running;
+        if (!r.startError) return settle(r, job, signal, what);
+        // It could not start (removed, not executable): nothing ran; the workers do this pool's downloads.
+        this.native = undefined;
+      } finally {
+        this.nativeRuns--;
+        this.waiting.shift()?.();
+      }
+    }
     const worker = await this.acquire(signal, what);
     let reusable = false;
     try {
@@ -96,6 +139,19 @@ export class FetchPool {
     this.all.clear();
     this.idle.length = 0;
     await Promise.all(workers.map((w) => w.terminate()));
+  }
+
+  /** A slot for a crisp-fetch run: at most `size` at once. */
+  private async acquireSlot(signal: AbortSignal | undefined, what: string): Promise<void> {
+    for (;;) {
+      if (signal?.aborted) throw cancelled(signal, what);
+      if (this.closed) throw new CrispError('CANCELLED', `${what}: the pull's downloads are closed`);
+      if (this.nativeRuns < this.size) {
+        this.nativeRuns++;
+        return;
+      }
+      await new Promise<void>((wake) => this.waiting.push(wake));
+    }
   }
 
   private async acquire(signal: AbortSignal | undefined, what: string): Promise<Worker> {

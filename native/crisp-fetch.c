@@ -53,11 +53,13 @@
 #define INPUT_CAP (1u << 20)
 #define MAX_LIST 64
 #define READ_CHUNK (1u << 20)
-/* curl's receive buffer: larger reads mean fewer system calls per MiB. */
-#define RECV_BUFFER (512L * 1024)
+/* curl's receive buffer: larger reads mean fewer system calls per MiB, but every page of it (and of the
+ * batch) costs a page fault on first touch, which is dear in a VM: 256 KiB each measured 3-5 % less CPU per
+ * 30 MiB layer than 512 KiB + 1 MiB (650-710 page faults per run instead of 970). */
+#define RECV_BUFFER (256L * 1024)
 /* curl hands the body over in pieces of at most 16 KiB; they are written in batches of up to BATCH bytes,
  * and at least every FLUSH_MS while bytes arrive (the file's size is crispd's progress and stall watch). */
-#define BATCH (1u << 20)
+#define BATCH (256u * 1024)
 #define FLUSH_MS 200
 #define POLL_MS 100
 

@@ -2,7 +2,8 @@
 // the download runs as a crisp-fetch process under crispd's crisp-spawner (not on a worker thread); a
 // layer the registry redirects to another origin (as registries do to a CDN) is fetched there without
 // the Authorization header; a crisp-fetch killed mid-download fails the pull, keeps its bytes, and the
-// next pull resumes with a Range request and commits a blob crisp verified.
+// next pull resumes with a Range request and commits a blob crisp verified; a kill -9 of crispd takes its
+// downloads with it (no crisp-fetch writes into the ingest behind a restarted crispd's back).
 import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
@@ -41,6 +42,7 @@ describe('crisp-fetch downloads layers for crispd', { skip: existsSync(defaultHe
   const d = new TestCrispd();
   let registry: TestRegistry;
   let image: TestImage;
+  let second: TestImage;
   const repo = `e2e/native-fetch-${uniqueId()}`;
   const sockets = new Set<Socket>();
 
@@ -53,7 +55,7 @@ describe('crisp-fetch downloads layers for crispd', { skip: existsSync(defaultHe
   const cdn = http.createServer((req: IncomingMessage, res: ServerResponse) => {
     const digest = (req.url ?? '').replace(/^\/cdn\//, '');
     cdnSeen.push({ path: req.url ?? '', ...(req.headers.authorization ? { authorization: req.headers.authorization } : {}), ...(req.headers.range ? { range: req.headers.range } : {}) });
-    const blob = image.blobs.find((b) => b.digest === digest)?.data;
+    const blob = [image, second].flatMap((i) => i.blobs).find((b) => b.digest === digest)?.data;
     if (!blob) return void res.writeHead(404).end();
     const start = Number(/^bytes=(\d+)-$/.exec(req.headers.range ?? '')?.[1] ?? 0);
     if (start > 0) res.writeHead(206, { 'content-range': `bytes ${start}-${blob.length - 1}/${blob.length}`, 'content-length': blob.length - start });
@@ -75,7 +77,7 @@ describe('crisp-fetch downloads layers for crispd', { skip: existsSync(defaultHe
   const frontSeen: Seen[] = [];
   const front = http.createServer((req, res) => {
     const m = /^\/v2\/.+\/blobs\/(sha256:[0-9a-f]{64})$/.exec(req.url ?? '');
-    const layer = m && image.manifest.layers.some((l) => l.digest === m[1]);
+    const layer = m && [image, second].some((i) => i.manifest.layers.some((l) => l.digest === m[1]));
     if (layer && req.method === 'GET') {
       frontSeen.push({ path: req.url ?? '', ...(req.headers.authorization ? { authorization: req.headers.authorization } : {}) });
       if (!req.headers.authorization) return void res.writeHead(401, { 'www-authenticate': 'Basic realm="e2e"' }).end();
@@ -95,13 +97,17 @@ describe('crisp-fetch downloads layers for crispd', { skip: existsSync(defaultHe
     registry = await startRegistry({ auth: { kind: 'basic', users: USERS } });
     cdnHost = await listen(cdn);
     frontHost = await listen(front);
-    image = buildImage(
-      [0, 1].map((i) => [
-        { type: 'dir' as const, path: `data${i}` },
-        { type: 'file' as const, path: `data${i}/blob.bin`, data: randomBytes(4 * 1024 * 1024) },
-      ]),
-    );
+    const build = () =>
+      buildImage(
+        [0, 1].map((i) => [
+          { type: 'dir' as const, path: `data${i}` },
+          { type: 'file' as const, path: `data${i}/blob.bin`, data: randomBytes(4 * 1024 * 1024) },
+        ]),
+      );
+    image = build();
+    second = build();
     await registry.push(image, repo, 'v1');
+    await registry.push(second, repo, 'v2');
     stallDigest = image.manifest.layers[1]!.digest;
     await d.start();
   });
@@ -158,5 +164,18 @@ describe('crisp-fetch downloads layers for crispd', { skip: existsSync(defaultHe
     assert.ok(frontSeen.some((s) => s.authorization?.startsWith('Basic ')), 'the registry got the credentials');
     assert.ok(cdnSeen.length >= 3);
     assert.deepEqual(cdnSeen.filter((s) => s.authorization), [], 'the other origin never got them');
+  });
+
+  test('a kill -9 of crispd ends the crisp-fetch processes of its pulls', async () => {
+    stallDigest = second.manifest.layers[0]!.digest;
+    stalled = false;
+    const pulling = pull(`${frontHost}/${repo}:v2`);
+    pulling.catch(() => undefined);
+    await waitUntil('the stalled layer is being served', () => stalled);
+    const crispd = d.child!.pid!;
+    let fetches: number[] = [];
+    await waitUntil('a crisp-fetch runs', () => (fetches = childrenNamed(crispd, 'crisp-spawner').flatMap((s) => childrenNamed(s, 'crisp-fetch'))).length > 0);
+    await d.kill9();
+    await waitUntil('its crisp-fetch processes are gone', () => fetches.every((pid) => !isAlive(pid)));
   });
 });

@@ -96,7 +96,6 @@ struct state {
     char location[8192];
     char content_range[256];
     uint64_t last_activity;
-    bool same_origin;
 };
 
 static volatile sig_atomic_t aborting;
@@ -383,17 +382,20 @@ static char *hop(CURLM *multi, struct state *s, const char *url, bool same_origi
         return NULL;
     }
     current_handle = curl;
-    s->same_origin = same_origin;
     for (size_t i = 0; i < r->nheaders; i++) {
         const char *h = r->headers[i];
         const char *colon = strchr(h, ':');
         const char *v = colon + 1;
         while (*v == ' ') v++;
-        char line[8192];
         /* curl drops "Name:" with an empty value; "Name;" sends it empty. */
-        if (*v) snprintf(line, sizeof line, "%s", h);
-        else snprintf(line, sizeof line, "%.*s;", (int)(colon - h), h);
-        headers = curl_slist_append(headers, line);
+        if (*v) {
+            headers = curl_slist_append(headers, h);
+        } else {
+            char *line = strndup(h, (size_t)(colon - h) + 1);
+            if (line) line[colon - h] = ';';
+            headers = line ? curl_slist_append(headers, line) : headers;
+            free(line);
+        }
     }
     if (same_origin && r->authorization) {
         size_t n = strlen(r->authorization) + 32;

@@ -1,7 +1,7 @@
 // Blob downloads off crispd's main thread. A pull opens a pool (BlobFetcher.pool) of at most its download
 // concurrency. Each download runs native/crisp-fetch (libcurl, native-fetch.ts), a process of its own,
 // when it is built or installed; without it, worker threads do it (blob-fetch-worker.ts, node's HTTP
-// client, ~3x the CPU), started on first use, reused for the pull's later layers (starting a worker costs
+// client, ~1.8x the CPU), started on first use, reused for the pull's later layers (starting a worker costs
 // tens of milliseconds of CPU, hundreds on a loaded machine) and ended when the pull ends, so an idle
 // crispd holds no extra threads or heap. Either writes the body into the ingest's data file and hashes it;
 // the main thread only prepares the request (auth), counts the progress and turns the answer into a result.

@@ -1,6 +1,6 @@
 // A blob download through native/crisp-fetch (libcurl), one process per download, started through
 // crisp-spawner so crispd never forks for it. The process does what blob-fetch-worker.ts does on a worker
-// thread at a fraction of the CPU (bench/README.md, "Where the time goes: PullImage"): GET, redirects,
+// thread at a little over half the CPU (bench/README.md, "Where the time goes: PullImage"): GET, redirects,
 // TLS settings of the registry's own origin, the body written into the ingest's data file from `offset`,
 // SHA-256 of the whole blob. The request, Authorization included, goes over its stdin, never its argv;
 // its answer is one line on stdout. Progress is the file's size, polled: crisp-fetch writes what
@@ -58,8 +58,15 @@ export function parseFetchOutput(stdout: string): FetchEnd | undefined {
   return { type: type as Exclude<FetchEnd['type'], 'done'>, message: text, at: Number(at) };
 }
 
-/** Run crisp-fetch at `binary` for `job`; resolves once the process has ended (nothing writes the file afterwards). */
+/** Run crisp-fetch at `binary` for `job`; resolves (never rejects) once the process has ended: nothing writes the file afterwards. */
 export async function runNativeFetch(binary: string, job: FetchJob, signal: AbortSignal | undefined, onBytes: (n: number) => void): Promise<NativeRun> {
+  let input: Buffer;
+  try {
+    input = fetchInput(job);
+  } catch (err) {
+    // A request crisp-fetch cannot be given: the main thread's client gets it (and says what is wrong).
+    return { end: { type: 'fallback', message: (err as Error).message, at: job.offset }, received: 0 };
+  }
   let reported = 0;
   const count = (received: number) => {
     if (received > reported) {
@@ -81,7 +88,7 @@ export async function runNativeFetch(binary: string, job: FetchJob, signal: Abor
   }, POLL_MS);
   let r: RunResult;
   try {
-    r = await runCommand(binary, [], { input: fetchInput(job), killAfterMs: ABORT_GRACE_MS, ...(signal ? { signal } : {}) });
+    r = await runCommand(binary, [], { input, killAfterMs: ABORT_GRACE_MS, ...(signal ? { signal } : {}) });
   } finally {
     over = true;
     clearInterval(poll);

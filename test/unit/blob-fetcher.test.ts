@@ -306,6 +306,15 @@ describe('BlobFetcher', () => {
     });
   });
 
+  test('native: a request that cannot be put on its stdin (a NUL byte) is left to the caller', { skip: nativeBuilt ? false : 'crisp-fetch not built' }, async () => {
+    await withPool(new BlobFetcher(), 1, async (pool) => {
+      const j = job(host, '/blob');
+      j.request.headers = { 'x-odd': 'a\0b' };
+      assert.equal(await pool.fetch(j, undefined, () => undefined), false);
+      assert.equal(statSync(j.file).size, 0);
+    });
+  });
+
   test('native: a crisp-fetch that cannot start hands the pool over to the workers', async () => {
     const missing = join(dir, 'no-such-crisp-fetch');
     const pretend = new BlobFetcher({ native: missing });

@@ -2,21 +2,26 @@
 // the download runs as a crisp-fetch process under crispd's crisp-spawner (not on a worker thread); a
 // layer the registry redirects to another origin (as registries do to a CDN) is fetched there without
 // the Authorization header; a crisp-fetch killed mid-download fails the pull, keeps its bytes, and the
-// next pull resumes with a Range request and commits a blob crisp verified; a kill -9 of crispd takes its
+// next pull resumes with a Range request and commits a blob crisp verified; a registry over TLS, trusted
+// through hosts.toml's `ca`, is downloaded from by crisp-fetch (each layer fetched once, no failed
+// handshake, so no fallback to the main thread's client); a kill -9 of crispd takes its
 // downloads with it (no crisp-fetch writes into the ingest behind a restarted crispd's back).
 import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
+import https from 'node:https';
 import type { AddressInfo, Socket } from 'node:net';
 import { randomBytes } from 'node:crypto';
 import * as grpc from '@grpc/grpc-js';
 import { TestCrispd, childrenNamed, isAlive, uniqueId } from './lib/crispd.js';
 import { startRegistry, type TestRegistry } from './fixtures/registry.js';
 import { buildImage, type TestImage } from './fixtures/images.js';
+import { serverCertificates } from './fixtures/certs.js';
 import { isGrpcError } from '../../common/errors.js';
 import { sleep } from '../../common/time.js';
 import { defaultHelperPath } from '../../native/helper-paths.js';
-import { existsSync, readdirSync, readlinkSync, statSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, readlinkSync, statSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 
 const USERS = { puller: 'pull-secret' };
 
@@ -41,6 +46,7 @@ function listen(server: http.Server): Promise<string> {
 describe('crisp-fetch downloads layers for crispd', { skip: existsSync(defaultHelperPath('crisp-fetch')) ? false : 'crisp-fetch not built (make -C native)' }, () => {
   const d = new TestCrispd();
   let registry: TestRegistry;
+  let tlsImage: TestImage;
   let image: TestImage;
   let second: TestImage;
   const repo = `e2e/native-fetch-${uniqueId()}`;
@@ -73,6 +79,23 @@ describe('crisp-fetch downloads layers for crispd', { skip: existsSync(defaultHe
   });
   let cdnHost = '';
 
+  const forward = (req: IncomingMessage, res: ServerResponse) => {
+    const [host, port] = registry.host.split(':') as [string, string];
+    const up = http.request({ host, port: Number(port), method: req.method, path: req.url, headers: req.headers }, (r) => {
+      res.writeHead(r.statusCode ?? 502, r.headers);
+      r.pipe(res);
+    });
+    up.on('error', () => res.destroy());
+    req.pipe(up);
+  };
+
+  // The registry behind TLS (a certificate from a throwaway CA that hosts.toml names): counts the blob
+  // GETs and the handshakes that failed.
+  const tlsSeen: string[] = [];
+  let tlsErrors = 0;
+  let tlsFront: https.Server;
+  let tlsHost = '';
+
   // The registry's front: forwards everything, but answers layer GETs with a redirect to the CDN.
   const frontSeen: Seen[] = [];
   const front = http.createServer((req, res) => {
@@ -83,13 +106,7 @@ describe('crisp-fetch downloads layers for crispd', { skip: existsSync(defaultHe
       if (!req.headers.authorization) return void res.writeHead(401, { 'www-authenticate': 'Basic realm="e2e"' }).end();
       return void res.writeHead(307, { location: `http://${cdnHost}/cdn/${m[1]}` }).end();
     }
-    const [host, port] = registry.host.split(':') as [string, string];
-    const up = http.request({ host, port: Number(port), method: req.method, path: req.url, headers: req.headers }, (r) => {
-      res.writeHead(r.statusCode ?? 502, r.headers);
-      r.pipe(res);
-    });
-    up.on('error', () => res.destroy());
-    req.pipe(up);
+    forward(req, res);
   });
   let frontHost = '';
 
@@ -108,6 +125,23 @@ describe('crisp-fetch downloads layers for crispd', { skip: existsSync(defaultHe
     second = build();
     await registry.push(image, repo, 'v1');
     await registry.push(second, repo, 'v2');
+    tlsImage = build();
+    await registry.push(tlsImage, repo, 'v3');
+    const certs = serverCertificates(d.dir);
+    tlsFront = https.createServer({ key: readFileSync(certs.keyFile), cert: readFileSync(certs.certFile) }, (req, res) => {
+      if (req.method === 'GET' && /\/blobs\//.test(req.url ?? '')) tlsSeen.push(req.url ?? '');
+      forward(req, res);
+    });
+    tlsFront.on('tlsClientError', () => tlsErrors++);
+    tlsFront.on('connection', (s: Socket) => {
+      sockets.add(s);
+      s.on('close', () => sockets.delete(s));
+    });
+    tlsHost = await listen(tlsFront);
+    const certsD = join(d.dir, 'certs.d');
+    mkdirSync(join(certsD, tlsHost), { recursive: true });
+    writeFileSync(join(certsD, tlsHost, 'hosts.toml'), `server = "https://${tlsHost}"\nca = "${certs.caFile}"\n`);
+    d.writeConfig({ image_config_path: certsD });
     stallDigest = image.manifest.layers[1]!.digest;
     await d.start();
   });
@@ -116,6 +150,7 @@ describe('crisp-fetch downloads layers for crispd', { skip: existsSync(defaultHe
     await d.cleanup();
     await new Promise<void>((resolve) => cdn.close(() => resolve()));
     await new Promise<void>((resolve) => front.close(() => resolve()));
+    await new Promise<void>((resolve) => (tlsFront ? tlsFront.close(() => resolve()) : resolve()));
     await registry?.stop();
   });
 
@@ -164,6 +199,15 @@ describe('crisp-fetch downloads layers for crispd', { skip: existsSync(defaultHe
     assert.ok(frontSeen.some((s) => s.authorization?.startsWith('Basic ')), 'the registry got the credentials');
     assert.ok(cdnSeen.length >= 3);
     assert.deepEqual(cdnSeen.filter((s) => s.authorization), [], 'the other origin never got them');
+  });
+
+  test("TLS: a registry trusted through hosts.toml's ca is downloaded from by crisp-fetch", async () => {
+    const ref = `${tlsHost}/${repo}:v3`;
+    assert.equal(await pull(ref), tlsImage.manifest.config.digest);
+    for (const layer of tlsImage.manifest.layers) {
+      assert.equal(tlsSeen.filter((p) => p.endsWith(layer.digest)).length, 1, `layer ${layer.digest} fetched once`);
+    }
+    assert.equal(tlsErrors, 0, 'no handshake failed (a crisp-fetch without the CA would fail one, then the main thread would fetch)');
   });
 
   test('a kill -9 of crispd ends the crisp-fetch processes of its pulls', async () => {

@@ -1,12 +1,17 @@
 /*
- * crisp-fetch: downloads the rest of one blob into a content ingest's data file for crispd
- * (backend/images/native-fetch.ts runs it through crisp-spawner, one run per download). It does what
- * blob-fetch-worker.ts does on a worker thread, with libcurl instead of node's HTTP client: GET the
- * prepared request, follow redirects by hand, write the body at the file's offset and hash the whole
- * blob (the bytes already in the file first) with SHA-256.
+ * crisp-fetch: downloads the rest of a blob into a content ingest's data file for crispd
+ * (backend/images/native-fetch.ts: a pool slot of a pull runs one `crisp-fetch --serve` for its
+ * downloads, one after another). It does what blob-fetch-worker.ts does on a worker thread, with libcurl
+ * instead of node's HTTP client: GET the prepared request, follow redirects by hand, write the body at
+ * the file's offset and hash the whole blob (the bytes already in the file first) with SHA-256.
  *
- * Input, on stdin only (the Authorization header never appears in argv, the environment or a message):
- * NUL-terminated "key=value" strings, in any order:
+ *   crisp-fetch           one job: the request is all of stdin, the answer one line on stdout
+ *   crisp-fetch --serve   jobs one after another: each request is a little-endian u32 length and that
+ *                         many bytes on stdin, each answered with its line (flushed); EOF ends it. A
+ *                         SIGTERM aborts the running job only; the process then takes the next one
+ *
+ * A request, on stdin only (the Authorization header never appears in argv, the environment or a
+ * message): NUL-terminated "key=value" strings, in any order:
  *   url=U            the blob's URL (http or https)
  *   header=Name: v   a request header (repeatable; Range is one of them when resuming)
  *   authorization=A  sent to U's origin only, never after a redirect to another origin
@@ -17,18 +22,19 @@
  *   max-redirects=N  file=PATH offset=N size=N
  * TLS settings (ca, cert, insecure) apply to U's origin only; other origins get the system's roots.
  *
- * Output: one line on stdout, exit 0: "<end> <at> <text>", at = the bytes the file holds from the start:
+ * Answer: one line on stdout, "<end> <at> <text>", at = the bytes the file holds from the start:
  *   done <size> sha256:<hex>      the file holds the whole blob; hex is its SHA-256
  *   fallback <offset> <why>       no byte written: an answer that is not the blob (a status other than
  *                                 200 from 0 or 206 from the offset, too many redirects) or none at all;
- *                                 crispd redoes the request on its own path (challenges, mirrors, errors)
+ *                                 crispd redoes the request on its own path (challenges, mirrors, errors);
+                                 also a request that does not parse in --serve mode ("bad input")
  *   broken <at> <why>             the body broke off; the bytes written stay for the resume
  *   overlong <at> <why>           more bytes than size (the caller discards the file)
  *   aborted <at> aborted          SIGTERM or SIGINT; every byte that arrived is written
  *   io <at> <why>                 the file could not be read or written
- * Exit 2 with a line on stderr for bad input. Every byte is written as it arrives (no batch is held),
- * so the file's size is the progress crispd polls. The process dies with its parent (PR_SET_PDEATHSIG),
- * so no download outlives crispd's spawner.
+ * Exit 2 with a line on stderr for bad input in the one-job mode. What arrives is written at least every
+ * FLUSH_MS, so the file's size is the progress crispd polls. The process dies with its parent
+ * (PR_SET_PDEATHSIG): no download outlives crispd.
  */
 #define _GNU_SOURCE
 #include <curl/curl.h>
@@ -140,15 +146,31 @@ static void set_end(struct state *s, enum end e, const char *fmt, ...) {
         if (*p == '\n' || *p == '\r') *p = ' ';
 }
 
-static uint64_t parse_u64(const char *key, const char *v) {
+static bool origin_of(const char *url, char *out, size_t outlen);
+
+/* Why the last input did not parse. */
+static char parse_error[256];
+
+#define BAD_INPUT(...) (snprintf(parse_error, sizeof parse_error, __VA_ARGS__), false)
+
+static bool parse_u64(const char *key, const char *v, uint64_t *out) {
     char *end;
     errno = 0;
     unsigned long long n = strtoull(v, &end, 10);
-    if (errno || end == v || *end || v[0] == '-') usage("%s: not a number: \"%s\"", key, v);
-    return (uint64_t)n;
+    if (errno || end == v || *end || v[0] == '-') return BAD_INPUT("%s: not a number: \"%s\"", key, v);
+    *out = (uint64_t)n;
+    return true;
 }
 
-static void parse_input(struct request *r, char *buf, size_t len) {
+static bool parse_ms(const char *key, const char *v, long *out) {
+    uint64_t n;
+    if (!parse_u64(key, v, &n) || n > 86400000u) return BAD_INPUT("%s: not a number of milliseconds: \"%s\"", key, v);
+    *out = (long)n;
+    return true;
+}
+
+/* Parse one request (the buffer is modified and referenced); false with parse_error set when it is bad. */
+static bool parse_input(struct request *r, char *buf, size_t len) {
     memset(r, 0, sizeof *r);
     r->connect_ms = r->response_ms = r->idle_ms = 60000;
     r->max_redirects = 5;
@@ -156,42 +178,55 @@ static void parse_input(struct request *r, char *buf, size_t len) {
     for (size_t i = 0; i < len;) {
         char *item = buf + i;
         size_t n = strnlen(item, len - i);
-        if (i + n >= len) usage("input does not end with NUL");
+        if (i + n >= len) return BAD_INPUT("input does not end with NUL");
         i += n + 1;
         char *eq = strchr(item, '=');
-        if (!eq) usage("input item without '='");
+        if (!eq) return BAD_INPUT("input item without '='");
         *eq = '\0';
         const char *k = item, *v = eq + 1;
         if (!strcmp(k, "url")) r->url = v;
         else if (!strcmp(k, "authorization")) r->authorization = v;
         else if (!strcmp(k, "file")) r->file = v;
         else if (!strcmp(k, "header")) {
-            if (r->nheaders == MAX_LIST) usage("too many headers");
+            if (r->nheaders == MAX_LIST) return BAD_INPUT("too many headers");
             r->headers[r->nheaders++] = v;
         } else if (!strcmp(k, "ca")) {
-            if (r->ncas == MAX_LIST) usage("too many CA files");
+            if (r->ncas == MAX_LIST) return BAD_INPUT("too many CA files");
             r->cas[r->ncas++] = v;
         } else if (!strcmp(k, "cert")) {
-            if (r->ncerts == MAX_LIST) usage("too many client certificates");
+            if (r->ncerts == MAX_LIST) return BAD_INPUT("too many client certificates");
             r->certs[r->ncerts] = v;
             r->keys[r->ncerts++] = v;
         } else if (!strcmp(k, "key")) {
-            if (r->ncerts == 0) usage("key before cert");
+            if (r->ncerts == 0) return BAD_INPUT("key before cert");
             if (*v) r->keys[r->ncerts - 1] = v;
         } else if (!strcmp(k, "insecure")) r->insecure = !strcmp(v, "1");
-        else if (!strcmp(k, "connect-ms")) r->connect_ms = (long)parse_u64(k, v);
-        else if (!strcmp(k, "response-ms")) r->response_ms = (long)parse_u64(k, v);
-        else if (!strcmp(k, "idle-ms")) r->idle_ms = (long)parse_u64(k, v);
-        else if (!strcmp(k, "max-redirects")) r->max_redirects = (long)parse_u64(k, v);
-        else if (!strcmp(k, "offset")) r->offset = parse_u64(k, v), have_offset = true;
-        else if (!strcmp(k, "size")) r->size = parse_u64(k, v), have_size = true;
-        else usage("unknown input key \"%s\"", k);
+        else if (!strcmp(k, "connect-ms")) {
+            if (!parse_ms(k, v, &r->connect_ms)) return false;
+        } else if (!strcmp(k, "response-ms")) {
+            if (!parse_ms(k, v, &r->response_ms)) return false;
+        } else if (!strcmp(k, "idle-ms")) {
+            if (!parse_ms(k, v, &r->idle_ms)) return false;
+        } else if (!strcmp(k, "max-redirects")) {
+            if (!parse_ms(k, v, &r->max_redirects)) return false;
+        } else if (!strcmp(k, "offset")) {
+            if (!parse_u64(k, v, &r->offset)) return false;
+            have_offset = true;
+        } else if (!strcmp(k, "size")) {
+            if (!parse_u64(k, v, &r->size)) return false;
+            have_size = true;
+        } else {
+            return BAD_INPUT("unknown input key \"%s\"", k);
+        }
     }
-    if (!r->url || !r->file || !have_offset || !have_size) usage("url, file, offset and size are required");
-    if (r->offset >= r->size) usage("offset %" PRIu64 " is not below size %" PRIu64, r->offset, r->size);
+    if (!r->url || !r->file || !have_offset || !have_size) return BAD_INPUT("url, file, offset and size are required");
+    if (r->offset >= r->size) return BAD_INPUT("offset %" PRIu64 " is not below size %" PRIu64, r->offset, r->size);
     for (size_t i = 0; i < r->nheaders; i++)
-        if (strpbrk(r->headers[i], "\r\n") || !strchr(r->headers[i], ':')) usage("bad header");
-    if (r->authorization && strpbrk(r->authorization, "\r\n")) usage("bad authorization");
+        if (strpbrk(r->headers[i], "\r\n") || !strchr(r->headers[i], ':')) return BAD_INPUT("bad header");
+    if (r->authorization && strpbrk(r->authorization, "\r\n")) return BAD_INPUT("bad authorization");
+    char origin[1024];
+    if (!origin_of(r->url, origin, sizeof origin)) return BAD_INPUT("url: not a URL");
+    return true;
 }
 
 /* Feed the file's first `length` bytes into the hash: a resumed download's digest covers the whole blob. */
@@ -497,7 +532,61 @@ static const char *end_name(enum end e) {
     }
 }
 
-int main(void) {
+/* One download, answered with one line on stdout. The handles are the process's, reused job after job. */
+static void run_job(const struct request *req, CURLM *multi, EVP_MD_CTX *hash, char *batch) {
+    struct state s = {.req = req, .fd = -1, .at = req->offset, .hash = hash, .batch = batch, .flushed_at_ms = now_ms()};
+    char first_origin[1024], origin[1024];
+    origin_of(req->url, first_origin, sizeof first_origin);
+    s.fd = open(req->file, O_RDWR | O_CLOEXEC);
+    if (s.fd < 0) {
+        set_end(&s, END_IO, "%s: %s", req->file, strerror(errno));
+    } else if (EVP_DigestInit_ex(hash, EVP_sha256(), NULL) != 1) {
+        set_end(&s, END_FALLBACK, "SHA-256 unavailable");
+    } else {
+        char *url = strdup(req->url);
+        if (!url) set_end(&s, END_FALLBACK, "out of memory");
+        for (long hops = 0; url && s.end == END_NONE; hops++) {
+            bool same = origin_of(url, origin, sizeof origin) && !strcmp(origin, first_origin);
+            char *next = aborting ? (set_end(&s, END_ABORTED, "aborted"), NULL) : hop(multi, &s, url, same);
+            free(url);
+            url = next;
+            if (url && hops >= req->max_redirects) {
+                set_end(&s, END_FALLBACK, "redirect %ld", s.status);
+                free(url);
+                url = NULL;
+            }
+        }
+    }
+    if (s.fd >= 0 && close(s.fd) != 0 && s.end == END_DONE) set_end(&s, END_IO, "closing %s: %s", req->file, strerror(errno));
+    /* A fallback wrote nothing: the caller starts again from the offset. */
+    uint64_t at = s.end == END_FALLBACK ? req->offset : s.at;
+    if (s.end == END_DONE) {
+        unsigned char md[EVP_MAX_MD_SIZE];
+        unsigned int mdlen = 0;
+        EVP_DigestFinal_ex(hash, md, &mdlen);
+        printf("done %" PRIu64 " sha256:", at);
+        for (unsigned i = 0; i < mdlen; i++) printf("%02x", md[i]);
+        printf("\n");
+    } else {
+        printf("%s %" PRIu64 " %s\n", end_name(s.end), at, s.why[0] ? s.why : "failed");
+    }
+}
+
+/* Read exactly n bytes (a signal meanwhile is only noted); 0 at EOF before the first byte, -1 otherwise. */
+static int read_full(char *buf, size_t n) {
+    size_t got = 0;
+    while (got < n) {
+        ssize_t r = read(0, buf + got, n - got);
+        if (r < 0 && errno == EINTR) continue;
+        if (r <= 0) return got == 0 && r == 0 ? 0 : -1;
+        got += (size_t)r;
+    }
+    return 1;
+}
+
+int main(int argc, char **argv) {
+    bool serve = argc == 2 && !strcmp(argv[1], "--serve");
+    if (argc > 1 && !serve) usage("usage: crisp-fetch [--serve] (the request comes on stdin)");
     pid_t parent = getppid();
     if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 || getppid() != parent) return 1;
     signal(SIGPIPE, SIG_IGN);
@@ -506,62 +595,48 @@ int main(void) {
     sigemptyset(&sa.sa_mask);
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGINT, &sa, NULL);
-
+    if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) usage("curl_global_init failed");
+    CURLM *multi = curl_multi_init();
+    EVP_MD_CTX *hash = EVP_MD_CTX_new();
+    char *batch = malloc(BATCH);
     char *input = malloc(INPUT_CAP);
-    size_t len = 0;
-    if (!input) usage("out of memory");
-    for (;;) {
-        ssize_t n = read(0, input + len, INPUT_CAP - len);
-        if (n < 0 && errno == EINTR) continue;
-        if (n < 0) usage("reading stdin: %s", strerror(errno));
-        if (n == 0) break;
-        len += (size_t)n;
-        if (len == INPUT_CAP) usage("input too long");
-    }
+    if (!multi || !hash || !batch || !input) usage("out of memory");
     struct request req;
-    parse_input(&req, input, len);
 
-    struct state s = {.req = &req, .fd = -1, .at = req.offset};
-    char first_origin[1024], origin[1024];
-    if (!origin_of(req.url, first_origin, sizeof first_origin)) usage("url: not a URL");
-    s.fd = open(req.file, O_RDWR | O_CLOEXEC);
-    if (s.fd < 0) {
-        set_end(&s, END_IO, "%s: %s", req.file, strerror(errno));
-    } else if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
-        set_end(&s, END_FALLBACK, "curl_global_init failed");
-    } else {
-        s.hash = EVP_MD_CTX_new();
-        s.batch = malloc(BATCH);
-        s.flushed_at_ms = now_ms();
-        CURLM *multi = curl_multi_init();
-        if (!s.hash || !s.batch || !multi || EVP_DigestInit_ex(s.hash, EVP_sha256(), NULL) != 1) usage("out of memory");
-        char *url = strdup(req.url);
-        for (long hops = 0; url && s.end == END_NONE; hops++) {
-            bool same = origin_of(url, origin, sizeof origin) && !strcmp(origin, first_origin);
-            char *next = aborting ? (set_end(&s, END_ABORTED, "aborted"), NULL) : hop(multi, &s, url, same);
-            free(url);
-            url = next;
-            if (url && hops >= req.max_redirects) {
-                set_end(&s, END_FALLBACK, "redirect %ld", s.status);
-                free(url);
-                url = NULL;
-            }
+    if (!serve) {
+        size_t len = 0;
+        for (;;) {
+            ssize_t n = read(0, input + len, INPUT_CAP - len);
+            if (n < 0 && errno == EINTR) continue;
+            if (n < 0) usage("reading stdin: %s", strerror(errno));
+            if (n == 0) break;
+            len += (size_t)n;
+            if (len == INPUT_CAP) usage("input too long");
         }
-        curl_multi_cleanup(multi);
+        if (!parse_input(&req, input, len)) usage("%s", parse_error);
+        run_job(&req, multi, hash, batch);
+        explicit_bzero(input, len);
+        return fflush(stdout) == 0 ? 0 : 1;
     }
-    if (s.fd >= 0 && close(s.fd) != 0 && s.end == END_DONE) set_end(&s, END_IO, "closing %s: %s", req.file, strerror(errno));
-    /* A fallback wrote nothing: the caller starts again from the offset. */
-    uint64_t at = s.end == END_FALLBACK ? req.offset : s.at;
-    if (s.end == END_DONE) {
-        unsigned char md[EVP_MAX_MD_SIZE];
-        unsigned int mdlen = 0;
-        EVP_DigestFinal_ex(s.hash, md, &mdlen);
-        printf("done %" PRIu64 " sha256:", at);
-        for (unsigned i = 0; i < mdlen; i++) printf("%02x", md[i]);
-        printf("\n");
-    } else {
-        printf("%s %" PRIu64 " %s\n", end_name(s.end), at, s.why[0] ? s.why : "failed");
+    /* Serve: one job after another, each a little-endian u32 length and that many bytes of the same input,
+     * each answered with its line. A SIGTERM aborts the running job; one that comes between jobs (it was
+     * meant for the job that just answered) is forgotten when the next job starts. EOF ends the process. */
+    for (;;) {
+        unsigned char head[4];
+        int r = read_full((char *)head, sizeof head);
+        if (r == 0) return 0;
+        if (r < 0) usage("reading stdin: %s", strerror(errno));
+        size_t len = (size_t)head[0] | (size_t)head[1] << 8 | (size_t)head[2] << 16 | (size_t)head[3] << 24;
+        if (len >= INPUT_CAP) usage("job too long");
+        if (read_full(input, len) != 1) usage("stdin ended inside a job");
+        aborting = 0;
+        char drain[64];
+        while (read(wake_pipe[0], drain, sizeof drain) > 0) {
+            /* empty the wake-ups of the job before */
+        }
+        if (parse_input(&req, input, len)) run_job(&req, multi, hash, batch);
+        else printf("fallback 0 bad input: %s\n", parse_error);
+        explicit_bzero(input, len);
+        if (fflush(stdout) != 0) return 1;
     }
-    explicit_bzero(input, len);
-    return fflush(stdout) == 0 ? 0 : 1;
 }

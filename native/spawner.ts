@@ -20,8 +20,6 @@ export interface RunOptions {
   /** SIGTERM after this many ms (0 = never), SIGKILL `killAfterMs` later if it still runs. */
   timeoutMs?: number;
   killAfterMs?: number;
-  /** SIGTERM when aborted, SIGKILL `killAfterMs` later if it still runs (the result is not marked timed out). */
-  signal?: AbortSignal;
 }
 
 export interface RunResult {
@@ -61,8 +59,6 @@ interface Pending {
   resolve(result: RunResult): void;
   timedOut: boolean;
   timers: NodeJS.Timeout[];
-  /** Removes the abort listener. */
-  unlisten?: () => void;
 }
 
 /** One spawner process and the runs it has in flight. */
@@ -123,18 +119,6 @@ class SpawnerProcess {
         }, opts.timeoutMs);
         job.timers.push(term);
       }
-      const { signal } = opts;
-      if (signal) {
-        const onAbort = () => {
-          this.kill(id, 'SIGTERM');
-          job.timers.push(setTimeout(() => this.kill(id, 'SIGKILL'), opts.killAfterMs ?? DEFAULT_KILL_AFTER_MS));
-        };
-        if (signal.aborted) onAbort();
-        else {
-          signal.addEventListener('abort', onAbort, { once: true });
-          job.unlisten = () => signal.removeEventListener('abort', onAbort);
-        }
-      }
     });
   }
 
@@ -176,7 +160,6 @@ class SpawnerProcess {
     if (!job) return;
     this.pending.delete(id);
     for (const t of job.timers) clearTimeout(t);
-    job.unlisten?.();
     job.resolve(result(job.timedOut));
     if (this.pending.size === 0) this.idle();
   }
@@ -276,7 +259,6 @@ async function runWithChildProcess(file: string, args: readonly string[], opts: 
     extendEnv: false,
     ...(opts.cwd ? { cwd: opts.cwd } : {}),
     ...(opts.timeoutMs ? { timeout: opts.timeoutMs } : {}),
-    ...(opts.signal ? { cancelSignal: opts.signal } : {}),
     forceKillAfterDelay: opts.killAfterMs ?? DEFAULT_KILL_AFTER_MS,
     reject: false,
     stripFinalNewline: false,

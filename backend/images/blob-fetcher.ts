@@ -1,15 +1,15 @@
 // Blob downloads off crispd's main thread. A pull opens a pool (BlobFetcher.pool) of at most its download
-// concurrency. Each download runs native/crisp-fetch (libcurl, native-fetch.ts), a process of its own,
-// when it is built or installed; without it, worker threads do it (blob-fetch-worker.ts, node's HTTP
-// client, ~1.8x the CPU), started on first use, reused for the pull's later layers (starting a worker costs
-// tens of milliseconds of CPU, hundreds on a loaded machine) and ended when the pull ends, so an idle
-// crispd holds no extra threads or heap. Either writes the body into the ingest's data file and hashes it;
+// concurrency. Downloads run in native/crisp-fetch processes (libcurl, native-fetch.ts) when it is built
+// or installed; without it, on worker threads (blob-fetch-worker.ts, node's HTTP client, ~1.8x the CPU).
+// Either is started on first use, reused for the pull's later layers (starting a worker costs tens of
+// milliseconds of CPU, hundreds on a loaded machine; a crisp-fetch ~20 ms) and ended when the pull ends, so
+// an idle crispd holds no extra threads, processes or heap. Either writes the body into the ingest's data file and hashes it;
 // the main thread only prepares the request (auth), counts the progress and turns the answer into a result.
 // The content store commits a blob whose hash matched without containerd reading it again, and leaves any
 // other to containerd's own check (content-store.ts).
 import { Worker } from 'node:worker_threads';
 import { defaultHelperPath, isExecutableFile } from '../../native/helper-paths.js';
-import { runNativeFetch } from './native-fetch.js';
+import { FetchProcess } from './native-fetch.js';
 import type { PreparedBlobRequest } from '../registry/client.js';
 import { ContentMismatchError } from '../registry/verify.js';
 import { CrispError, unavailable } from '../../common/errors.js';
@@ -67,8 +67,9 @@ export class FetchPool {
   /** Jobs in flight, settled once their worker is done with the file. */
   private readonly running = new Set<Promise<unknown>>();
   private closed = false;
-  /** crisp-fetch runs in flight. */
-  private nativeRuns = 0;
+  /** crisp-fetch processes (busy or idle), and the idle ones. */
+  private readonly processes = new Set<FetchProcess>();
+  private readonly idleProcesses: FetchProcess[] = [];
 
   constructor(
     private readonly script: URL,
@@ -80,6 +81,11 @@ export class FetchPool {
   /** Workers running (busy or idle), for tests. */
   get workers(): number {
     return this.all.size;
+  }
+
+  /** crisp-fetch processes running (busy or idle), for tests. */
+  get nativeProcesses(): number {
+    return this.processes.size;
   }
 
   /** Whether downloads run crisp-fetch (false: worker threads), for tests. */
@@ -98,19 +104,19 @@ export class FetchPool {
   async fetch(job: FetchJob, signal: AbortSignal | undefined, onBytes: (n: number) => void): Promise<FillResult> {
     const what = `${job.request.endpoint}: blob ${job.digest}`;
     if (this.native) {
-      const binary = this.native;
-      await this.acquireSlot(signal, what);
+      const proc = await this.acquireProcess(this.native, signal, what);
+      let reusable = false;
       try {
-        const running = runNativeFetch(binary, job, signal, onBytes);
+        const running = proc.run(job, signal, onBytes);
         this.running.add(running);
         void running.finally(() => this.running.delete(running));
         const r = await running;
+        reusable = !r.startError && proc.alive;
         if (!r.startError) return settle(r, job, signal, what);
         // It could not start (removed, not executable): nothing ran; the workers do this pool's downloads.
         this.native = undefined;
       } finally {
-        this.nativeRuns--;
-        this.waiting.shift()?.();
+        this.releaseProcess(proc, reusable);
       }
     }
     const worker = await this.acquire(signal, what);
@@ -135,23 +141,44 @@ export class FetchPool {
     this.closed = true;
     this.waiting.splice(0).forEach((wake) => wake());
     await Promise.all(this.running);
+    const processes = [...this.processes];
+    this.processes.clear();
+    this.idleProcesses.length = 0;
+    await Promise.all(processes.map((p) => p.end()));
     const workers = [...this.all];
     this.all.clear();
     this.idle.length = 0;
     await Promise.all(workers.map((w) => w.terminate()));
   }
 
-  /** A slot for a crisp-fetch run: at most `size` at once. */
-  private async acquireSlot(signal: AbortSignal | undefined, what: string): Promise<void> {
+  /** An idle crisp-fetch process, or a new one while fewer than `size` run. */
+  private async acquireProcess(binary: string, signal: AbortSignal | undefined, what: string): Promise<FetchProcess> {
     for (;;) {
       if (signal?.aborted) throw cancelled(signal, what);
       if (this.closed) throw new CrispError('CANCELLED', `${what}: the pull's downloads are closed`);
-      if (this.nativeRuns < this.size) {
-        this.nativeRuns++;
-        return;
+      const idle = this.idleProcesses.pop();
+      if (idle?.alive) return idle;
+      if (idle) {
+        this.processes.delete(idle);
+        continue;
+      }
+      if (this.processes.size < this.size) {
+        const proc = new FetchProcess(binary);
+        this.processes.add(proc);
+        return proc;
       }
       await new Promise<void>((wake) => this.waiting.push(wake));
     }
+  }
+
+  private releaseProcess(proc: FetchProcess, reusable: boolean): void {
+    if (reusable && !this.closed) {
+      this.idleProcesses.push(proc);
+    } else {
+      this.processes.delete(proc);
+      void proc.end();
+    }
+    this.waiting.shift()?.();
   }
 
   private async acquire(signal: AbortSignal | undefined, what: string): Promise<Worker> {

@@ -1,12 +1,17 @@
-// A blob download through native/crisp-fetch (libcurl), one process per download, started through
-// crisp-spawner so crispd never forks for it. The process does what blob-fetch-worker.ts does on a worker
-// thread at a little over half the CPU (bench/README.md, "Where the time goes: PullImage"): GET, redirects,
-// TLS settings of the registry's own origin, the body written into the ingest's data file from `offset`,
-// SHA-256 of the whole blob. The request, Authorization included, goes over its stdin, never its argv;
-// its answer is one line on stdout. Progress is the file's size, polled: crisp-fetch writes what
-// arrived at least every 200 ms. An abort is a SIGTERM (the process writes what arrived and answers).
+// Blob downloads through native/crisp-fetch (libcurl). A pool slot starts one `crisp-fetch --serve`
+// process on its first download and gives it the pull's later ones, one at a time (starting it costs
+// ~20 ms of CPU, mostly loading libcurl's libraries; a pull of 11 layers with 3 slots starts 3, not 11);
+// the pool ends it with the pull. The process does what blob-fetch-worker.ts does on a worker thread at a
+// little over half the CPU (bench/README.md, "Where the time goes: PullImage"): GET, redirects, TLS
+// settings of the registry's own origin, the body written into the ingest's data file from `offset`,
+// SHA-256 of the whole blob. Each request, Authorization included, goes over its stdin (never its argv)
+// as a length-prefixed frame; each answer is one line on stdout. Progress is the file's size, polled:
+// crisp-fetch writes what arrived at least every 200 ms. An abort is a SIGTERM to the process (it writes
+// what arrived, answers and waits for the next job); one that does not answer in time is killed and
+// replaced. crispd spawns it itself (a streaming child, like the embedded containerd): crisp-spawner
+// answers only once a command has ended.
+import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import { stat } from 'node:fs/promises';
-import { runCommand, type RunResult } from '../../native/spawner.js';
 import type { FetchEnd, FetchJob } from './blob-fetcher.js';
 
 /** How often the file's size is read for progress. */
@@ -58,54 +63,141 @@ export function parseFetchOutput(stdout: string): FetchEnd | undefined {
   return { type: type as Exclude<FetchEnd['type'], 'done'>, message: text, at: Number(at) };
 }
 
-/** Run crisp-fetch at `binary` for `job`; resolves (never rejects) once the process has ended: nothing writes the file afterwards. */
-export async function runNativeFetch(binary: string, job: FetchJob, signal: AbortSignal | undefined, onBytes: (n: number) => void): Promise<NativeRun> {
-  let input: Buffer;
-  try {
-    input = fetchInput(job);
-  } catch (err) {
-    // A request crisp-fetch cannot be given: the main thread's client gets it (and says what is wrong).
-    return { end: { type: 'fallback', message: (err as Error).message, at: job.offset }, received: 0 };
+/** One `crisp-fetch --serve` process: one job at a time. */
+export class FetchProcess {
+  private readonly child: ChildProcessWithoutNullStreams;
+  private out = '';
+  private stderr = '';
+  /** The running job's wait for its answer line (undefined: the process ended without one). */
+  private waiting: ((line: string | undefined) => void) | undefined;
+  private ended = false;
+  private readonly spawned: Promise<Error | undefined>;
+  private readonly closed: Promise<void>;
+
+  constructor(binary: string) {
+    this.child = spawn(binary, ['--serve'], { stdio: ['pipe', 'pipe', 'pipe'] });
+    this.child.stdout.setEncoding('utf8');
+    this.child.stderr.setEncoding('utf8');
+    this.child.stdout.on('data', (text: string) => {
+      this.out += text;
+      for (let nl = this.out.indexOf('\n'); nl >= 0; nl = this.out.indexOf('\n')) {
+        const line = this.out.slice(0, nl);
+        this.out = this.out.slice(nl + 1);
+        const wake = this.waiting;
+        this.waiting = undefined;
+        wake?.(line);
+      }
+    });
+    this.child.stderr.on('data', (text: string) => (this.stderr = (this.stderr + text).slice(-500)));
+    // A write after the process died: its end is reported through 'close'.
+    this.child.stdin.on('error', () => undefined);
+    this.spawned = new Promise((resolve) => {
+      this.child.once('spawn', () => resolve(undefined));
+      this.child.once('error', (err) => resolve(err));
+    });
+    this.closed = new Promise((resolve) => {
+      const gone = () => {
+        this.ended = true;
+        const wake = this.waiting;
+        this.waiting = undefined;
+        wake?.(undefined);
+        resolve();
+      };
+      this.child.once('close', gone);
+      this.child.once('error', gone);
+    });
   }
-  let reported = 0;
-  const count = (received: number) => {
-    if (received > reported) {
-      onBytes(received - reported);
-      reported = received;
+
+  /** Whether it can take another job. */
+  get alive(): boolean {
+    return !this.ended;
+  }
+
+  /** Run `job`; resolves (never rejects) once the process answered or ended: nothing writes the file afterwards. */
+  async run(job: FetchJob, signal: AbortSignal | undefined, onBytes: (n: number) => void): Promise<NativeRun> {
+    let input: Buffer;
+    try {
+      input = fetchInput(job);
+    } catch (err) {
+      // A request crisp-fetch cannot be given: the main thread's client gets it (and says what is wrong).
+      return { end: { type: 'fallback', message: (err as Error).message, at: job.offset }, received: 0 };
     }
-  };
-  let polling = false;
-  let over = false;
-  const poll = setInterval(() => {
-    if (polling) return;
-    polling = true;
-    stat(job.file).then(
-      (st) => {
-        if (!over) count(Math.min(st.size, job.size) - job.offset);
-      },
-      () => undefined, // the next poll, or the answer, counts the bytes
-    ).finally(() => (polling = false));
-  }, POLL_MS);
-  let r: RunResult;
-  try {
-    r = await runCommand(binary, [], { input, killAfterMs: ABORT_GRACE_MS, ...(signal ? { signal } : {}) });
-  } finally {
-    over = true;
-    clearInterval(poll);
+    const startError = await this.spawned;
+    if (startError) return { received: 0, startError };
+    let reported = 0;
+    const count = (received: number) => {
+      if (received > reported) {
+        onBytes(received - reported);
+        reported = received;
+      }
+    };
+    let polling = false;
+    let over = false;
+    const poll = setInterval(() => {
+      if (polling) return;
+      polling = true;
+      stat(job.file)
+        .then(
+          (st) => {
+            if (!over) count(Math.min(st.size, job.size) - job.offset);
+          },
+          () => undefined, // the next poll, or the answer, counts the bytes
+        )
+        .finally(() => (polling = false));
+    }, POLL_MS);
+    let killTimer: NodeJS.Timeout | undefined;
+    const onAbort = () => {
+      this.child.kill('SIGTERM');
+      killTimer = setTimeout(() => this.child.kill('SIGKILL'), ABORT_GRACE_MS);
+    };
+    let line: string | undefined;
+    try {
+      const answered = new Promise<string | undefined>((resolve) => {
+        if (this.ended) resolve(undefined);
+        else this.waiting = resolve;
+      });
+      const head = Buffer.alloc(4);
+      head.writeUInt32LE(input.length, 0);
+      this.child.stdin.write(Buffer.concat([head, input]));
+      input.fill(0);
+      signal?.addEventListener('abort', onAbort, { once: true });
+      if (signal?.aborted) onAbort();
+      line = await answered;
+    } finally {
+      over = true;
+      clearInterval(poll);
+      clearTimeout(killTimer);
+      signal?.removeEventListener('abort', onAbort);
+    }
+    const end = line === undefined ? undefined : parseFetchOutput(`${line}\n`);
+    if (end) {
+      count(end.type === 'done' ? job.size - job.offset : end.at - job.offset);
+      return { end, received: reported };
+    }
+    // No answer (killed, crashed) or one that makes no sense: this process is done; what the file holds
+    // is what arrived.
+    this.kill();
+    await this.closed;
+    const size = await stat(job.file).then(
+      (st) => st.size,
+      () => job.offset,
+    );
+    count(Math.min(size, job.size) - job.offset);
+    const { exitCode, signalCode } = this.child;
+    const how = line !== undefined ? `unexpected answer "${line.slice(0, 100)}"` : signalCode ? `killed by ${signalCode}` : `exit code ${exitCode}`;
+    const said = this.stderr.trim().split('\n').at(-1) ?? '';
+    return { error: new Error(`crisp-fetch: ${how}${said ? `: ${said}` : ''}`), received: reported };
   }
-  if (r.startError && !/crisp-spawner failed/.test(r.startError.message)) return { received: 0, startError: r.startError };
-  const end = r.exitCode === 0 ? parseFetchOutput(r.stdout) : undefined;
-  if (end) {
-    count(end.type === 'done' ? job.size - job.offset : end.at - job.offset);
-    return { end, received: reported };
+
+  /** End it: EOF on its stdin ends an idle process; resolves once it is gone. */
+  async end(): Promise<void> {
+    this.child.stdin.end();
+    const t = setTimeout(() => this.kill(), ABORT_GRACE_MS);
+    await this.closed;
+    clearTimeout(t);
   }
-  // No answer (killed, crashed, the spawner died): what the file holds is what arrived.
-  const size = await stat(job.file).then(
-    (st) => st.size,
-    () => job.offset,
-  );
-  count(Math.min(size, job.size) - job.offset);
-  const how = r.startError ? r.startError.message : r.signal ? `killed by ${r.signal}` : `exit code ${r.exitCode}`;
-  const said = r.stderr.trim().split('\n').at(-1) ?? '';
-  return { error: new Error(`crisp-fetch: ${how}${said ? `: ${said}` : ''}`), received: reported };
+
+  private kill(): void {
+    if (!this.ended) this.child.kill('SIGKILL');
+  }
 }

@@ -18,7 +18,6 @@ import { join } from 'node:path';
 import { BlobFetcher, type FetchJob, type FetchPool } from '../../backend/images/blob-fetcher.js';
 import { fetchInput, parseFetchOutput } from '../../backend/images/native-fetch.js';
 import { defaultHelperPath } from '../../native/helper-paths.js';
-import { stopSpawner } from '../../native/spawner.js';
 import { selfSignedEc, serverCertificates } from '../e2e/fixtures/certs.js';
 import { ContentMismatchError } from '../../backend/registry/verify.js';
 import { DEFAULT_TIMEOUTS } from '../../backend/registry/transport.js';
@@ -105,7 +104,7 @@ async function withPool(fetcher: BlobFetcher, size: number, use: (pool: FetchPoo
   return pool;
 }
 
-/** The crisp-fetch processes this test process runs (through its crisp-spawner). */
+/** The crisp-fetch processes this test process runs. */
 function nativePids(): number[] {
   const exe = realpathSync(NATIVE);
   const pids: number[] = [];
@@ -114,8 +113,7 @@ function nativePids(): number[] {
     try {
       if (readlinkSync(`/proc/${name}/exe`) !== exe) continue;
       const ppid = Number(/^PPid:\s+(\d+)/m.exec(readFileSync(`/proc/${name}/status`, 'utf8'))?.[1]);
-      const grand = Number(/^PPid:\s+(\d+)/m.exec(readFileSync(`/proc/${ppid}/status`, 'utf8'))?.[1]);
-      if (ppid === process.pid || grand === process.pid) pids.push(Number(name));
+      if (ppid === process.pid) pids.push(Number(name));
     } catch {
       // gone while we looked: not one to kill
     }
@@ -134,7 +132,6 @@ describe('BlobFetcher', () => {
     host = await main.listen();
   });
   after(async () => {
-    stopSpawner();
     await main.close();
     await other.close();
     rmSync(dir, { recursive: true, force: true });
@@ -155,9 +152,11 @@ describe('BlobFetcher', () => {
           assert.equal(counted, BLOB.length);
           assert.ok(readFileSync(j.file).equals(BLOB));
         }
-        assert.equal(pool.workers, mode === 'worker' ? 1 : 0, 'sequential jobs reuse one worker; crisp-fetch needs none');
+        assert.equal(pool.workers, mode === 'worker' ? 1 : 0, 'sequential jobs reuse one worker');
+        assert.equal(pool.nativeProcesses, mode === 'native' ? 1 : 0, 'or one crisp-fetch process');
       });
       assert.equal(used.workers, 0);
+      assert.equal(used.nativeProcesses, 0);
     });
 
     t('the SHA-256 of the whole blob: verified when it is the digest, also after a resume', async () => {
@@ -221,6 +220,7 @@ describe('BlobFetcher', () => {
         assert.ok(readFileSync(j.file).equals(BLOB.subarray(0, counted)), 'the received bytes are in the file');
         assert.equal(await pool.fetch(job(host, '/blob'), undefined, () => undefined), true);
         assert.equal(pool.workers, mode === 'worker' ? 1 : 0);
+        assert.equal(pool.nativeProcesses, mode === 'native' ? 1 : 0, 'an aborted crisp-fetch answers and is reused');
       });
     });
 
@@ -282,6 +282,22 @@ describe('BlobFetcher', () => {
     });
   }
 
+  test('native: concurrent jobs get a crisp-fetch each, at most the pool size; they end with the pool', { skip: nativeBuilt ? false : 'crisp-fetch not built' }, async () => {
+    const pool = new BlobFetcher().pool(2);
+    let most = 0;
+    try {
+      const jobs = Array.from({ length: 5 }, () => job(host, '/blob'));
+      const results = await Promise.all(jobs.map((j) => pool.fetch(j, undefined, () => (most = Math.max(most, nativePids().length)))));
+      assert.deepEqual(results, [true, true, true, true, true]);
+      for (const j of jobs) assert.ok(readFileSync(j.file).equals(BLOB));
+      assert.equal(pool.nativeProcesses, 2);
+      assert.ok(most <= 2, `at most 2 crisp-fetch at once (saw ${most})`);
+    } finally {
+      await pool.close();
+    }
+    assert.deepEqual(nativePids(), [], 'closing the pool ends its processes');
+  });
+
   test('native: a crisp-fetch killed mid-download: UNAVAILABLE, its bytes kept; the resume completes the blob', { skip: nativeBuilt ? false : 'crisp-fetch not built' }, async () => {
     await withPool(new BlobFetcher(), 1, async (pool) => {
       const j = job(host, '/slow');
@@ -300,7 +316,7 @@ describe('BlobFetcher', () => {
       assert.equal(kept, 256 * 1024);
       assert.equal(counted, kept);
       const resumed = { ...job(host, '/blob', kept), file: j.file, digest: REAL_DIGEST };
-      assert.equal(await pool.fetch(resumed, undefined, () => undefined), 'verified');
+      assert.equal(await pool.fetch(resumed, undefined, () => undefined), 'verified', 'a new process takes the next job');
       assert.equal(main.seen.at(-1)?.range, `bytes=${kept}-`);
       assert.ok(readFileSync(j.file).equals(BLOB));
     });

@@ -8,7 +8,7 @@
  *   crisp-fetch           one job: the request is all of stdin, the answer one line on stdout
  *   crisp-fetch --serve   jobs one after another: each request is a little-endian u32 length and that
  *                         many bytes on stdin, each answered with its line (flushed); EOF ends it. A
- *                         SIGTERM aborts the running job only; the process then takes the next one
+ *                         SIGTERM aborts the running job, and any later one (crispd sends no more)
  *
  * A request, on stdin only (the Authorization header never appears in argv, the environment or a
  * message): NUL-terminated "key=value" strings, in any order:
@@ -619,8 +619,8 @@ int main(int argc, char **argv) {
         return fflush(stdout) == 0 ? 0 : 1;
     }
     /* Serve: one job after another, each a little-endian u32 length and that many bytes of the same input,
-     * each answered with its line. A SIGTERM aborts the running job; one that comes between jobs (it was
-     * meant for the job that just answered) is forgotten when the next job starts. EOF ends the process. */
+     * each answered with its line. A SIGTERM is never forgotten: it may come just before or after the
+     * frame of the job it is meant for, and crispd gives a process it signalled no further job. */
     for (;;) {
         unsigned char head[4];
         int r = read_full((char *)head, sizeof head);
@@ -629,11 +629,6 @@ int main(int argc, char **argv) {
         size_t len = (size_t)head[0] | (size_t)head[1] << 8 | (size_t)head[2] << 16 | (size_t)head[3] << 24;
         if (len >= INPUT_CAP) usage("job too long");
         if (read_full(input, len) != 1) usage("stdin ended inside a job");
-        aborting = 0;
-        char drain[64];
-        while (read(wake_pipe[0], drain, sizeof drain) > 0) {
-            /* empty the wake-ups of the job before */
-        }
         if (parse_input(&req, input, len)) run_job(&req, multi, hash, batch);
         else printf("fallback 0 bad input: %s\n", parse_error);
         explicit_bzero(input, len);

@@ -7,8 +7,8 @@
 // SHA-256 of the whole blob. Each request, Authorization included, goes over its stdin (never its argv)
 // as a length-prefixed frame; each answer is one line on stdout. Progress is the file's size, polled:
 // crisp-fetch writes what arrived at least every 200 ms. An abort is a SIGTERM to the process (it writes
-// what arrived, answers and waits for the next job); one that does not answer in time is killed and
-// replaced. crispd spawns it itself (a streaming child, like the embedded containerd): crisp-spawner
+// what arrived and answers) and retires it: it takes no further job, so a signal that arrives late
+// cannot abort another; one that does not answer in time is killed. crispd spawns it itself (a streaming child, like the embedded containerd): crisp-spawner
 // answers only once a command has ended.
 import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import { stat } from 'node:fs/promises';
@@ -71,6 +71,8 @@ export class FetchProcess {
   /** The running job's wait for its answer line (undefined: the process ended without one). */
   private waiting: ((line: string | undefined) => void) | undefined;
   private ended = false;
+  /** Sent a SIGTERM: it takes no further job (a late signal must not abort the next one). */
+  private retired = false;
   private readonly spawned: Promise<Error | undefined>;
   private readonly closed: Promise<void>;
 
@@ -110,7 +112,7 @@ export class FetchProcess {
 
   /** Whether it can take another job. */
   get alive(): boolean {
-    return !this.ended;
+    return !this.ended && !this.retired;
   }
 
   /** Run `job`; resolves (never rejects) once the process answered or ended: nothing writes the file afterwards. */
@@ -124,6 +126,8 @@ export class FetchProcess {
     }
     const startError = await this.spawned;
     if (startError) return { received: 0, startError };
+    // Aborted while it started: nothing was sent, the caller reports the abort.
+    if (signal?.aborted) return { received: 0 };
     let reported = 0;
     const count = (received: number) => {
       if (received > reported) {
@@ -147,6 +151,7 @@ export class FetchProcess {
     }, POLL_MS);
     let killTimer: NodeJS.Timeout | undefined;
     const onAbort = () => {
+      this.retired = true;
       this.child.kill('SIGTERM');
       killTimer = setTimeout(() => this.child.kill('SIGKILL'), ABORT_GRACE_MS);
     };

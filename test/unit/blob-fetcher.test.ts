@@ -220,7 +220,7 @@ describe('BlobFetcher', () => {
         assert.ok(readFileSync(j.file).equals(BLOB.subarray(0, counted)), 'the received bytes are in the file');
         assert.equal(await pool.fetch(job(host, '/blob'), undefined, () => undefined), true);
         assert.equal(pool.workers, mode === 'worker' ? 1 : 0);
-        assert.equal(pool.nativeProcesses, mode === 'native' ? 1 : 0, 'an aborted crisp-fetch answers and is reused');
+        assert.equal(pool.nativeProcesses, mode === 'native' ? 1 : 0, 'an aborted crisp-fetch answers and is replaced');
       });
     });
 

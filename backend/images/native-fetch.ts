@@ -8,8 +8,8 @@
 // as a length-prefixed frame; each answer is one line on stdout. Progress is the file's size, polled:
 // crisp-fetch writes what arrived at least every 200 ms. An abort is a SIGTERM to the process (it writes
 // what arrived and answers) and retires it: it takes no further job, so a signal that arrives late
-// cannot abort another; one that does not answer in time is killed. crispd spawns it itself (a streaming child, like the embedded containerd): crisp-spawner
-// answers only once a command has ended.
+// cannot abort another; one that does not answer in time is killed. crispd spawns it itself (a streaming
+// child, like the embedded containerd): crisp-spawner answers only once a command has ended.
 import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import { stat } from 'node:fs/promises';
 import type { FetchEnd, FetchJob } from './blob-fetcher.js';
@@ -29,7 +29,7 @@ export interface NativeRun {
   startError?: Error;
 }
 
-/** crisp-fetch's stdin: NUL-terminated key=value items (native/crisp-fetch.c). */
+/** One request for crisp-fetch: NUL-terminated key=value items (native/crisp-fetch.c); --serve frames it. */
 export function fetchInput(job: FetchJob): Buffer {
   const { request } = job;
   const items: string[] = [`url=${request.url}`];

@@ -190,7 +190,7 @@ await withBenchEnv({ peer: opts['peer-cri'], pullImages: false }, async (env) =>
       'Cold cache: after each pull the image is removed (CRI RemoveImage / ctr image rm --sync) and the next pull waits until none of its blobs is in the content store and the snapshot count is back to the baseline.',
       `ctr: \`ctr --address <crispd's embedded containerd> -n ${CTR_NAMESPACE} image pull --plain-http --max-concurrent-downloads ${opts['max-downloads']} <ref>\` (crisp and containerd's CRI also fetch 3 layers at a time).`,
       'ctr applies layers with the embedded containerd\'s "walking" differ (also containerd 1.6\'s default on Linux, which the peer keeps); crisp extracts them itself (image_unpack = crisp, the default).',
-      'Architecture matters here: crisp and ctr are both clients of containerd. ctr streams layer bytes into the content store over the content API (gRPC) and unpacks after the downloads through the diff service. crisp\'s download workers write the bytes straight into the embedded containerd\'s ingest files, hashing them on the way; crispd hands containerd each verified blob without a re-read (a shared-content commit) and crisp-untar extracts every layer as soon as its blob is in, several at once, into snapshots committed in chain order. containerd\'s CRI plugin runs inside containerd, writes content locally and also unpacks while later layers download.',
+      'Architecture matters here: crisp and ctr are both clients of containerd. ctr streams layer bytes into the content store over the content API (gRPC) and unpacks after the downloads through the diff service. crisp\'s downloads (crisp-fetch, a libcurl process per layer; worker threads without it) write the bytes straight into the embedded containerd\'s ingest files, hashing them on the way; crispd hands containerd each verified blob without a re-read (a shared-content commit) and crisp-untar extracts every layer as soon as its blob is in, several at once, into snapshots committed in chain order. containerd\'s CRI plugin runs inside containerd, writes content locally and also unpacks while later layers download.',
       'The registry\'s blobs sit in the page cache for every puller alike; the page cache is not dropped between runs (other work shares this machine).',
     );
   } finally {
@@ -205,7 +205,7 @@ await withBenchEnv({ peer: opts['peer-cri'], pullImages: false }, async (env) =>
     samples: rec.samples(),
     notes,
     extraMarkdown: [
-      'Per puller (throughput = compressed MiB / median seconds; CPU = user + system seconds of the puller\'s daemons during the pull, with the children they reaped: crispd with its worker threads, its embedded containerd and crisp-spawner (crisp-untar); the peer\'s containerd; for ctr, the embedded containerd only):',
+      'Per puller (throughput = compressed MiB / median seconds; CPU = user + system seconds of the puller\'s daemons during the pull, with the children they reaped: crispd (with its worker threads when it downloads on them), its embedded containerd and crisp-spawner (crisp-untar and crisp-fetch); the peer\'s containerd; for ctr, the embedded containerd only):',
       '',
       '| puller | median | p95 | throughput | CPU median | runs |',
       '| --- | ---: | ---: | ---: | ---: | ---: |',

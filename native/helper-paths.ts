@@ -10,7 +10,7 @@ import { invalidArgument } from '../common/errors.js';
 /** The helpers a config key can move. */
 export type NativeHelper = 'crisp-nshelper' | 'crisp-logger';
 /** Every helper binary, including those found only where the package or the build puts them (no config key). */
-export type HelperBinary = NativeHelper | 'crisp-spawner' | 'crisp-untar' | 'crisp-shim-start';
+export type HelperBinary = NativeHelper | 'crisp-spawner' | 'crisp-untar' | 'crisp-fetch' | 'crisp-shim-start';
 
 /** Where the Debian package installs the helpers. */
 export const INSTALLED_HELPER_DIR = '/usr/libexec/crisp';

@@ -4,13 +4,14 @@
 //
 // Installed layout (nothing refers to the build tree at run time):
 //   /usr/lib/crisp/{package.json,dist/,node_modules/}   the daemon and CLI (dist/ without tests, bench, maps)
-//   /usr/libexec/crisp/crisp-{nshelper,logger,spawner,untar,shim-start}  native helpers: the defaults of config keys
+//   /usr/libexec/crisp/crisp-{nshelper,logger,spawner,untar,fetch,shim-start}  native helpers: the defaults of config keys
 //                                                       nshelper_path and logger_path when crispd runs
 //                                                       without a build tree (native/helper-paths.ts); the
 //                                                       binary:// URI the shim runs the logger from names it;
 //                                                       crisp-spawner (no key) runs crispd's short commands;
-//                                                       crisp-untar (no key) extracts image layers;
-//                                                       crisp-shim-start (no key) answers shim joins
+//                                                       crisp-untar (no key) extracts image layers,
+//                                                       crisp-fetch (no key) downloads them;
+//                                                       crisp-shim-start (no key) runs shim starts
 //   /usr/bin/crisp                                      wrapper: exec /usr/bin/node /usr/lib/crisp/dist/cli/main.js
 //   /lib/systemd/system/crisp.service                   the unit (packaging/crisp.service)
 //   /usr/share/crisp/config.toml.example                every key commented out with its default; postinst
@@ -36,6 +37,8 @@ export const RUNTIME_DEPENDS = ['containerd', 'runc', 'containernetworking-plugi
 /** Debian bookworm's package for each shared library (DT_NEEDED soname) the native helpers may link. */
 export const LIBRARY_PACKAGES = {
   'libcrypto.so.3': 'libssl3',
+  'libssl.so.3': 'libssl3',
+  'libcurl.so.4': 'libcurl4',
   'libz.so.1': 'zlib1g',
   'libzstd.so.1': 'libzstd1',
   'libisal.so.2': 'libisal2',
@@ -44,9 +47,10 @@ export const LIBRARY_PACKAGES = {
 /** The packages of the libraries the helper binaries name (a soname appears NUL-terminated in .dynstr). */
 export function libraryDependencies(buffers) {
   const text = buffers.map((b) => b.toString('latin1'));
-  return Object.entries(LIBRARY_PACKAGES)
+  const packages = Object.entries(LIBRARY_PACKAGES)
     .filter(([soname]) => text.some((t) => t.includes(`\0${soname}\0`)))
     .map(([, pkg]) => pkg);
+  return [...new Set(packages)];
 }
 
 /** dist/ folders that are not part of the installed program. */
@@ -169,6 +173,7 @@ export async function stage({ repo = REPO, stageDir, arch = debArchitecture() })
   need('native/build/crisp-logger', 'run make -C native');
   need('native/build/crisp-spawner', 'run make -C native');
   need('native/build/crisp-untar', 'run make -C native');
+  need('native/build/crisp-fetch', 'run make -C native');
   need('native/build/crisp-shim-start', 'run make -C native');
   need('node_modules', 'run npm ci');
 

@@ -28,11 +28,11 @@ fi
 
 install_packages() {
   # Runtime stack, CNI plugins, test registry and image tools (attr: getfattr for the layer extractor's
-  # tests), native helper toolchain and crisp-untar's libraries, and systemd's tools (systemd-analyze
+  # tests), native helper toolchain and crisp-untar's and crisp-fetch's libraries, and systemd's tools (systemd-analyze
   # checks the unit file). Each is installed only when dpkg says it is missing.
   packages=(containerd runc containernetworking-plugins util-linux iproute2 iptables
             busybox-static docker-registry zstd attr apache2-utils openssl gcc make libc6-dev
-            libssl-dev zlib1g-dev libzstd-dev libisal-dev systemd)
+            libssl-dev zlib1g-dev libzstd-dev libisal-dev libcurl4-openssl-dev systemd)
   missing=()
   for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

@@ -147,7 +147,8 @@ function run(job: FetchJob): void {
     let batch: Buffer[] = [];
     let batchBytes = 0;
     let unreported = 0;
-    let lastReport = Date.now();
+    // The first bytes are reported at once (a stall right after them still shows progress), then at most every REPORT_MS.
+    let lastReport = 0;
     const flush = () => {
       let written = 0;
       while (written < batchBytes) {

@@ -1,11 +1,15 @@
-// Blob downloads on worker threads. A pull opens a pool (BlobFetcher.pool) of at most its download
-// concurrency, whose workers are started on first use, reused for the pull's later layers (starting a
-// worker costs tens of milliseconds of CPU, hundreds on a loaded machine) and ended when the pull ends, so
-// an idle crispd holds no extra threads or heap. A worker (blob-fetch-worker.ts) writes the body into the
-// ingest's data file; the main thread only prepares the request (auth), counts the progress and turns the
-// worker's answer into a result. Digest and size are still containerd's to verify at commit
-// (content-store.ts).
+// Blob downloads off crispd's main thread. A pull opens a pool (BlobFetcher.pool) of at most its download
+// concurrency. Downloads run in native/crisp-fetch processes (libcurl, native-fetch.ts) when it is built
+// or installed; without it, on worker threads (blob-fetch-worker.ts, node's HTTP client, ~1.8x the CPU).
+// Either is started on first use, reused for the pull's later layers (starting a worker costs tens of
+// milliseconds of CPU, hundreds on a loaded machine; a crisp-fetch ~20 ms) and ended when the pull ends, so
+// an idle crispd holds no extra threads, processes or heap. Either writes the body into the ingest's data file and hashes it;
+// the main thread only prepares the request (auth), counts the progress and turns the answer into a result.
+// The content store commits a blob whose hash matched without containerd reading it again, and leaves any
+// other to containerd's own check (content-store.ts).
 import { Worker } from 'node:worker_threads';
+import { defaultHelperPath, isExecutableFile } from '../../native/helper-paths.js';
+import { FetchProcess } from './native-fetch.js';
 import type { PreparedBlobRequest } from '../registry/client.js';
 import { ContentMismatchError } from '../registry/verify.js';
 import { CrispError, unavailable } from '../../common/errors.js';
@@ -32,13 +36,27 @@ export type FetchMessage = { type: 'bytes'; n: number } | FetchEnd;
 /** How long a worker may take to stop after an abort before it is terminated. */
 const ABORT_GRACE_MS = 2000;
 
-export class BlobFetcher {
-  /** `script`: the worker's module (tests pass a stand-in). */
-  constructor(private readonly script: URL = new URL('./blob-fetch-worker.js', import.meta.url)) {}
+export interface BlobFetcherOptions {
+  /** The worker's module (tests pass a stand-in). */
+  worker?: URL;
+  /** crisp-fetch's path; false: worker threads only. Default: the build's or the package's, if it is there. */
+  native?: string | false;
+}
 
-  /** A pool of at most `size` workers for one pull; close() it when the pull ends. */
+export class BlobFetcher {
+  private readonly script: URL;
+  /** The crisp-fetch binary downloads run with; undefined: worker threads. */
+  readonly native: string | undefined;
+
+  constructor(opts: BlobFetcherOptions = {}) {
+    this.script = opts.worker ?? new URL('./blob-fetch-worker.js', import.meta.url);
+    const native = opts.native ?? defaultHelperPath('crisp-fetch');
+    this.native = native !== false && isExecutableFile(native) ? native : undefined;
+  }
+
+  /** A pool of at most `size` concurrent downloads for one pull; close() it when the pull ends. */
   pool(size: number): FetchPool {
-    return new FetchPool(this.script, Math.max(1, size));
+    return new FetchPool(this.script, Math.max(1, size), this.native);
   }
 }
 
@@ -49,15 +67,30 @@ export class FetchPool {
   /** Jobs in flight, settled once their worker is done with the file. */
   private readonly running = new Set<Promise<unknown>>();
   private closed = false;
+  /** crisp-fetch processes (busy or idle), and the idle ones. */
+  private readonly processes = new Set<FetchProcess>();
+  private readonly idleProcesses: FetchProcess[] = [];
 
   constructor(
     private readonly script: URL,
     private readonly size: number,
+    /** crisp-fetch; dropped (workers take over) when it cannot be started. */
+    private native: string | undefined,
   ) {}
 
   /** Workers running (busy or idle), for tests. */
   get workers(): number {
     return this.all.size;
+  }
+
+  /** crisp-fetch processes running (busy or idle), for tests. */
+  get nativeProcesses(): number {
+    return this.processes.size;
+  }
+
+  /** Whether downloads run crisp-fetch (false: worker threads), for tests. */
+  get usesNative(): boolean {
+    return this.native !== undefined;
   }
 
   /**
@@ -70,6 +103,22 @@ export class FetchPool {
    */
   async fetch(job: FetchJob, signal: AbortSignal | undefined, onBytes: (n: number) => void): Promise<FillResult> {
     const what = `${job.request.endpoint}: blob ${job.digest}`;
+    if (this.native) {
+      const proc = await this.acquireProcess(this.native, signal, what);
+      let reusable = false;
+      try {
+        const running = proc.run(job, signal, onBytes);
+        this.running.add(running);
+        void running.finally(() => this.running.delete(running));
+        const r = await running;
+        reusable = !r.startError && proc.alive;
+        if (!r.startError) return settle(r, job, signal, what);
+        // It could not start (removed, not executable): nothing ran; the workers do this pool's downloads.
+        this.native = undefined;
+      } finally {
+        this.releaseProcess(proc, reusable);
+      }
+    }
     const worker = await this.acquire(signal, what);
     let reusable = false;
     try {
@@ -92,10 +141,44 @@ export class FetchPool {
     this.closed = true;
     this.waiting.splice(0).forEach((wake) => wake());
     await Promise.all(this.running);
+    const processes = [...this.processes];
+    this.processes.clear();
+    this.idleProcesses.length = 0;
+    await Promise.all(processes.map((p) => p.end()));
     const workers = [...this.all];
     this.all.clear();
     this.idle.length = 0;
     await Promise.all(workers.map((w) => w.terminate()));
+  }
+
+  /** An idle crisp-fetch process, or a new one while fewer than `size` run. */
+  private async acquireProcess(binary: string, signal: AbortSignal | undefined, what: string): Promise<FetchProcess> {
+    for (;;) {
+      if (signal?.aborted) throw cancelled(signal, what);
+      if (this.closed) throw new CrispError('CANCELLED', `${what}: the pull's downloads are closed`);
+      const idle = this.idleProcesses.pop();
+      if (idle?.alive) return idle;
+      if (idle) {
+        this.processes.delete(idle);
+        continue;
+      }
+      if (this.processes.size < this.size) {
+        const proc = new FetchProcess(binary);
+        this.processes.add(proc);
+        return proc;
+      }
+      await new Promise<void>((wake) => this.waiting.push(wake));
+    }
+  }
+
+  private releaseProcess(proc: FetchProcess, reusable: boolean): void {
+    if (reusable && !this.closed) {
+      this.idleProcesses.push(proc);
+    } else {
+      this.processes.delete(proc);
+      void proc.end();
+    }
+    this.waiting.shift()?.();
   }
 
   private async acquire(signal: AbortSignal | undefined, what: string): Promise<Worker> {

@@ -71,6 +71,8 @@ describe('package script: pure parts', () => {
     assert.equal(p.glibcVersion([Buffer.from('GLIBC_2.3.4\0GLIBC_2.3\0')]), '2.3.4');
     assert.equal(p.glibcVersion([Buffer.from('static')]), undefined);
     assert.deepEqual(p.libraryDependencies([Buffer.from('\0libc.so.6\0libzstd.so.1\0'), Buffer.from('x\0libcrypto.so.3\0libisal.so.2\0')]), ['libssl3', 'libzstd1', 'libisal2']);
+    // libssl and libcrypto come from one package, named once.
+    assert.deepEqual(p.libraryDependencies([Buffer.from('\0libcurl.so.4\0libssl.so.3\0libcrypto.so.3\0')]), ['libssl3', 'libcurl4']);
     assert.deepEqual(p.libraryDependencies([Buffer.from('libz.so.10\0')]), [], 'a soname matches whole');
     assert.equal(p.debianVersion('0.1.0'), '0.1.0');
     assert.equal(p.debianVersion('1.2.0-rc.1'), '1.2.0~rc.1', 'a pre-release sorts before the release');
@@ -123,7 +125,7 @@ describe('package script: staged tree and .deb', { skip: haveNative ? false : 'n
     assert.equal(installed.version, pkg.version);
     for (const dep of Object.keys(pkg.dependencies)) assert.ok(existsSync(join(lib(), 'node_modules', dep, 'package.json')), dep);
     for (const dev of ['typescript', 'eslint', '@eslint/js', '.bin']) assert.ok(!existsSync(join(lib(), 'node_modules', dev)), dev);
-    assert.deepEqual(info.natives, ['crisp-logger', 'crisp-nshelper', 'crisp-shim-start', 'crisp-spawner', 'crisp-untar']);
+    assert.deepEqual(info.natives, ['crisp-fetch', 'crisp-logger', 'crisp-nshelper', 'crisp-shim-start', 'crisp-spawner', 'crisp-untar']);
     for (const n of info.natives) assert.equal(statSync(join(stageDir, 'usr', 'libexec', 'crisp', n)).mode & 0o777, 0o755, n);
     assert.ok(!existsSync(join(lib(), 'native')), 'no build tree inside /usr/lib/crisp');
     // Types only at build time: the CLI's play command needs no client-node at run time (~40 MiB less).
@@ -230,6 +232,8 @@ describe('package script: staged tree and .deb', { skip: haveNative ? false : 'n
     assert.ok(depends.some((d) => /^libc6( \(>= 2\.\d+\))?$/.test(d)), field('Depends'));
     // crisp-untar's libraries; gzip goes through isa-l when libisal-dev was there at build time, else zlib.
     for (const d of ['libssl3', 'libzstd1']) assert.ok(depends.includes(d), d);
+    // crisp-fetch's libcurl (OpenSSL flavour).
+    assert.ok(depends.includes('libcurl4'), field('Depends'));
     assert.ok(depends.includes('libisal2') || depends.includes('zlib1g'), field('Depends'));
     assert.ok(Number(field('Installed-Size')) > 1000);
     const infoOut = spawnSync('dpkg-deb', ['-I', deb], { encoding: 'utf8' }).stdout;
@@ -255,6 +259,7 @@ describe('package script: staged tree and .deb', { skip: haveNative ? false : 'n
     expect('/usr/libexec/crisp/crisp-spawner', '-rwxr-xr-x');
     expect('/usr/libexec/crisp/crisp-untar', '-rwxr-xr-x');
     expect('/usr/libexec/crisp/crisp-shim-start', '-rwxr-xr-x');
+    expect('/usr/libexec/crisp/crisp-fetch', '-rwxr-xr-x');
     expect('/usr/lib/crisp/dist/cli/main.js', '-rw-r--r--');
     expect('/usr/lib/crisp/package.json', '-rw-r--r--');
     expect('/usr/share/crisp/config.toml.example', '-rw-r--r--');

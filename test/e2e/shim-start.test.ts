@@ -14,6 +14,7 @@ import { createServer, type Server } from 'node:net';
 import { createHash } from 'node:crypto';
 import { join } from 'node:path';
 import { startStack, type Stack } from './lib/stack.js';
+import { containerPid, parentPid, removePod } from './lib/pod-processes.js';
 import { buildTreeCandidates } from '../../native/helper-paths.js';
 import { codecFor } from '../../common/proto-registry.js';
 import type { Options as RuncOptions } from '../../gen/containerd.runc.v1.js';
@@ -314,21 +315,6 @@ const startsFor = (calls: string[][], id: string) => callsFor(calls, 'start', id
 /** Shim daemons (`-namespace N -id ID -address A`, no action) started for task `id`. */
 function daemonsFor(calls: string[][], id: string): number {
   return calls.filter((argv) => argv[0] === '-namespace' && !['start', 'delete'].includes(argv.at(-1)!) && argv[argv.indexOf('-id') + 1] === id).length;
-}
-
-function parentPid(pid: number): number {
-  const line = readFileSync(`/proc/${pid}/status`, 'utf8').split('\n').find((l) => l.startsWith('PPid:'))!;
-  return Number(line.split(/\s+/)[1]);
-}
-
-async function containerPid(s: Stack, id: string): Promise<number> {
-  const st = await s.d.client.runtime.unary('ContainerStatus', { containerId: id, verbose: true });
-  return (JSON.parse(st.info.info!) as { pid: number }).pid;
-}
-
-async function removePod(s: Stack, podId: string): Promise<void> {
-  await s.d.client.runtime.unary('StopPodSandbox', { podSandboxId: podId });
-  await s.d.client.runtime.unary('RemovePodSandbox', { podSandboxId: podId });
 }
 
 for (const mode of [

@@ -8,6 +8,7 @@ import { existsSync, readFileSync, readlinkSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { createHash } from 'node:crypto';
 import { startStack, type Stack } from './lib/stack.js';
+import { containerPid, parentPid, removePod } from './lib/pod-processes.js';
 import { isAlive, pidsWhere } from './lib/crispd.js';
 import { sleep } from '../../common/time.js';
 
@@ -27,16 +28,6 @@ async function waitFor<T>(what: string, probe: () => T | undefined, timeoutMs = 
   }
 }
 
-function parentPid(pid: number): number {
-  const line = readFileSync(`/proc/${pid}/status`, 'utf8').split('\n').find((l) => l.startsWith('PPid:'))!;
-  return Number(line.split(/\s+/)[1]);
-}
-
-async function containerPid(s: Stack, id: string): Promise<number> {
-  const st = await s.d.client.runtime.unary('ContainerStatus', { containerId: id, verbose: true });
-  return (JSON.parse(st.info.info!) as { pid: number }).pid;
-}
-
 /** sha256("<containerd address>/<namespace>/<pod>") below /run/containerd/s, as containerd's shims name it. */
 function groupSocket(s: Stack, podId: string): string {
   const address = join(s.d.state, 'containerd', 'containerd.sock');
@@ -54,11 +45,6 @@ async function warmShim(s: Stack, podId: string): Promise<number> {
     return p.length > 0 ? p : undefined;
   });
   return pid!;
-}
-
-async function removePod(s: Stack, podId: string): Promise<void> {
-  await s.d.client.runtime.unary('StopPodSandbox', { podSandboxId: podId });
-  await s.d.client.runtime.unary('RemovePodSandbox', { podSandboxId: podId });
 }
 
 describe('warm pod shims', () => {

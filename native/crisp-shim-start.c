@@ -573,9 +573,15 @@ static int listen_socket(const char *path, int *joined) {
   int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
   if (fd < 0) return -1;
   for (int attempt = 0; bind(fd, (struct sockaddr *)&sa, sizeof sa) != 0; attempt++) {
-    // In use: a shim that serves it now is joined; a socket nobody serves is stale and goes.
+    // In use: a shim that serves it now is joined; a socket nobody serves is stale and goes. A start
+    // that has bound it but does not listen yet refuses connections for a moment: asked a few times
+    // over ~10 ms before the socket counts as stale (taking it over would strand that shim).
     if (errno != EADDRINUSE || attempt > 0) return close(fd), -1;
-    if (can_connect(path)) return close(fd), *joined = 1, -1;
+    for (int ask = 0; ask < 5; ask++) {
+      if (can_connect(path)) return close(fd), *joined = 1, -1;
+      struct timespec pause = {0, 2 * 1000 * 1000};
+      nanosleep(&pause, NULL);
+    }
     if (unlink(path) != 0) return close(fd), -1;
   }
   if (listen(fd, SOMAXCONN) != 0 || chmod(path, 0600) != 0) {

@@ -170,19 +170,54 @@ static int read_string(struct json *j, const char **start, size_t *len, int *pla
 
 static void skip_value(struct json *j, int depth);
 
-static void skip_container(struct json *j, int depth, char close, int keyed) {
+// One member of an object: reads (or skips) its value, or sets j->fail.
+typedef void member_fn(struct json *j, const char *key, size_t klen, int plain, void *ctx);
+
+// An object, `{` included: `member` for each of its members, in order.
+static void read_object(struct json *j, member_fn *member, void *ctx) {
+  if (!expect(j, '{')) return;
   skip_ws(j);
-  if (j->p < j->end && *j->p == close) {
+  if (j->p < j->end && *j->p == '}') {
     j->p++;
     return;
   }
   for (;;) {
-    if (keyed) {
-      const char *s;
-      size_t n;
-      int plain;
-      if (!read_string(j, &s, &n, &plain) || !expect(j, ':')) return;
+    const char *key;
+    size_t klen;
+    int plain;
+    if (!read_string(j, &key, &klen, &plain) || !expect(j, ':')) return;
+    member(j, key, klen, plain, ctx);
+    if (j->fail) return;
+    skip_ws(j);
+    if (j->p < j->end && *j->p == ',') {
+      j->p++;
+      continue;
     }
+    expect(j, '}');
+    return;
+  }
+}
+
+// A whole document that is one object: 1 when it read to the end.
+static int read_document(const char *buf, size_t n, member_fn *member, void *ctx) {
+  struct json j = {buf, buf + n, 0};
+  read_object(&j, member, ctx);
+  skip_ws(&j);
+  return !j.fail && j.p == j.end;
+}
+
+static void skip_member(struct json *j, const char *key, size_t klen, int plain, void *depth) {
+  (void)key, (void)klen, (void)plain;
+  skip_value(j, *(int *)depth + 1);
+}
+
+static void skip_array(struct json *j, int depth) {
+  skip_ws(j);
+  if (j->p < j->end && *j->p == ']') {
+    j->p++;
+    return;
+  }
+  for (;;) {
     skip_value(j, depth + 1);
     if (j->fail) return;
     skip_ws(j);
@@ -190,7 +225,7 @@ static void skip_container(struct json *j, int depth, char close, int keyed) {
       j->p++;
       continue;
     }
-    expect(j, close);
+    expect(j, ']');
     return;
   }
 }
@@ -214,8 +249,8 @@ static void skip_value(struct json *j, int depth) {
   size_t n;
   int plain;
   switch (*j->p) {
-  case '{': j->p++, skip_container(j, depth, '}', 1); return;
-  case '[': j->p++, skip_container(j, depth, ']', 0); return;
+  case '{': read_object(j, skip_member, &depth); return;
+  case '[': j->p++, skip_array(j, depth); return;
   case '"': read_string(j, &s, &n, &plain); return;
   case 't': skip_literal(j, "true"); return;
   case 'f': skip_literal(j, "false"); return;
@@ -242,79 +277,57 @@ struct found {
   size_t len[NLABELS];
 };
 
-// The annotations object: the last value of each group label wins, as in the decoder's map.
-static void read_annotations(struct json *j, struct found *f) {
+// One annotation: the last value of each group label wins, as in the decoder's map.
+static void annotation_member(struct json *j, const char *key, size_t klen, int kplain, void *ctx) {
+  struct found *f = ctx;
+  const char *val;
+  size_t vlen;
+  int vplain;
+  skip_ws(j);
+  // A non-string value makes the shim's decoder fail: let the shim say so.
+  if (j->p >= j->end || *j->p != '"') return (void)(j->fail = 1);
+  if (!read_string(j, &val, &vlen, &vplain)) return;
+  for (size_t i = 0; i < NLABELS; i++) {
+    if (kplain && equals(key, klen, GROUP_LABELS[i])) {
+      if (!vplain) return (void)(j->fail = 1);
+      f->value[i] = val;
+      f->len[i] = vlen;
+    }
+  }
+  // A key with escapes could decode to a group label.
+  if (!kplain && memchr(key, '\\', klen) != NULL) j->fail = 1;
+}
+
+// A top-level field of an object read for one field `want` (exact case, at most once); the others are
+// skipped. The decoder matches field names without regard to case, and folds some non-ASCII letters
+// too: a field it could take for `want` makes the reader unsure.
+struct one_field {
+  const char *want;
+  void (*read)(struct json *j, void *ctx);
+  void *ctx;
+  int seen;
+};
+
+static void one_field_member(struct json *j, const char *key, size_t klen, int plain, void *ctx) {
+  struct one_field *o = ctx;
+  if (!plain) return (void)(j->fail = 1);
+  if (!equals_folded(key, klen, o->want)) return skip_value(j, 1);
+  if (o->seen++ || !equals(key, klen, o->want)) return (void)(j->fail = 1);
+  o->read(j, o->ctx);
+}
+
+// The annotations field: null, or an object of string values.
+static void read_annotations(struct json *j, void *found) {
   skip_ws(j);
   if (j->p < j->end && *j->p == 'n') return skip_literal(j, "null");
-  if (!expect(j, '{')) return;
-  skip_ws(j);
-  if (j->p < j->end && *j->p == '}') {
-    j->p++;
-    return;
-  }
-  for (;;) {
-    const char *key, *val;
-    size_t klen, vlen;
-    int kplain, vplain;
-    if (!read_string(j, &key, &klen, &kplain) || !expect(j, ':')) return;
-    skip_ws(j);
-    // A non-string value makes the shim's decoder fail: let the shim say so.
-    if (j->p >= j->end || *j->p != '"') return (void)(j->fail = 1);
-    if (!read_string(j, &val, &vlen, &vplain)) return;
-    for (size_t i = 0; i < NLABELS; i++) {
-      if (kplain && equals(key, klen, GROUP_LABELS[i])) {
-        if (!vplain) return (void)(j->fail = 1);
-        f->value[i] = val;
-        f->len[i] = vlen;
-      }
-    }
-    // A key with escapes could decode to a group label.
-    if (!kplain && memchr(key, '\\', klen) != NULL) return (void)(j->fail = 1);
-    skip_ws(j);
-    if (j->p < j->end && *j->p == ',') {
-      j->p++;
-      continue;
-    }
-    expect(j, '}');
-    return;
-  }
+  read_object(j, annotation_member, found);
 }
 
 // The group of the spec in `buf`: 1 with *group set (NULL = no label: the task id), 0 when unsure.
 static int spec_group(const char *buf, size_t n, const char **group, size_t *glen) {
-  struct json j = {buf, buf + n, 0};
   struct found f = {{0}, {0}};
-  int seen = 0;
-  if (!expect(&j, '{')) return 0;
-  skip_ws(&j);
-  if (j.p < j.end && *j.p == '}') {
-    j.p++;
-  } else {
-    for (;;) {
-      const char *key;
-      size_t klen;
-      int plain;
-      if (!read_string(&j, &key, &klen, &plain) || !expect(&j, ':')) return 0;
-      // The decoder matches field names without regard to case, and folds some non-ASCII letters too.
-      if (!plain) return 0;
-      if (equals_folded(key, klen, "annotations")) {
-        if (seen++ || !equals(key, klen, "annotations")) return 0;
-        read_annotations(&j, &f);
-      } else {
-        skip_value(&j, 1);
-      }
-      if (j.fail) return 0;
-      skip_ws(&j);
-      if (j.p < j.end && *j.p == ',') {
-        j.p++;
-        continue;
-      }
-      if (!expect(&j, '}')) return 0;
-      break;
-    }
-  }
-  skip_ws(&j);
-  if (j.fail || j.p != j.end) return 0;
+  struct one_field annotations = {"annotations", read_annotations, &f, 0};
+  if (!read_document(buf, n, one_field_member, &annotations)) return 0;
   *group = NULL;
   for (size_t i = 0; i < NLABELS; i++) {
     if (f.value[i] != NULL) {
@@ -725,6 +738,18 @@ static void exec_shim(const char *shim, char **argv, const struct input *in) {
 
 // ---- delete --------------------------------------------------------------------------------------
 
+struct plain_string {
+  const char *value;
+  size_t len;
+};
+
+// A string value without escapes or bytes outside printable ASCII; anything else makes the reader unsure.
+static void read_plain_string(struct json *j, void *ctx) {
+  struct plain_string *out = ctx;
+  int plain;
+  if (read_string(j, &out->value, &out->len, &plain) && !plain) j->fail = 1;
+}
+
 // The runc root of the bundle's options.json ("root"), into `out`: 1, or 0 when unsure. No file: the
 // default root.
 static int runc_root(char *out, size_t cap) {
@@ -736,47 +761,12 @@ static int runc_root(char *out, size_t cap) {
     return 1;
   }
   if (!read_file("options.json", MAX_OPTIONS, &buf, &n)) return 0;
-  struct json j = {buf, buf + n, 0};
-  const char *root = NULL;
-  size_t rlen = 0;
-  int ok = expect(&j, '{');
-  skip_ws(&j);
-  if (ok && j.p < j.end && *j.p == '}') {
-    j.p++;
-  } else {
-    while (ok) {
-      const char *key, *val;
-      size_t klen, vlen;
-      int plain, vplain;
-      if (!read_string(&j, &key, &klen, &plain) || !expect(&j, ':') || !plain) {
-        ok = 0;
-        break;
-      }
-      if (equals_folded(key, klen, "root")) {
-        // Only the exact name, once, with a plain string value.
-        if (root != NULL || !equals(key, klen, "root") || !read_string(&j, &val, &vlen, &vplain) || !vplain) {
-          ok = 0;
-          break;
-        }
-        root = val, rlen = vlen;
-      } else {
-        skip_value(&j, 1);
-      }
-      if (j.fail) ok = 0;
-      skip_ws(&j);
-      if (j.p < j.end && *j.p == ',') {
-        j.p++;
-        continue;
-      }
-      ok = ok && expect(&j, '}');
-      break;
-    }
-  }
-  skip_ws(&j);
-  ok = ok && !j.fail && j.p == j.end;
+  struct plain_string root = {NULL, 0};
+  struct one_field field = {"root", read_plain_string, &root, 0};
+  int ok = read_document(buf, n, one_field_member, &field);
   if (ok) {
-    if (root == NULL || rlen == 0) snprintf(out, cap, "%s", DEFAULT_RUNC_ROOT);
-    else if (rlen < cap) memcpy(out, root, rlen), out[rlen] = '\0';
+    if (root.value == NULL || root.len == 0) snprintf(out, cap, "%s", DEFAULT_RUNC_ROOT);
+    else if (root.len < cap) memcpy(out, root.value, root.len), out[root.len] = '\0';
     else ok = 0;
   }
   free(buf);

@@ -174,7 +174,7 @@ const DOCS: Record<keyof CrispConfig, KeyDoc> = {
   nri_request_timeout: { doc: 'seconds an NRI plugin has to answer one call (Configure, Synchronize, an event); then it is dropped', positive: true },
   userns_chown_fallback: { doc: 'allow chown-based rootfs for user-namespace pods where idmapped mounts are unavailable' },
   warm_pod_shims: { doc: "start each pod's runc shim as RunPodSandbox answers (embedded containerd with a runc v2 default handler only)" },
-  shim_start_helper: { doc: "answer the runc v2 shim's start command with crisp-shim-start when a container joins its pod's running shim (embedded containerd only)" },
+  shim_start_helper: { doc: "run the runc v2 shim's start and delete commands through crisp-shim-start, without the Go shim command's start-up (embedded containerd with a 1.x shim only)" },
   cdi_spec_dirs: { doc: 'Container Device Interface spec directories, later ones winning for a device named in several' },
   metrics_address: { doc: 'HOST:PORT serving Prometheus /metrics and /healthz (e.g. "127.0.0.1:9099"; empty = off; a port that cannot be bound stops the daemon)' },
   nshelper_path: {

@@ -47,8 +47,6 @@ export class Crispd {
   private readonly undo = new UndoStack();
   private cri: CriServer | undefined;
   private embedded: EmbeddedContainerd | undefined;
-  /** crisp-shim-start, when the embedded containerd runs it in front of the runc v2 shim. */
-  private shimStarter: string | undefined;
   private notify: SdNotify | undefined;
   /** A Version call over the CRI socket, as kubelet makes it (readiness, /healthz). */
   private criAnswers: (() => Promise<unknown>) | undefined;
@@ -337,10 +335,7 @@ export class Crispd {
   private shimStartHelper(c: CrispConfig): { shimStartHelper?: string } {
     if (!c.shim_start_helper) return {};
     const helper = defaultHelperPath('crisp-shim-start');
-    if (isExecutableFile(helper)) {
-      this.shimStarter = helper;
-      return { shimStartHelper: helper };
-    }
+    if (isExecutableFile(helper)) return { shimStartHelper: helper };
     this.log.warn({ path: helper }, 'crisp-shim-start not found; containerd runs the shim for every task start');
     return {};
   }
@@ -363,7 +358,7 @@ export class Crispd {
       dir: join(c.state, 'shims'),
       shimBinary,
       // containerd runs its shims through crisp-shim-start: the warm start does too.
-      ...(lookup.runcShim && this.shimStarter ? { starter: this.shimStarter } : {}),
+      ...(lookup.runcShim && this.embedded.shimStartHelper ? { starter: this.embedded.shimStartHelper } : {}),
       containerdAddress: address,
       ttrpcAddress: `${address}.ttrpc`,
       containerdBinary: lookup.containerdBinary,

@@ -147,6 +147,11 @@ export class EmbeddedContainerd {
     return this.paths.socket;
   }
 
+  /** The crisp-shim-start this crispd puts in front of the runc v2 shim, if configured. */
+  get shimStartHelper(): string | undefined {
+    return this.opts.shimStartHelper;
+  }
+
   /** Where the running child looks for shim binaries: its working directory, its PATH, its binary (from /proc). */
   shimLookup(): ShimLookup | undefined {
     if (!this.pid) return undefined;

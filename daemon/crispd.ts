@@ -19,6 +19,7 @@ import { PodController } from '../sandbox/pods/controller.js';
 import { ContainerController } from '../sandbox/containers/controller.js';
 import { ContainerdRuntime } from '../backend/containerd/runtime.js';
 import { WarmShims } from '../backend/containerd/warm-shims.js';
+import { ColdPodShims } from '../backend/containerd/cold-pod-shims.js';
 import { resolveShimBinary } from '../backend/containerd/shim-binary.js';
 import { ensureDefaultProfile } from '../sandbox/apparmor.js';
 import { CniStatusCache } from '../cni/status-cache.js';
@@ -187,8 +188,9 @@ export class Crispd {
     }), this.metrics);
     // ImageStatus/ListImages answer from memory once containerd's image events are followed.
     this.undo.push('image event stream', images.followEvents());
-    const shims = this.warmShims(c, address);
-    if (shims) this.undo.push('warm pod shims', async () => shims.close());
+    const warm = this.warmShims(c, address);
+    if (warm) this.undo.push('warm pod shims', async () => warm.close());
+    const shims = warm ?? new ColdPodShims({ containerdAddress: address, namespace: c.containerd_namespace, log: this.log.child({ component: 'shims' }) });
     const pods = new PodController({
       podsDir: join(c.root, 'pods'),
       runDir: join(c.state, 'pods'),
@@ -198,7 +200,7 @@ export class Crispd {
       network,
       podCidr: () => node.getPodCidr(),
       userns,
-      ...(shims ? { shims } : {}),
+      shims,
       log: this.log.child({ component: 'pods' }),
     });
     await pods.recover();

@@ -15,17 +15,17 @@ import { lstat, mkdir, readdir, readFile, rm, symlink, writeFile } from 'node:fs
 import { connect, Socket } from 'node:net';
 import { basename, join } from 'node:path';
 import { constants, existsSync, openSync } from 'node:fs';
-import { createHash } from 'node:crypto';
 import type { Logger } from '../../common/logger.js';
 import { errorMessage, isErrno } from '../../common/errors.js';
 import { makeFifos } from '../../common/fifo.js';
 import { sleep } from '../../common/time.js';
-import { socketAnswers, unixSocketPath } from '../../common/unix-socket.js';
+import { unixSocketPath } from '../../common/unix-socket.js';
 import { codecFor } from '../../common/proto-registry.js';
 import { describeFailure, runCommand, succeeded } from '../../native/spawner.js';
 import type { PodShims } from '../../sandbox/pods/pod-shims.js';
 import type { ShutdownRequest } from '../../gen/containerd.task.v2.js';
 import { SHIM_BINARY_ENV } from './shim-start-helper.js';
+import { groupSocketPath, removeIfStale, waitSocketGone } from './group-socket.js';
 
 /** The annotation the runc v2 shim groups a pod's containers by (crisp's OCI spec sets it). */
 export const SHIM_GROUP_ANNOTATION = 'io.kubernetes.cri.sandbox-id';
@@ -40,7 +40,6 @@ const READY_WAIT_MS = 3000;
 const MAX_LOG_LINE = 2048;
 /** The shared log FIFO's name in the shims directory (no pod id looks like it). */
 const LOG_FIFO = 'log.fifo';
-const SHIM_SOCKET_DIR = '/run/containerd/s';
 
 export interface WarmShimsOptions {
   /** <state>/shims: one directory per pod with a warm shim. */
@@ -76,19 +75,16 @@ export class WarmShims implements PodShims {
     return join(this.opts.dir, podId);
   }
 
-  /**
-   * Where the group's shim listens: containerd's shims hash "<containerd address>/<namespace>/<group>"
-   * into a socket name below /run/containerd/s (a fixed root, whatever containerd's state dir is).
-   */
+  /** Where the group's shim listens (see group-socket.ts). */
   groupSocket(podId: string): string {
-    const hash = createHash('sha256').update(join(this.opts.containerdAddress, this.opts.namespace, podId)).digest('hex');
-    return join(SHIM_SOCKET_DIR, hash);
+    return groupSocketPath(this.opts.containerdAddress, this.opts.namespace, podId);
   }
 
   warm(podId: string, opts: { afterShimExit?: boolean } = {}): void {
     if (this.starting.has(podId)) return;
-    const started = (opts.afterShimExit ? this.waitGroupFree(podId) : Promise.resolve(true))
-      .then((free) => (free ? this.launch(podId) : undefined))
+    // Launched at once when nothing is waited for, so a ready() right after sees the launch.
+    const launched = opts.afterShimExit ? this.waitGroupFree(podId).then((free) => (free ? this.launch(podId) : undefined)) : this.launch(podId);
+    const started = launched
       .catch((err: unknown) => this.opts.log.warn({ pod: podId.slice(0, 12), err: errorMessage(err) }, 'warm shim did not start; the first container starts one'))
       .finally(() => this.starting.delete(podId));
     this.starting.set(podId, started);
@@ -131,20 +127,38 @@ export class WarmShims implements PodShims {
       { cwd: dir, env, timeoutMs: 10_000 },
     );
     if (!succeeded(started)) throw new Error(`${describeFailure(starter, started)} ${started.stdout.trim().slice(0, 500)}`);
-    const address = started.stdout.trim();
+    const address = await this.recordAddress(dir, started.stdout.trim());
     this.opts.log.debug({ pod: podId.slice(0, 12), address: address.slice(0, 200) }, 'warm shim started');
   }
 
   /**
+   * The socket address a `start` printed: 1.x shims print it and write `address` themselves; 2.x shims
+   * print their bootstrap parameters as JSON and write no file, so crisp writes `address` for them (their
+   * Shutdown then removes the socket, and retire() finds the shim).
+   */
+  private async recordAddress(dir: string, printed: string): Promise<string> {
+    if (!printed.startsWith('{')) return printed;
+    const { address } = JSON.parse(printed) as { address?: unknown };
+    if (typeof address !== 'string' || address === '') throw new Error(`the shim's start printed no address: ${printed.slice(0, 200)}`);
+    await writeFile(join(dir, 'address'), address, { mode: 0o600 });
+    return address;
+  }
+
+  /**
    * A shim told to shut down still answers on its socket for a moment; a `start` then would join the
-   * exiting shim instead of starting one. Waits (up to ~1 s) until the socket is gone; false if it stays.
+   * exiting shim instead of starting one. Waits (up to ~1 s) until the socket is gone or nobody answers
+   * on it any more (then removes it); false if a shim still serves it.
    */
   private async waitGroupFree(podId: string): Promise<boolean> {
     const path = this.groupSocket(podId);
-    for (let i = 0; i < 40 && existsSync(path); i++) await sleep(25);
+    for (let i = 0; i < 40 && existsSync(path); i++) {
+      if (await removeIfStale(path)) return true;
+      await sleep(25);
+    }
     // Still there: a shim serves the pod again (a container started meanwhile); nothing to warm.
     return !existsSync(path);
   }
+
 
   /** The FIFO every warm shim writes its log to (`log` in a shim's directory links to it), drained from the first warm-up on. */
   private logFifo(): Promise<void> {
@@ -236,9 +250,10 @@ export class WarmShims implements PodShims {
 
   async forget(podId: string): Promise<void> {
     await this.retire(podId);
+    // The exiting shim reads `address` in its directory to remove its socket: wait for that first. The
+    // group socket is checked also when crisp started no shim for the pod (see group-socket.ts).
     const address = await this.address(podId);
-    // The exiting shim reads `address` in its directory to remove its socket: wait for that first.
-    if (address) await this.waitSocketGone(unixSocketPath(address));
+    await waitSocketGone(address ? unixSocketPath(address) : this.groupSocket(podId), this.opts.log);
     await rm(this.podDir(podId), { recursive: true, force: true });
     // Off the stop's path: a scan of /proc that nearly always finds nothing.
     void this.endUnreachable(podId).catch((err: unknown) => this.opts.log.warn({ pod: podId.slice(0, 12), err: errorMessage(err) }, 'looking for an unreachable warm shim failed'));
@@ -271,20 +286,6 @@ export class WarmShims implements PodShims {
         if (!isErrno(err, 'ESRCH')) throw err;
       }
     }
-  }
-
-  /** Waits up to ~1 s for a shutting-down shim to remove its socket; removes it if nobody serves it. */
-  private async waitSocketGone(path: string): Promise<void> {
-    for (let i = 0; i < 20; i++) {
-      if (!existsSync(path)) return;
-      if (!(await socketAnswers(path))) {
-        // A socket file nobody listens on: the shim died before removing it.
-        await rm(path, { force: true });
-        return;
-      }
-      await sleep(50);
-    }
-    this.opts.log.warn({ socket: path }, 'a pod shim still serves after its pod was removed');
   }
 
   /**

@@ -367,7 +367,7 @@ export class PodController {
     }
     if (pod.cgroup?.created) steps.push(['cgroup', () => this.removePodCgroup(pod.cgroup.path)]);
     const shims = this.opts.shims;
-    if (shims) steps.push(['warm shim', () => shims.forget(pod.id)]);
+    if (shims) steps.push(['pod shim', () => shims.forget(pod.id)]);
     let failed = false;
     for (const [what, run] of steps) {
       try {

@@ -7,6 +7,7 @@
 // a containerd restart, image removal and GC. Skipped when that containerd is not installed.
 import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { startStack, type Stack } from './lib/stack.js';
@@ -32,16 +33,29 @@ describe('containerd 2 as external containerd', { skip }, () => {
   let s: Stack;
   let pod: string;
 
+  /** Every pod the tests ran: their shims' group sockets must be gone once the pods are. */
+  const pods: string[] = [];
+  const runPod = async (name: string) => {
+    const id = await s.runPod(name);
+    pods.push(id);
+    return id;
+  };
+  /** The group socket containerd 2's shims bind for a pod (hash of "<containerd socket>/k8s.io/<pod>"). */
+  const groupSocket = (podId: string) => join('/run/containerd/s', createHash('sha256').update(join(ctd.socket, 'k8s.io', podId)).digest('hex'));
+
   before(async () => {
     ctd = containerd2();
     await ctd.start();
     s = await startStack({ containerd_address: ctd.socket });
-    pod = await s.runPod('c2');
+    pod = await runPod('c2');
   });
   after(async () => {
     const rules = await s?.teardown().catch((e: unknown) => [`teardown: ${String(e)}`]);
+    const leftSockets = pods.map(groupSocket).filter((path) => existsSync(path));
     await ctd?.cleanup();
     assert.deepEqual(rules ?? [], []);
+    // containerd 2's shims remove only the socket named after their own id on exit: crisp removes the group's.
+    assert.deepEqual(leftSockets, [], 'no shim socket left below /run/containerd/s');
   });
 
   const exec = async (id: string, cmd: string[], timeout = 10) => {
@@ -93,7 +107,7 @@ describe('containerd 2 as external containerd', { skip }, () => {
   });
 
   test("a container starts while its pod's only other container exits (the grouped shim going away)", async () => {
-    const p = await s.runPod('churn');
+    const p = await runPod('churn');
     for (let i = 0; i < 12; i++) {
       const a = await s.runContainer(p, `a${i}`, ['sh', '-c', `sleep 0.${i % 4}`]);
       const { containerId: b } = await s.d.client.runtime.unary('CreateContainer', { podSandboxId: p, config: s.containerConfig(`b${i}`, ['true']) });

@@ -10,6 +10,7 @@
 import { Worker } from 'node:worker_threads';
 import { defaultHelperPath, isExecutableFile } from '../../native/helper-paths.js';
 import { FetchProcess } from './native-fetch.js';
+import { ReusablePool } from './reusable-pool.js';
 import type { PreparedBlobRequest } from '../registry/client.js';
 import { ContentMismatchError } from '../registry/verify.js';
 import { CrispError, unavailable } from '../../common/errors.js';
@@ -61,31 +62,44 @@ export class BlobFetcher {
 }
 
 export class FetchPool {
-  private readonly idle: Worker[] = [];
-  private readonly all = new Set<Worker>();
-  private readonly waiting: (() => void)[] = [];
+  private readonly workerPool: ReusablePool<Worker>;
+  private readonly processPool: ReusablePool<FetchProcess>;
   /** Jobs in flight, settled once their worker is done with the file. */
   private readonly running = new Set<Promise<unknown>>();
-  private closed = false;
-  /** crisp-fetch processes (busy or idle), and the idle ones. */
-  private readonly processes = new Set<FetchProcess>();
-  private readonly idleProcesses: FetchProcess[] = [];
 
   constructor(
-    private readonly script: URL,
-    private readonly size: number,
+    script: URL,
+    size: number,
     /** crisp-fetch; dropped (workers take over) when it cannot be started. */
     private native: string | undefined,
-  ) {}
+  ) {
+    this.processPool = new ReusablePool<FetchProcess>(size, {
+      start: () => new FetchProcess(native!),
+      alive: (p) => p.alive,
+      end: (p) => p.end(),
+    });
+    this.workerPool = new ReusablePool<Worker>(size, {
+      start: (gone) => {
+        const w = new Worker(script);
+        // A worker's own error ends it; the job in flight learns of it from 'exit'.
+        w.on('error', () => undefined);
+        w.once('exit', gone);
+        return w;
+      },
+      // An ended worker has left the pool already (its 'exit').
+      alive: () => true,
+      end: (w) => w.terminate(),
+    });
+  }
 
   /** Workers running (busy or idle), for tests. */
   get workers(): number {
-    return this.all.size;
+    return this.workerPool.count;
   }
 
   /** crisp-fetch processes running (busy or idle), for tests. */
   get nativeProcesses(): number {
-    return this.processes.size;
+    return this.processPool.count;
   }
 
   /** Whether downloads run crisp-fetch (false: worker threads), for tests. */
@@ -103,33 +117,28 @@ export class FetchPool {
    */
   async fetch(job: FetchJob, signal: AbortSignal | undefined, onBytes: (n: number) => void): Promise<FillResult> {
     const what = `${job.request.endpoint}: blob ${job.digest}`;
+    const onCancel = () => cancelled(signal!, what);
     if (this.native) {
-      const proc = await this.acquireProcess(this.native, signal, what);
+      const proc = await this.processPool.acquire(signal, onCancel, what);
       let reusable = false;
       try {
-        const running = proc.run(job, signal, onBytes);
-        this.running.add(running);
-        void running.finally(() => this.running.delete(running));
-        const r = await running;
+        const r = await this.track(proc.run(job, signal, onBytes));
         reusable = !r.startError && proc.alive;
         if (!r.startError) return settle(r, job, signal, what);
         // It could not start (removed, not executable): nothing ran; the workers do this pool's downloads.
         this.native = undefined;
       } finally {
-        this.releaseProcess(proc, reusable);
+        this.processPool.release(proc, reusable);
       }
     }
-    const worker = await this.acquire(signal, what);
+    const worker = await this.workerPool.acquire(signal, onCancel, what);
     let reusable = false;
     try {
-      const running = this.run(worker, job, signal, onBytes);
-      this.running.add(running);
-      void running.finally(() => this.running.delete(running));
-      const end = await running;
+      const end = await this.track(this.run(worker, job, signal, onBytes));
       reusable = end.reusable;
       return settle(end, job, signal, what);
     } finally {
-      this.release(worker, reusable);
+      this.workerPool.release(worker, reusable);
     }
   }
 
@@ -138,80 +147,16 @@ export class FetchPool {
    * is given the time to write what arrived (the next pull resumes after it) before it is terminated.
    */
   async close(): Promise<void> {
-    this.closed = true;
-    this.waiting.splice(0).forEach((wake) => wake());
-    await Promise.all(this.running);
-    const processes = [...this.processes];
-    this.processes.clear();
-    this.idleProcesses.length = 0;
-    await Promise.all(processes.map((p) => p.end()));
-    const workers = [...this.all];
-    this.all.clear();
-    this.idle.length = 0;
-    await Promise.all(workers.map((w) => w.terminate()));
+    // Waiters wake and throw at once; the jobs in flight end before their members are ended.
+    const inFlight = Promise.all(this.running);
+    await Promise.all([this.processPool.close(inFlight), this.workerPool.close(inFlight)]);
   }
 
-  /** An idle crisp-fetch process, or a new one while fewer than `size` run. */
-  private async acquireProcess(binary: string, signal: AbortSignal | undefined, what: string): Promise<FetchProcess> {
-    for (;;) {
-      if (signal?.aborted) throw cancelled(signal, what);
-      if (this.closed) throw new CrispError('CANCELLED', `${what}: the pull's downloads are closed`);
-      const idle = this.idleProcesses.pop();
-      if (idle?.alive) return idle;
-      if (idle) {
-        this.processes.delete(idle);
-        continue;
-      }
-      if (this.processes.size < this.size) {
-        const proc = new FetchProcess(binary);
-        this.processes.add(proc);
-        return proc;
-      }
-      await new Promise<void>((wake) => this.waiting.push(wake));
-    }
-  }
-
-  private releaseProcess(proc: FetchProcess, reusable: boolean): void {
-    if (reusable && !this.closed) {
-      this.idleProcesses.push(proc);
-    } else {
-      this.processes.delete(proc);
-      void proc.end();
-    }
-    this.waiting.shift()?.();
-  }
-
-  private async acquire(signal: AbortSignal | undefined, what: string): Promise<Worker> {
-    for (;;) {
-      if (signal?.aborted) throw cancelled(signal, what);
-      if (this.closed) throw new CrispError('CANCELLED', `${what}: the pull's download workers are closed`);
-      const idle = this.idle.pop();
-      if (idle) return idle;
-      if (this.all.size < this.size) {
-        const w = new Worker(this.script);
-        // A worker's own error ends it; the job in flight learns of it from 'exit'.
-        w.on('error', () => undefined);
-        w.once('exit', () => {
-          this.all.delete(w);
-          const i = this.idle.indexOf(w);
-          if (i >= 0) this.idle.splice(i, 1);
-          this.waiting.shift()?.();
-        });
-        this.all.add(w);
-        return w;
-      }
-      await new Promise<void>((wake) => this.waiting.push(wake));
-    }
-  }
-
-  private release(worker: Worker, reusable: boolean): void {
-    if (reusable && !this.closed && this.all.has(worker)) {
-      this.idle.push(worker);
-      this.waiting.shift()?.();
-    } else if (this.all.has(worker)) {
-      // Its 'exit' wakes a waiter.
-      void worker.terminate();
-    }
+  /** A job in flight, until it settles (close() waits for it). */
+  private track<R>(running: Promise<R>): Promise<R> {
+    this.running.add(running);
+    void running.finally(() => this.running.delete(running));
+    return running;
   }
 
   /** One job on `worker`: its answer, or undefined when the worker ended without one. */

@@ -189,7 +189,7 @@ export class Crispd {
     // ImageStatus/ListImages answer from memory once containerd's image events are followed.
     this.undo.push('image event stream', images.followEvents());
     const warm = this.warmShims(c, address);
-    if (warm) this.undo.push('warm pod shims', async () => warm.close());
+    if (warm) this.undo.push('warm pod shims', () => warm.close());
     const shims = warm ?? new ColdPodShims({ containerdAddress: address, namespace: c.containerd_namespace, log: this.log.child({ component: 'shims' }) });
     const pods = new PodController({
       podsDir: join(c.root, 'pods'),

@@ -36,6 +36,8 @@ const UNIMPLEMENTED = 12;
 const CALL_TIMEOUT_MS = 2000;
 /** Longest a container's start waits for its pod's warm shim to come up. */
 const READY_WAIT_MS = 3000;
+/** How long removed pods are collected before one /proc scan looks for their unreachable warm shims. */
+const UNREACHABLE_SCAN_DELAY_MS = 1000;
 /** Longest shim log line passed on to crispd's log. */
 const MAX_LOG_LINE = 2048;
 /** The shared log FIFO's name in the shims directory (no pod id looks like it). */
@@ -63,6 +65,9 @@ function isGone(err: unknown): boolean {
 
 export class WarmShims implements PodShims {
   private fifoReady: Promise<void> | undefined;
+  /** Removed pods whose unreachable warm shim the next /proc scan looks for, and that scan's timer. */
+  private readonly unreachablePods = new Set<string>();
+  private unreachableScan: NodeJS.Timeout | undefined;
   private drainSocket: Socket | undefined;
   private readonly starting = new Map<string, Promise<void>>();
   /** Warm-ups past the wait for a previous shim: their shim `start` runs. */
@@ -194,8 +199,14 @@ export class WarmShims implements PodShims {
   }
 
   /** Stops draining (crispd stops; running shims find a reader again after the restart). */
-  close(): void {
+  async close(): Promise<void> {
     this.drainSocket?.destroy();
+    // Pods removed just before: their scan runs now instead of after crispd is gone.
+    clearTimeout(this.unreachableScan);
+    if (this.unreachablePods.size === 0) return;
+    const pods = new Set(this.unreachablePods);
+    this.unreachablePods.clear();
+    await this.endUnreachable(pods).catch((err: unknown) => this.opts.log.warn({ pods: pods.size, err: errorMessage(err) }, 'looking for unreachable warm shims failed'));
   }
 
   /** The address the shim wrote into its directory, if it did. */
@@ -255,8 +266,33 @@ export class WarmShims implements PodShims {
     const address = await this.address(podId);
     await waitSocketGone(address ? unixSocketPath(address) : this.groupSocket(podId), this.opts.log);
     await rm(this.podDir(podId), { recursive: true, force: true });
-    // Off the stop's path: a scan of /proc that nearly always finds nothing.
-    void this.endUnreachable(podId).catch((err: unknown) => this.opts.log.warn({ pod: podId.slice(0, 12), err: errorMessage(err) }, 'looking for an unreachable warm shim failed'));
+    this.endUnreachableLater(podId);
+  }
+
+  /**
+   * Off the stop's path, and one scan of /proc for the pods removed within UNREACHABLE_SCAN_DELAY_MS:
+   * it nearly always finds nothing, and reading every process's command line per pod cost a pod's
+   * removal more CPU in crispd than the rest of it when many pods went at once.
+   */
+  private endUnreachableLater(podId: string): void {
+    this.unreachablePods.add(podId);
+    if (this.unreachableScan) return;
+    this.unreachableScan = setTimeout(() => {
+      const pods = new Set(this.unreachablePods);
+      this.unreachablePods.clear();
+      void this.endUnreachable(pods)
+        .catch((err: unknown) => this.opts.log.warn({ pods: pods.size, err: errorMessage(err) }, 'looking for unreachable warm shims failed'))
+        .finally(() => {
+          this.unreachableScan = undefined;
+          // Pods removed while the scan ran get one of their own.
+          const [next] = this.unreachablePods;
+          if (next !== undefined) {
+            this.unreachablePods.delete(next);
+            this.endUnreachableLater(next);
+          }
+        });
+    }, UNREACHABLE_SCAN_DELAY_MS);
+    this.unreachableScan.unref();
   }
 
   /**
@@ -266,7 +302,7 @@ export class WarmShims implements PodShims {
    * (critest left one). Found by its command line (this shim binary, this pod's group, this containerd;
    * containerd 1.6's runc shim writes no pid file), and killed.
    */
-  private async endUnreachable(podId: string): Promise<void> {
+  private async endUnreachable(pods: ReadonlySet<string>): Promise<void> {
     const binary = basename(this.opts.shimBinary);
     for (const name of await readdir('/proc')) {
       if (!/^\d+$/.test(name)) continue;
@@ -277,8 +313,9 @@ export class WarmShims implements PodShims {
         continue; // exited while we looked
       }
       const flag = (f: string) => argv[argv.indexOf(f) + 1];
-      if (basename(argv[0] ?? '') !== binary || flag('-id') !== podId || flag('-address') !== this.opts.containerdAddress || argv.includes('start')) continue;
-      this.opts.log.warn({ pod: podId.slice(0, 12), pid: Number(name) }, 'a warm shim nobody could reach outlived its pod; killing it');
+      const podId = flag('-id');
+      if (basename(argv[0] ?? '') !== binary || !pods.has(podId ?? '') || flag('-address') !== this.opts.containerdAddress || argv.includes('start')) continue;
+      this.opts.log.warn({ pod: podId!.slice(0, 12), pid: Number(name) }, 'a warm shim nobody could reach outlived its pod; killing it');
       try {
         process.kill(Number(name), 'SIGKILL');
       } catch (err) {

@@ -35,7 +35,7 @@ async function warmOnce(output: string): Promise<{ addressFile: string | undefin
     const file = join(root, 'shims', 'pod1', 'address');
     return { addressFile: existsSync(file) ? readFileSync(file, 'utf8') : undefined, warnings };
   } finally {
-    shims.close();
+    await shims.close();
     rmSync(root, { recursive: true, force: true });
   }
 }

@@ -3,7 +3,7 @@
 // embedded containerd child (reported separately and summed); the peer's is the one containerd process
 // with the CRI plugin. The processes each runtime keeps per pod (shims and whatever runs below them:
 // pause containers for the peer) are reported as well, since avoiding them is crisp's point.
-//   node dist/bench/rss.js [--pods 20] [--samples 5] [--settle 3]
+//   node dist/bench/rss.js [--pods 20] [--samples 5] [--settle 3] [--quiet-idle 30]
 import { join } from 'node:path';
 import { makeLogDir, withBenchEnv, type Side } from './lib/env.js';
 import { parseOptions } from './lib/args.js';
@@ -19,6 +19,7 @@ const opts = parseOptions('rss', {
   samples: { kind: 'number', default: 5, min: 1, doc: 'RSS samples per measurement (200 ms apart)' },
   settle: { kind: 'number', default: 3, min: 0, doc: 'seconds to wait before sampling' },
   containers: { kind: 'boolean', default: true, doc: 'also measure with one running container per pod' },
+  'quiet-idle': { kind: 'number', default: 30, min: 0, doc: 'seconds after the daemons are up for a second idle measurement (0: none)' },
 });
 
 const MiB = (kib: number) => kib / 1024;
@@ -52,8 +53,16 @@ const startedAt = Date.now();
 await withBenchEnv({}, async (env) => {
   const rec = new Recorder('MiB');
   const notes: string[] = [];
+  const readyAt = Date.now();
   await sleep(opts.settle * 1000);
   await sample(env.sides, rec, 'idle', opts.samples);
+  // V8 gives back what start-up and the pull left behind only after a quiet spell (its memory reducer
+  // runs some seconds after allocation stops): an idle daemon on a node is measured here.
+  const quietIdle = opts['quiet-idle'];
+  if (quietIdle > 0) {
+    await sleep(Math.max(0, quietIdle * 1000 - (Date.now() - readyAt)));
+    await sample(env.sides, rec, `idle, ${quietIdle} s later`, opts.samples);
+  }
 
   const pods = new Map<string, { id: string; config: Awaited<ReturnType<Side['runPod']>>['config'] }[]>();
   for (const side of env.sides) {
@@ -96,6 +105,7 @@ await withBenchEnv({}, async (env) => {
     'Medians and p95 are over the samples of one run (RSS is a level, not a latency).',
     `Daemon growth per pod (KiB, median daemon total after ${opts.pods} pods minus idle, divided by ${opts.pods}): crisp ${perPod(`${opts.pods} pods`, 'crisp')}, containerd ${perPod(`${opts.pods} pods`, 'containerd')}.`,
     'Both daemons have the busybox image pulled (and containerd its pause image) before the idle measurement; crispd runs at log level info with NRI off.',
+    `"idle" is ${opts.settle} s after the daemons are up and the pulls done; "idle, ${opts['quiet-idle']} s later" is after a quiet spell, once V8's memory reducer has given back what start-up and the pull left (it runs some seconds after allocation stops): the state of an idle node.`,
     'Shims and everything below them: containerd-shim-runc-v2 processes started by that runtime\'s containerd, and their descendants. containerd: one shim and one pause process per pod, app containers join the pod\'s shim. crisp: nothing per pod; per container a shim, the container and crisp\'s log copier (crisp-logger).',
   );
   saveBenchmark('rss', {

@@ -16,6 +16,7 @@ import { timed } from './lib/timing.js';
 import { step } from './lib/errors.js';
 import { largeImage, type TestImage } from '../test/e2e/fixtures/images.js';
 import { sleep } from '../common/time.js';
+import { childrenNamed } from '../test/e2e/lib/crispd.js';
 
 const opts = parseOptions('pull', {
   'size-mb': { kind: 'number', default: 300, min: 1, doc: 'payload of the generated image in MiB (incompressible)' },
@@ -58,20 +59,29 @@ function run(cmd: string, args: string[], timeoutMs: number): Promise<void> {
   });
 }
 
-/** CPU seconds of `pids` so far: user + system, with the children they reaped (crisp-untar, unpigz). */
+/** Clock ticks of `pid`: user + system, with the children it reaped when `reaped`; 0 once it is gone. */
+function ticksOf(pid: number, reaped: boolean): number {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // Fields after the command name (which may hold spaces): utime stime cutime cstime are 14–17.
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return Number(f[11]) + Number(f[12]) + (reaped ? Number(f[13]) + Number(f[14]) : 0);
+  } catch {
+    return 0; // gone: its time is in its parent's reaped children now
+  }
+}
+
+/**
+ * CPU seconds of `pids` so far: user + system, with the children they reaped (crisp-untar, unpigz), and
+ * the crisp-fetch processes still running (crispd keeps them between pulls; one that ends during a
+ * pull moves its whole time into crispd's reaped children, so the difference stays right).
+ */
 function cpuSeconds(daemons: readonly { role: string; pid: number }[], byRole?: Map<string, number>): number {
   let ticks = 0;
   for (const { role, pid } of daemons) {
-    try {
-      const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-      // Fields after the command name (which may hold spaces): utime stime cutime cstime are 14–17.
-      const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-      const t = Number(f[11]) + Number(f[12]) + Number(f[13]) + Number(f[14]);
-      ticks += t;
-      byRole?.set(role, (byRole.get(role) ?? 0) + t / 100);
-    } catch {
-      // A daemon that is gone has no time to add.
-    }
+    const t = ticksOf(pid, true) + childrenNamed(pid, 'crisp-fetch').reduce((sum, child) => sum + ticksOf(child, false), 0);
+    ticks += t;
+    byRole?.set(role, (byRole.get(role) ?? 0) + t / 100);
   }
   return ticks / 100;
 }
@@ -190,7 +200,7 @@ await withBenchEnv({ peer: opts['peer-cri'], pullImages: false }, async (env) =>
       'Cold cache: after each pull the image is removed (CRI RemoveImage / ctr image rm --sync) and the next pull waits until none of its blobs is in the content store and the snapshot count is back to the baseline.',
       `ctr: \`ctr --address <crispd's embedded containerd> -n ${CTR_NAMESPACE} image pull --plain-http --max-concurrent-downloads ${opts['max-downloads']} <ref>\` (crisp and containerd's CRI also fetch 3 layers at a time).`,
       'ctr applies layers with the embedded containerd\'s "walking" differ (also containerd 1.6\'s default on Linux, which the peer keeps); crisp extracts them itself (image_unpack = crisp, the default).',
-      'Architecture matters here: crisp and ctr are both clients of containerd. ctr streams layer bytes into the content store over the content API (gRPC) and unpacks after the downloads through the diff service. crisp\'s downloads (crisp-fetch, a libcurl process per layer; worker threads without it) write the bytes straight into the embedded containerd\'s ingest files, hashing them on the way; crispd hands containerd each verified blob without a re-read (a shared-content commit) and crisp-untar extracts every layer as soon as its blob is in, several at once, into snapshots committed in chain order. containerd\'s CRI plugin runs inside containerd, writes content locally and also unpacks while later layers download.',
+      'Architecture matters here: crisp and ctr are both clients of containerd. ctr streams layer bytes into the content store over the content API (gRPC) and unpacks after the downloads through the diff service. crisp\'s downloads (crisp-fetch, libcurl processes, one per download slot, kept up to 10 s between pulls; worker threads without it) write the bytes straight into the embedded containerd\'s ingest files, hashing them on the way; crispd hands containerd each verified blob without a re-read (a shared-content commit) and crisp-untar extracts every layer as soon as its blob is in, several at once, into snapshots committed in chain order. containerd\'s CRI plugin runs inside containerd, writes content locally and also unpacks while later layers download.',
       'The registry\'s blobs sit in the page cache for every puller alike; the page cache is not dropped between runs (other work shares this machine).',
     );
   } finally {
@@ -205,7 +215,7 @@ await withBenchEnv({ peer: opts['peer-cri'], pullImages: false }, async (env) =>
     samples: rec.samples(),
     notes,
     extraMarkdown: [
-      'Per puller (throughput = compressed MiB / median seconds; CPU = user + system seconds of the puller\'s daemons during the pull, with the children they reaped: crispd (with its worker threads when it downloads on them), its embedded containerd and crisp-spawner (crisp-untar and crisp-fetch); the peer\'s containerd; for ctr, the embedded containerd only):',
+      'Per puller (throughput = compressed MiB / median seconds; CPU = user + system seconds of the puller\'s daemons during the pull, with the children they reaped: crispd (with its worker threads when it downloads on them, and the crisp-fetch processes it runs, also those it keeps between pulls), its embedded containerd and crisp-spawner (crisp-untar); the peer\'s containerd; for ctr, the embedded containerd only):',
       '',
       '| puller | median | p95 | throughput | CPU median | runs |',
       '| --- | ---: | ---: | ---: | ---: | ---: |',

@@ -1,9 +1,10 @@
 // Blob downloads off crispd's main thread. A pull opens a pool (BlobFetcher.pool) of at most its download
 // concurrency. Downloads run in native/crisp-fetch processes (libcurl, native-fetch.ts) when it is built
 // or installed; without it, on worker threads (blob-fetch-worker.ts, node's HTTP client, ~1.8x the CPU).
-// Either is started on first use, reused for the pull's later layers (starting a worker costs tens of
-// milliseconds of CPU, hundreds on a loaded machine; a crisp-fetch ~20 ms) and ended when the pull ends, so
-// an idle crispd holds no extra threads, processes or heap. Either writes the body into the ingest's data file and hashes it;
+// Either is started on first use and reused for the pull's later layers (starting a worker costs tens of
+// milliseconds of CPU, hundreds on a loaded machine; a crisp-fetch ~20 ms). Workers end with the pull;
+// crisp-fetch processes idle up to 10 s for the next pull (kubelet pulls one image after another), so an
+// idle crispd holds no extra threads, processes or heap. Either writes the body into the ingest's data file and hashes it;
 // the main thread only prepares the request (auth), counts the progress and turns the answer into a result.
 // The content store commits a blob whose hash matched without containerd reading it again, and leaves any
 // other to containerd's own check (content-store.ts).
@@ -36,20 +37,32 @@ export type FetchMessage = { type: 'bytes'; n: number } | FetchEnd;
 
 /** How long a worker may take to stop after an abort before it is terminated. */
 const ABORT_GRACE_MS = 2000;
+/**
+ * crisp-fetch processes kept between pulls, and for how long: kubelet pulls one image after another by
+ * default, and starting them again (a spawn from crispd and libcurl's libraries) was ~1/20 of a pull's CPU.
+ */
+const MAX_IDLE_PROCESSES = 4;
+const PROCESS_IDLE_MS = 10_000;
 
 export interface BlobFetcherOptions {
   /** The worker's module (tests pass a stand-in). */
   worker?: URL;
   /** crisp-fetch's path; false: worker threads only. Default: the build's or the package's, if it is there. */
   native?: string | false;
+  /** How long a crisp-fetch process idles after a pull for the next one before it ends. */
+  processIdleMs?: number;
 }
 
 export class BlobFetcher {
   private readonly script: URL;
   /** The crisp-fetch binary downloads run with; undefined: worker threads. */
   readonly native: string | undefined;
+  /** crisp-fetch processes a closed pool left for the next one, each with its idle timer; newest last. */
+  private readonly idle: { proc: FetchProcess; timer: NodeJS.Timeout }[] = [];
+  private readonly processIdleMs: number;
 
   constructor(opts: BlobFetcherOptions = {}) {
+    this.processIdleMs = opts.processIdleMs ?? PROCESS_IDLE_MS;
     this.script = opts.worker ?? new URL('./blob-fetch-worker.js', import.meta.url);
     const native = opts.native ?? defaultHelperPath('crisp-fetch');
     this.native = native !== false && isExecutableFile(native) ? native : undefined;
@@ -57,8 +70,57 @@ export class BlobFetcher {
 
   /** A pool of at most `size` concurrent downloads for one pull; close() it when the pull ends. */
   pool(size: number): FetchPool {
-    return new FetchPool(this.script, Math.max(1, size), this.native);
+    return new FetchPool(this.script, Math.max(1, size), this.native, {
+      take: () => this.takeIdle(),
+      keep: (proc) => this.keepIdle(proc),
+    });
   }
+
+  /** crisp-fetch processes idling between pulls, for tests. */
+  get idleProcesses(): number {
+    return this.idle.length;
+  }
+
+  /** Ends the processes idling between pulls. */
+  async close(): Promise<void> {
+    const idle = this.idle.splice(0);
+    for (const { timer } of idle) clearTimeout(timer);
+    await Promise.all(idle.map(({ proc }) => proc.end()));
+  }
+
+  private takeIdle(): FetchProcess | undefined {
+    for (let entry = this.idle.pop(); entry; entry = this.idle.pop()) {
+      clearTimeout(entry.timer);
+      if (entry.proc.alive) {
+        entry.proc.setRef(true);
+        return entry.proc;
+      }
+      void entry.proc.end();
+    }
+    return undefined;
+  }
+
+  private keepIdle(proc: FetchProcess): boolean {
+    if (!proc.alive || this.idle.length >= MAX_IDLE_PROCESSES) return false;
+    // An idle process must not keep crispd (or a test) running; EOF on its stdin ends it with crispd.
+    proc.setRef(false);
+    const entry = {
+      proc,
+      timer: setTimeout(() => {
+        const i = this.idle.indexOf(entry);
+        if (i >= 0) this.idle.splice(i, 1);
+        void proc.end();
+      }, this.processIdleMs).unref(),
+    };
+    this.idle.push(entry);
+    return true;
+  }
+}
+
+/** Where a pool takes crisp-fetch processes from before starting one, and leaves them when it closes. */
+interface IdleProcesses {
+  take(): FetchProcess | undefined;
+  keep(proc: FetchProcess): boolean;
 }
 
 export class FetchPool {
@@ -72,11 +134,13 @@ export class FetchPool {
     size: number,
     /** crisp-fetch; dropped (workers take over) when it cannot be started. */
     private native: string | undefined,
+    idle?: IdleProcesses,
   ) {
     this.processPool = new ReusablePool<FetchProcess>(size, {
-      start: () => new FetchProcess(native!),
+      start: () => idle?.take() ?? new FetchProcess(native!),
       alive: (p) => p.alive,
       end: (p) => p.end(),
+      ...(idle ? { keep: (p: FetchProcess) => idle.keep(p) } : {}),
     });
     this.workerPool = new ReusablePool<Worker>(size, {
       start: (gone) => {

@@ -1,7 +1,7 @@
 // Blob downloads through native/crisp-fetch (libcurl). A pool slot starts one `crisp-fetch --serve`
 // process on its first download and gives it the pull's later ones, one at a time (starting it costs
 // ~20 ms of CPU, mostly loading libcurl's libraries; a pull of 11 layers with 3 slots starts 3, not 11);
-// the pool ends it with the pull. The process does what blob-fetch-worker.ts does on a worker thread at a
+// after the pull it idles for a while (blob-fetcher.ts) for the next pull, then ends. The process does what blob-fetch-worker.ts does on a worker thread at a
 // little over half the CPU (bench/README.md, "Where the time goes: PullImage"): GET, redirects, TLS
 // settings of the registry's own origin, the body written into the ingest's data file from `offset`,
 // SHA-256 of the whole blob. Each request, Authorization included, goes over its stdin (never its argv)
@@ -192,6 +192,15 @@ export class FetchProcess {
     const how = line !== undefined ? `unexpected answer "${line.slice(0, 100)}"` : signalCode ? `killed by ${signalCode}` : `exit code ${exitCode}`;
     const said = this.stderr.trim().split('\n').at(-1) ?? '';
     return { error: new Error(`crisp-fetch: ${how}${said ? `: ${said}` : ''}`), received: reported };
+  }
+
+  /** Whether the process keeps node's event loop alive: not while it idles between pulls. */
+  setRef(ref: boolean): void {
+    const handles = [this.child, this.child.stdin, this.child.stdout, this.child.stderr] as unknown as { ref(): void; unref(): void }[];
+    for (const h of handles) {
+      if (ref) h.ref();
+      else h.unref();
+    }
   }
 
   /** End it: EOF on its stdin ends an idle process; resolves once it is gone. */

@@ -1,6 +1,6 @@
 // At most N reusable members (download processes or worker threads) for one pull: a job takes an idle
 // member or starts one while fewer than N run, else waits; a member that ended by itself is dropped and
-// replaced at the next acquire. close() ends them all.
+// replaced at the next acquire. close() ends them all, or hands them over (PoolKind.keep).
 import { CrispError } from '../../common/errors.js';
 
 export interface PoolKind<T> {
@@ -8,6 +8,8 @@ export interface PoolKind<T> {
   start(gone: () => void): T;
   alive(member: T): boolean;
   end(member: T): Promise<unknown>;
+  /** At close: whether `member` was taken over (kept for a later pool) instead of being ended. */
+  keep?(member: T): boolean;
 }
 
 export class ReusablePool<T> {
@@ -66,7 +68,7 @@ export class ReusablePool<T> {
     const members = [...this.members];
     this.members.clear();
     this.idle.length = 0;
-    await Promise.all(members.map((m) => this.kind.end(m)));
+    await Promise.all(members.map((m) => (this.kind.keep?.(m) ? undefined : this.kind.end(m))));
   }
 
   private gone(member: T): void {

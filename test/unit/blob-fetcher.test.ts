@@ -22,6 +22,7 @@ import { selfSignedEc, serverCertificates } from '../e2e/fixtures/certs.js';
 import { ContentMismatchError } from '../../backend/registry/verify.js';
 import { DEFAULT_TIMEOUTS } from '../../backend/registry/transport.js';
 import { isCrispError } from '../../common/errors.js';
+import { sleep } from '../../common/time.js';
 
 const BLOB = randomBytes(3 * 1024 * 1024 + 123);
 const DIGEST = `sha256:${'ab'.repeat(32)}`;
@@ -93,13 +94,17 @@ function job(host: string, path: string, offset = 0, authorization?: string, sch
   };
 }
 
-/** Runs `use` on a pool of `size` workers and closes the pool afterwards, also when `use` fails; returns the pool. */
+/**
+ * Runs `use` on a pool of `size` workers and closes the pool afterwards, also when `use` fails; returns the
+ * pool. The processes the pool leaves idle in `fetcher` are ended too, so every test starts without any.
+ */
 async function withPool(fetcher: BlobFetcher, size: number, use: (pool: FetchPool) => Promise<void>): Promise<FetchPool> {
   const pool = fetcher.pool(size);
   try {
     await use(pool);
   } finally {
     await pool.close();
+    await fetcher.close();
   }
   return pool;
 }
@@ -140,7 +145,15 @@ describe('BlobFetcher', () => {
   for (const mode of ['native', 'worker'] as const) {
     const skip = mode === 'native' && !nativeBuilt ? 'crisp-fetch not built (make -C native)' : false;
     const fetcher = mode === 'native' ? new BlobFetcher() : new BlobFetcher({ native: false });
-    const t = (name: string, fn: () => Promise<void>) => test(`${mode}: ${name}`, { skip }, fn);
+    // Each test ends the processes its pools left idle in the shared fetcher.
+    const t = (name: string, fn: () => Promise<void>) =>
+      test(`${mode}: ${name}`, { skip }, async () => {
+        try {
+          await fn();
+        } finally {
+          await fetcher.close();
+        }
+      });
 
     t('the body lands in the file; the bytes are counted; jobs reuse the pool', async () => {
       const used = await withPool(fetcher, 2, async (pool) => {
@@ -282,8 +295,9 @@ describe('BlobFetcher', () => {
     });
   }
 
-  test('native: concurrent jobs get a crisp-fetch each, at most the pool size; they end with the pool', { skip: nativeBuilt ? false : 'crisp-fetch not built' }, async () => {
-    const pool = new BlobFetcher().pool(2);
+  test('native: concurrent jobs get a crisp-fetch each, at most the pool size; they idle for the next pool, then end', { skip: nativeBuilt ? false : 'crisp-fetch not built' }, async () => {
+    const fetcher = new BlobFetcher();
+    const pool = fetcher.pool(2);
     let most = 0;
     try {
       const jobs = Array.from({ length: 5 }, () => job(host, '/blob'));
@@ -295,7 +309,36 @@ describe('BlobFetcher', () => {
     } finally {
       await pool.close();
     }
-    assert.deepEqual(nativePids(), [], 'closing the pool ends its processes');
+    const kept = nativePids();
+    assert.equal(kept.length, 2, 'the closed pool left its 2 processes idle');
+    assert.equal(fetcher.idleProcesses, 2);
+    // The next pull's pool takes them instead of starting others.
+    await withPool(fetcher, 2, async (next) => {
+      const jobs = Array.from({ length: 2 }, () => job(host, '/blob'));
+      assert.deepEqual(await Promise.all(jobs.map((j) => next.fetch(j, undefined, () => undefined))), [true, true]);
+      assert.equal(fetcher.idleProcesses, 0, 'taken');
+      assert.deepEqual(nativePids().sort(), kept.sort(), 'the same processes did the jobs');
+    });
+    assert.deepEqual(nativePids(), [], "the fetcher's close ends the idle processes");
+  });
+
+  test('native: an idle crisp-fetch ends after its idle time; at most 4 idle at once', { skip: nativeBuilt ? false : 'crisp-fetch not built' }, async () => {
+    const fetcher = new BlobFetcher({ processIdleMs: 300 });
+    try {
+      await Promise.all(
+        Array.from({ length: 2 }, () => {
+          const pool = fetcher.pool(3);
+          return Promise.all(Array.from({ length: 3 }, () => pool.fetch(job(host, '/blob'), undefined, () => undefined))).finally(() => pool.close());
+        }),
+      );
+      assert.equal(fetcher.idleProcesses, 4, 'two pools of 3 left 4 of their 6 processes idle');
+      assert.equal(nativePids().length, 4);
+      for (let i = 0; i < 50 && nativePids().length > 0; i++) await sleep(50);
+      assert.deepEqual(nativePids(), [], 'ended once idle for 300 ms');
+      assert.equal(fetcher.idleProcesses, 0);
+    } finally {
+      await fetcher.close();
+    }
   });
 
   test('native: a crisp-fetch killed mid-download: UNAVAILABLE, its bytes kept; the resume completes the blob', { skip: nativeBuilt ? false : 'crisp-fetch not built' }, async () => {

@@ -5,12 +5,16 @@ import type { ImageService, ImageView } from '../../backend/images/service.js';
 import { requireString } from '../validate.js';
 import { toCriImage } from './image-view.js';
 
-/** Same image view: every field the same value or the same object (an image's arrays and config are never modified). */
+/** Same answer: every field toCriImage reads has the same value or is the same object (never modified). */
 function sameView(a: ImageView, b: ImageView): boolean {
-  const keys = Object.keys(a) as (keyof ImageView)[];
-  if (keys.length !== Object.keys(b).length) return false;
-  for (const k of keys) if (!Object.is(a[k], b[k])) return false;
-  return true;
+  return (
+    a.id === b.id &&
+    a.repoTags === b.repoTags &&
+    a.repoDigests === b.repoDigests &&
+    a.size === b.size &&
+    a.config === b.config &&
+    a.pinned === b.pinned
+  );
 }
 
 /** Non-verbose answers by the image they describe, reused while its view is unchanged. */

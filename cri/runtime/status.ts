@@ -25,6 +25,7 @@ type Response = StatusResponse;
 const sameCondition = (a: Condition, b: Condition) => a.ready === b.ready && a.reason === b.reason && a.message === b.message;
 
 function sameHandlers(a: HandlerFeatures[], b: HandlerFeatures[]): boolean {
+  if (a === b) return true;
   if (a.length !== b.length) return false;
   for (let i = 0; i < a.length; i++) {
     const x = a[i]!;

@@ -15,7 +15,15 @@ import * as http2 from 'node:http2';
 import { codecFor, lookupService, type Input } from './proto-registry.js';
 import { status, type MethodTable } from './grpc-types.js';
 import { undecodableRequest } from './undecodable-request.js';
-import { FRAME_HEADER, declaredLength, encodeGrpcMessage, frameMessage, parseGrpcTimeout, unframeSingle } from './grpc-wire.js';
+import {
+  FRAME_HEADER,
+  declaredLength,
+  encodeGrpcMessage,
+  frameMessage,
+  parseGrpcTimeout,
+  unframeSingle,
+  writeFrameHeader,
+} from './grpc-wire.js';
 import { firstEvent } from './first-event.js';
 
 export interface CallInfo {
@@ -39,7 +47,22 @@ export interface ServerStream<Res> {
  */
 export class Encoded<Res> {
   declare private readonly response?: Res;
+  private framed: Buffer | undefined;
   constructor(readonly bytes: Uint8Array) {}
+
+  /** The message with its length prefix, made once: an Encoded kept as a constant answer is framed once. */
+  frame(): Buffer {
+    this.framed ??= frameMessage(this.bytes);
+    return this.framed;
+  }
+
+  /** A message written after FRAME_HEADER bytes of room in `buffer`: the prefix goes there, nothing is copied. */
+  static inFrame<Res>(buffer: Buffer): Encoded<Res> {
+    writeFrameHeader(buffer);
+    const e = new Encoded<Res>(buffer.subarray(FRAME_HEADER));
+    e.framed = buffer;
+    return e;
+  }
 }
 
 export type UnaryHandler<Req, Res> = (request: Req, call: CallInfo) => Promise<Input<Res> | Encoded<Res>>;
@@ -142,7 +165,6 @@ class Call implements CallInfo {
     private readonly headers: http2.IncomingHttpHeaders,
     readonly stream: http2.ServerHttp2Stream,
     readonly deadline: number | undefined,
-    private readonly onDeadline: () => void,
   ) {}
 
   get metadata(): CallMetadata {
@@ -169,7 +191,7 @@ class Call implements CallInfo {
     this.timer = setTimeout(() => {
       this.timer = undefined;
       this.cancel(new Error(`${this.method}: deadline exceeded`));
-      this.onDeadline();
+      sendStatus(this, status.DEADLINE_EXCEEDED, 'deadline exceeded');
     }, Math.max(0, ms));
     this.timer.unref();
   }
@@ -198,6 +220,11 @@ const RESPONSE_HEADERS: http2.OutgoingHttpHeaders = {
   'grpc-accept-encoding': 'identity',
 };
 const OK_TRAILERS: http2.OutgoingHttpHeaders = { 'grpc-status': '0' };
+// No `date` header (respond() adds one unless told `sendDate: false`, the option node's own compatibility
+// layer passes; @types/node does not list it): gRPC has no use for it, and grpc-go's servers send none.
+type RespondOptions = http2.ServerStreamResponseOptions & { sendDate: boolean };
+const RESPOND_THEN_TRAILERS: RespondOptions = { waitForTrailers: true, sendDate: false };
+const RESPOND_AND_END: RespondOptions = { endStream: true, sendDate: false };
 
 function statusHeaders(code: number, details: string | undefined): http2.OutgoingHttpHeaders {
   const out: http2.OutgoingHttpHeaders = { 'grpc-status': String(code) };
@@ -222,11 +249,16 @@ function sendStatus(call: Pick<Call, 'answered' | 'headersSent' | 'stream'>, cod
   const trailers = statusHeaders(code, details);
   if (!call.headersSent) {
     call.headersSent = true;
-    stream.respond({ ...RESPONSE_HEADERS, ...trailers }, { endStream: true });
+    stream.respond({ ...RESPONSE_HEADERS, ...trailers }, RESPOND_AND_END);
     return;
   }
   stream.on('wantTrailers', () => sendTrailers(stream, trailers));
   stream.end();
+}
+
+/** 'wantTrailers' of a unary call that answered: one function for every stream, no closure per call. */
+function sendOkTrailers(this: http2.ServerHttp2Stream): void {
+  sendTrailers(this, OK_TRAILERS);
 }
 
 function ignoreStreamError(): void {
@@ -294,7 +326,7 @@ export class GrpcServer {
     stream.on('error', ignoreStreamError);
     const contentType = headers['content-type'];
     if (headers[':method'] !== 'POST' || typeof contentType !== 'string' || !contentType.startsWith('application/grpc')) {
-      stream.respond({ ':status': headers[':method'] !== 'POST' ? 405 : 415 }, { endStream: true });
+      stream.respond({ ':status': headers[':method'] !== 'POST' ? 405 : 415 }, RESPOND_AND_END);
       return;
     }
     const path = headers[':path'] ?? '';
@@ -309,7 +341,7 @@ export class GrpcServer {
       if (ms === undefined) return refuse(stream, status.INTERNAL, `malformed grpc-timeout "${timeout}"`);
       deadline = Date.now() + ms;
     }
-    const call: Call = new Call(path, method.name, headers, stream, deadline, () => sendStatus(call, status.DEADLINE_EXCEEDED, 'deadline exceeded'));
+    const call = new Call(path, method.name, headers, stream, deadline);
     // 'on', not 'once', for the events a stream emits at most once: once() wraps each listener per call.
     stream.on('close', () => {
       call.answered = true;
@@ -355,37 +387,53 @@ export class GrpcServer {
   private dispatch(method: BoundMethod, call: Call, payload: Buffer): void {
     const request = method.decode(payload);
     const stream = method.responseStream ? this.serverStream(method, call) : undefined;
+    // try/catch in both callbacks rather than a .catch(): one promise less per call.
     method.invoke(request, call, stream).then(
       (response) => {
-        call.finish();
-        if (call.answered) return;
-        if (call.deadline !== undefined && Date.now() > call.deadline) return sendStatus(call, status.DEADLINE_EXCEEDED, 'deadline exceeded');
-        if (stream) return sendStatus(call, status.OK);
-        let frame: Buffer;
         try {
-          frame = frameMessage(response instanceof Encoded ? response.bytes : method.encode(response));
-        } catch (err) {
-          const st = method.mapError(err);
-          return sendStatus(call, st.code ?? status.INTERNAL, st.details);
+          this.answer(method, call, stream !== undefined, response);
+        } catch {
+          // Answering failed at the transport (a stream node already tore down): reset it; the daemon lives on.
+          call.stream.destroy();
         }
-        if (frame.length - FRAME_HEADER > this.maxSend) return sendStatus(call, status.RESOURCE_EXHAUSTED, `response message larger than max (${frame.length - FRAME_HEADER} vs. ${this.maxSend})`);
-        call.answered = true;
-        call.headersSent = true;
-        const s = call.stream;
-        // A stream the client reset is destroyed before its 'close' event: respond() would throw.
-        if (gone(s)) return;
-        s.respond(RESPONSE_HEADERS, { waitForTrailers: true });
-        s.on('wantTrailers', () => sendTrailers(s, OK_TRAILERS));
-        s.end(frame);
       },
       (err: unknown) => {
-        call.finish();
-        const st = method.mapError(err);
-        sendStatus(call, st.code ?? status.UNKNOWN, st.details);
+        try {
+          call.finish();
+          const st = method.mapError(err);
+          sendStatus(call, st.code ?? status.UNKNOWN, st.details);
+        } catch {
+          // as above: the transport refused the status; reset the stream
+          call.stream.destroy();
+        }
       },
-    )
-      // Answering failed at the transport (a stream node already tore down): reset it; the daemon lives on.
-      .catch(() => call.stream.destroy());
+    );
+  }
+
+  private answer(method: BoundMethod, call: Call, streamed: boolean, response: unknown): void {
+    call.finish();
+    if (call.answered) return;
+    if (call.deadline !== undefined && Date.now() > call.deadline) return sendStatus(call, status.DEADLINE_EXCEEDED, 'deadline exceeded');
+    if (streamed) return sendStatus(call, status.OK);
+    let frame: Buffer;
+    try {
+      frame = response instanceof Encoded ? response.frame() : frameMessage(method.encode(response));
+    } catch (err) {
+      const st = method.mapError(err);
+      return sendStatus(call, st.code ?? status.INTERNAL, st.details);
+    }
+    const size = frame.length - FRAME_HEADER;
+    if (size > this.maxSend) {
+      return sendStatus(call, status.RESOURCE_EXHAUSTED, `response message larger than max (${size} vs. ${this.maxSend})`);
+    }
+    call.answered = true;
+    call.headersSent = true;
+    const s = call.stream;
+    // A stream the client reset is destroyed before its 'close' event: respond() would throw.
+    if (gone(s)) return;
+    s.respond(RESPONSE_HEADERS, RESPOND_THEN_TRAILERS);
+    s.on('wantTrailers', sendOkTrailers);
+    s.end(frame);
   }
 
   private serverStream(method: BoundMethod, call: Call): ServerStream<unknown> {
@@ -397,7 +445,7 @@ export class GrpcServer {
         if (frame.length - FRAME_HEADER > this.maxSend) return Promise.reject(new Error(`${method.name}: message larger than max (${frame.length - FRAME_HEADER} vs. ${this.maxSend})`));
         if (!call.headersSent) {
           call.headersSent = true;
-          s.respond(RESPONSE_HEADERS, { waitForTrailers: true });
+          s.respond(RESPONSE_HEADERS, RESPOND_THEN_TRAILERS);
         }
         if (s.write(frame)) return Promise.resolve();
         return firstEvent(s, ['drain', 'close']);

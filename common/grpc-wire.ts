@@ -6,10 +6,15 @@ export const FRAME_HEADER = 5;
 
 export function frameMessage(payload: Uint8Array): Buffer {
   const out = Buffer.allocUnsafe(FRAME_HEADER + payload.length);
-  out[0] = 0;
-  out.writeUInt32BE(payload.length, 1);
   out.set(payload, FRAME_HEADER);
-  return out;
+  return writeFrameHeader(out);
+}
+
+/** Writes the prefix (uncompressed) of the message that follows it in `frame`; returns `frame`. */
+export function writeFrameHeader(frame: Buffer): Buffer {
+  frame[0] = 0;
+  frame.writeUInt32BE(frame.length - FRAME_HEADER, 1);
+  return frame;
 }
 
 export type Unframed =
@@ -38,13 +43,41 @@ export function declaredLength(chunks: readonly Buffer[]): number | undefined {
   return head.readUInt32BE(1);
 }
 
-const TIMEOUT_UNIT_MS: Record<string, number> = { H: 3_600_000, M: 60_000, S: 1000, m: 1, u: 0.001, n: 0.000_001 };
+function timeoutUnitMs(unit: string): number | undefined {
+  switch (unit) {
+    case 'H':
+      return 3_600_000;
+    case 'M':
+      return 60_000;
+    case 'S':
+      return 1000;
+    case 'm':
+      return 1;
+    case 'u':
+      return 0.001;
+    case 'n':
+      return 0.000_001;
+    default:
+      return undefined;
+  }
+}
 
-/** grpc-timeout ("TimeoutValue TimeoutUnit": at most 8 digits, one of H M S m u n) in ms; undefined when malformed. */
+/**
+ * grpc-timeout ("TimeoutValue TimeoutUnit": at most 8 digits, one of H M S m u n) in ms; undefined when
+ * malformed. Read by hand: every call carries one, and a RegExp match allocated its result per call.
+ */
 export function parseGrpcTimeout(value: string): number | undefined {
-  const m = /^(\d{1,8})([HMSmun])$/.exec(value);
-  if (!m) return undefined;
-  return Number(m[1]) * TIMEOUT_UNIT_MS[m[2]!]!;
+  const last = value.length - 1;
+  if (last < 1 || last > 8) return undefined;
+  const unit = timeoutUnitMs(value[last]!);
+  if (unit === undefined) return undefined;
+  let n = 0;
+  for (let i = 0; i < last; i++) {
+    const digit = value.charCodeAt(i) - 48;
+    if (digit < 0 || digit > 9) return undefined;
+    n = n * 10 + digit;
+  }
+  return n * unit;
 }
 
 /** Bytes a grpc-message may carry as they are: printable ASCII except '%'. */

@@ -156,6 +156,11 @@ export class Crispd {
     // Status is polled by kubelet every few seconds: plugins are asked again only after a change.
     const networkStatus = new CniStatusCache(() => network.status(), c.cni_conf_dir);
     this.undo.push('CNI status watcher', async () => networkStatus.close());
+    const handlerList = ['', ...Object.keys(c.runtimes)].map((name) => ({
+      name,
+      recursiveReadOnlyMounts: true,
+      userNamespaces: usernsSupport.userNamespaces,
+    }));
     const node = new NodeStatus({
       containerd,
       containerdAddress: address,
@@ -164,9 +169,9 @@ export class Crispd {
         const st = await networkStatus.get();
         return { ready: st.ready, reason: st.reason ?? '', message: st.message ?? '' };
       },
-      // The default handler is listed as "" (what kubelet asks for) and under its own name.
-      handlers: () =>
-        ['', ...Object.keys(c.runtimes)].map((name) => ({ name, recursiveReadOnlyMounts: true, userNamespaces: usernsSupport.userNamespaces })),
+      // The default handler is listed as "" (what kubelet asks for) and under its own name. Both come from
+      // the configuration and the start-time probe, so the list is made once (Status reads it per call).
+      handlers: () => handlerList,
       cgroupDriver: c.cgroup_driver as 'systemd' | 'cgroupfs',
       userns: usernsSupport,
     });

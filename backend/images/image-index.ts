@@ -44,6 +44,9 @@ export function findImage(images: readonly ImageInfo[], spec: string): ImageLook
   return undefined;
 }
 
+/** Lookups find() keeps for one copy of the images. */
+const MAX_KEPT_LOOKUPS = 256;
+
 export class ImageIndex {
   /** The copy, when it is current; undefined = rebuild on the next read. */
   private images: readonly ImageInfo[] | undefined;
@@ -51,6 +54,9 @@ export class ImageIndex {
   private generation = 0;
   private live = false;
   private rebuild: { generation: number; result: Promise<readonly ImageInfo[]> } | undefined;
+  /** find()'s answers on the copy `foundIn` (a fresh list from containerd is a new copy). */
+  private readonly found = new Map<string, ImageLookup | undefined>();
+  private foundIn: readonly ImageInfo[] | undefined;
 
   /** `load` reads every image from containerd (ImageRecords.list). */
   constructor(private readonly load: () => Promise<readonly ImageInfo[]>) {}
@@ -96,7 +102,22 @@ export class ImageIndex {
     return result;
   }
 
+  /**
+   * The image `spec` names (findImage). Lookups are kept per copy (ImageStatus asks about the same few
+   * references all the time, and parsing a reference was most of its cost) and go with it.
+   */
   async find(spec: string): Promise<ImageLookup | undefined> {
-    return findImage(await this.list(), spec);
+    const images = await this.list();
+    if (images !== this.foundIn) {
+      this.found.clear();
+      this.foundIn = images;
+    }
+    const known = this.found.get(spec);
+    if (known !== undefined || this.found.has(spec)) return known;
+    const hit = findImage(images, spec);
+    // Specs come from callers: bounded, and a full map simply starts over.
+    if (this.found.size >= MAX_KEPT_LOOKUPS) this.found.clear();
+    this.found.set(spec, hit);
+    return hit;
   }
 }

@@ -11,6 +11,7 @@ export function imageUser(user: string | undefined): { uid?: number; username: s
   return { username: u };
 }
 
+/** What of the view this reads is what image-status.ts compares before it reuses an answer: keep both in step. */
 export function toCriImage(image: ImageView): Input<Image> {
   const user = imageUser(image.config.config?.User);
   return {

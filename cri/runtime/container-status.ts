@@ -1,6 +1,6 @@
 import type { Container, ContainerStatusRequest, ContainerStatusResponse, ListContainersRequest, ListContainersResponse } from '../../gen/runtime.v1.js';
 import type { ContainerRecord } from '../../sandbox/containers/types.js';
-import { Encoded } from '../../common/grpc-server.js';
+import type { Encoded } from '../../common/grpc-server.js';
 import { EncodedList } from './encoded-list.js';
 import type { Input } from '../../common/proto-registry.js';
 import type { ContainerController } from '../../sandbox/containers/controller.js';
@@ -29,5 +29,5 @@ export async function containerStatus(c: ContainerController, req: ContainerStat
 const containerList = new EncodedList<ContainerRecord, Container>('runtime.v1.Container', 1, toCriContainer);
 
 export async function listContainers(c: ContainerController, req: ListContainersRequest): Promise<Encoded<ListContainersResponse>> {
-  return new Encoded(containerList.encode(c.list().filter((r) => matchesContainerFilter(r, req.filter))));
+  return containerList.answer(c.list().filter((r) => matchesContainerFilter(r, req.filter)));
 }

@@ -5,6 +5,8 @@
 // concatenated as the repeated field.
 import { codecFor } from '../../common/proto-registry.js';
 import type { Input } from '../../common/proto-registry.js';
+import { Encoded } from '../../common/grpc-server.js';
+import { FRAME_HEADER } from '../../common/grpc-wire.js';
 
 /** Same values: top-level fields identical, or plain objects (one level down) with identical fields. */
 function sameView(a: Record<string, unknown>, b: Record<string, unknown>): boolean {
@@ -69,11 +71,21 @@ export class EncodedList<R extends object, T> {
 
   /** A message holding only the repeated field, with `records` in order. */
   encode(records: readonly R[]): Buffer {
+    return this.encodeAfter(records, 0);
+  }
+
+  /** The same message as a gRPC answer, written once with its length prefix in front. */
+  answer<Res>(records: readonly R[]): Encoded<Res> {
+    return Encoded.inFrame<Res>(this.encodeAfter(records, FRAME_HEADER));
+  }
+
+  /** The message after `room` bytes left for the caller. */
+  private encodeAfter(records: readonly R[], room: number): Buffer {
     const items = records.map((r) => this.item(r));
-    let size = 0;
+    let size = room;
     for (const b of items) size += 1 + varintLength(b.length) + b.length;
     const out = Buffer.allocUnsafe(size);
-    let at = 0;
+    let at = room;
     for (const b of items) {
       out[at++] = this.tag;
       let n = b.length;

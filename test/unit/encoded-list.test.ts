@@ -4,8 +4,13 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { codecFor, type Input } from '../../common/proto-registry.js';
-import type { Container, ListContainersResponse } from '../../gen/runtime.v1.js';
+import type { Container, ListContainersResponse, ListPodSandboxResponse, VersionResponse } from '../../gen/runtime.v1.js';
 import { EncodedList } from '../../cri/runtime/encoded-list.js';
+import { frameMessage } from '../../common/grpc-wire.js';
+import { podList } from '../../cri/runtime/list-pod-sandbox.js';
+import { toCriPodSandbox } from '../../cri/runtime/pod-mapping.js';
+import { version, versionResponse } from '../../cri/runtime/version.js';
+import type { PodRecord } from '../../sandbox/pods/types.js';
 
 interface Rec {
   id: string;
@@ -60,4 +65,39 @@ test('an item is re-encoded when a value of its view changes, and reused while n
   assert.equal(response.decode(list.encode([a!])).containers[0]!.image!.image, 'registry.example/other:1');
   a!.labels = { app: 'b' };
   assert.deepEqual(response.decode(list.encode([a!])).containers[0]!.labels, { app: 'b' });
+});
+
+test('answer() is the same message, framed as the gRPC server sends it', () => {
+  const list = new EncodedList<Rec, Container>('runtime.v1.Container', 1, view);
+  const recs = records();
+  assert.deepEqual(list.answer(recs).frame(), frameMessage(list.encode(recs)));
+  assert.deepEqual(list.answer(recs).bytes, list.encode(recs));
+  assert.deepEqual(list.answer([]).frame(), frameMessage(Buffer.alloc(0)));
+});
+
+test('ListPodSandbox in wire form is what protobufjs encodes for the response; a state change shows', () => {
+  const pod = (i: number, state: PodRecord['state']): PodRecord =>
+    ({
+      id: `${i}`.repeat(64),
+      state,
+      createdAt: 1_733_540_000_000_000_000 + i,
+      spec: {
+        metadata: { name: `p${i}`, uid: `u${i}`, namespace: 'ns', attempt: i },
+        labels: { app: `a${i}` },
+        annotations: { note: 'x'.repeat(300 * i) },
+        runtimeHandler: i ? 'runc' : '',
+      },
+    }) as unknown as PodRecord;
+  const pods = [pod(0, 'ready'), pod(1, 'notready'), pod(2, 'ready')];
+  const codec = codecFor<ListPodSandboxResponse>('runtime.v1.ListPodSandboxResponse');
+  assert.deepEqual(podList.answer(pods).bytes, codec.encode({ items: pods.map(toCriPodSandbox) }));
+  pods[0]!.state = 'notready';
+  assert.deepEqual(podList.answer(pods).bytes, codec.encode({ items: pods.map(toCriPodSandbox) }));
+  assert.equal(codec.decode(podList.answer(pods).bytes).items[0]!.state, codec.decode(podList.answer([pods[1]!]).bytes).items[0]!.state);
+});
+
+test('Version answers the encoding of its response, the same object every call', async () => {
+  const first = await version({ version: 'v1' });
+  assert.equal(await version({ version: 'v1' }), first);
+  assert.deepEqual(first.bytes, codecFor<VersionResponse>('runtime.v1.VersionResponse').encode(versionResponse()));
 });

@@ -86,7 +86,9 @@ test('framing: one message in, a malformed grpc-timeout refused, percent-encodin
   assert.equal(parseGrpcTimeout('250m'), 250);
   assert.equal(parseGrpcTimeout('1500u'), 1.5);
   assert.equal(parseGrpcTimeout('99999999n'), 99.999999);
-  for (const bad of ['', '5', 'S', '123456789S', '5s', '-1S', '1.5S', '5 S']) assert.equal(parseGrpcTimeout(bad), undefined, bad);
+  assert.equal(parseGrpcTimeout('0m'), 0);
+  const malformed = ['', '5', 'S', '123456789S', '5s', '-1S', '1.5S', '5 S', '+5S', '５S', '5SS', ' 5S'];
+  for (const bad of malformed) assert.equal(parseGrpcTimeout(bad), undefined, bad);
   assert.equal(encodeGrpcMessage('plain text: ok'), 'plain text: ok');
   assert.equal(encodeGrpcMessage('100%'), '100%25');
   assert.equal(encodeGrpcMessage('a\nb'), 'a%0Ab');
@@ -125,6 +127,16 @@ test('a handler may answer with bytes already encoded (Encoded): they go out as 
     const res = await client.unary('Echo', { text: 'pre', n: 1 });
     assert.equal(res.text, 'pre!');
     assert.equal(res.n, 7);
+  });
+  // One Encoded answering every call (a constant answer, framed once) and one written in its frame.
+  const constant = new Encoded<Ping>(ping.encode({ text: 'same', n: 3 }));
+  const room = Buffer.alloc(5 + ping.encode({ text: 'framed' }).length);
+  ping.encode({ text: 'framed' }).forEach((b, i) => (room[5 + i] = b));
+  const inFrame = Encoded.inFrame<Ping>(room);
+  assert.deepEqual(inFrame.frame(), frameMessage(ping.encode({ text: 'framed' })));
+  await withServer({ Echo: async (req) => (req.text === 'framed' ? inFrame : constant) }, async ({ client }) => {
+    const answers = await Promise.all(Array.from({ length: 20 }, (_, i) => client.unary('Echo', { text: i % 2 ? 'framed' : 'x' })));
+    for (const [i, res] of answers.entries()) assert.deepEqual([res.text, res.n], i % 2 ? ['framed', 0] : ['same', 3]);
   });
 });
 
@@ -165,6 +177,9 @@ test('on the wire: an error is a trailers-only response, a success has headers, 
     const ok = await rawCall(sock, {}, frameMessage(ping.encode({ text: 'fine' })));
     assert.equal(ok.headers['content-type'], 'application/grpc');
     assert.equal(ok.headers['grpc-status'], undefined);
+    // As grpc-go's servers: no date header (node's respond() adds one unless told not to).
+    assert.equal(ok.headers.date, undefined);
+    assert.equal(failed.headers.date, undefined);
     assert.equal(ok.trailers['grpc-status'], '0');
     const msg = unframeSingle(ok.body);
     assert.equal(msg.kind === 'message' && ping.decode(msg.payload).text, 'fine');

@@ -133,3 +133,20 @@ test('a failed load is not kept and the next read tries again', async () => {
   fail = false;
   assert.deepEqual(await index.list(), [A]);
 });
+
+test('find keeps its answers for one copy only: a change notice, a retag or a new copy is seen at once', async () => {
+  const ctd = fakeContainerd([A]);
+  const index = new ImageIndex(ctd.load);
+  index.setFollowing(true);
+  assert.equal((await index.find('registry.test:5000/app:v1'))?.image, undefined);
+  assert.equal((await index.find('busybox'))?.image, A);
+  assert.equal((await index.find('busybox'))?.image, A, 'kept');
+  const A2 = image(HEX_A, ['docker.io/library/busybox:latest', 'registry.test:5000/app:v1']);
+  ctd.set([A2, B]);
+  index.invalidate();
+  assert.equal((await index.find('registry.test:5000/app:v1'))?.image, A2, 'the absent answer went with the old copy');
+  assert.equal((await index.find('busybox'))?.image, A2);
+  index.setFollowing(false);
+  ctd.set([]);
+  assert.equal(await index.find('busybox'), undefined, 'not following: each read is a new copy');
+});

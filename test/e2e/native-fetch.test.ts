@@ -4,7 +4,8 @@
 // the Authorization header; a crisp-fetch killed mid-download fails the pull, keeps its bytes, and the
 // next pull resumes with a Range request and commits a blob crisp verified; a registry over TLS, trusted
 // through hosts.toml's `ca`, is downloaded from by crisp-fetch (each layer fetched once, no failed
-// handshake, so no fallback to the main thread's client); a kill -9 of crispd takes its
+// handshake, so no fallback to the main thread's client), by the processes the previous pull left
+// idle (they take another registry's TLS settings per request); a kill -9 of crispd takes its
 // downloads with it (no crisp-fetch writes into the ingest behind a restarted crispd's back).
 import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -203,9 +204,18 @@ describe('crisp-fetch downloads layers for crispd', { skip: existsSync(defaultHe
     assert.deepEqual(cdnSeen.filter((s) => s.authorization), [], 'the other origin never got them');
   });
 
-  test("TLS: a registry trusted through hosts.toml's ca is downloaded from by crisp-fetch", async () => {
+  test("TLS: a registry trusted through hosts.toml's ca is downloaded from by crisp-fetch, by the processes the last pull left", async () => {
     const ref = `${tlsHost}/${repo}:v3`;
+    // The previous test's last pull ended moments ago: its crisp-fetch processes wait for the next pull.
+    const crispd = d.child!.pid!;
+    const kept = childrenNamed(crispd, 'crisp-fetch');
+    assert.ok(kept.length > 0, 'crisp-fetch processes idle after a pull');
     assert.equal(await pull(ref), tlsImage.manifest.config.digest);
+    const now = childrenNamed(crispd, 'crisp-fetch');
+    assert.deepEqual(kept.filter((pid) => !now.includes(pid)), [], 'the kept processes did this pull (none was ended and replaced)');
+    // Taken before any is started: at most image_max_concurrent_downloads (3) run for a pull.
+    const started = now.filter((pid) => !kept.includes(pid));
+    assert.ok(started.length <= Math.max(0, 3 - kept.length), `${started.length} started beside ${kept.length} kept`);
     for (const layer of tlsImage.manifest.layers) {
       assert.equal(tlsSeen.filter((p) => p.endsWith(layer.digest)).length, 1, `layer ${layer.digest} fetched once`);
     }

@@ -1,9 +1,10 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, mkdirSync, rmSync, symlinkSync, writeFileSync, lstatSync } from 'node:fs';
+import { existsSync, mkdtempSync, mkdirSync, rmSync, symlinkSync, writeFileSync, lstatSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { isBelow, mountPoints, mountPointsBelow } from '../../sandbox/userns/mounts.js';
+import { detachAndRemove, detachBelow, isBelow, isMounted, mountPoints, mountPointsBelow } from '../../sandbox/userns/mounts.js';
+import { execFileSync } from 'node:child_process';
 import { decideSupport, describeSupport } from '../../sandbox/userns/probe.js';
 import { layerParents, overlayOption, snapshotMount, withOverlayOption } from '../../sandbox/userns/idmapped-rootfs.js';
 import { chownTree, shiftedOwner, toHostId, usernsUnavailable } from '../../sandbox/userns/fallback.js';
@@ -32,6 +33,29 @@ test('mountinfo: points unescaped, below a dir (not a sibling with the same pref
   ].sort((a, b) => b.split('/').length - a.split('/').length || b.length - a.length));
   assert.ok(!mountPointsBelow('/run/crisp/containers/abc', MOUNTINFO).some((p) => p.includes('abcd')));
   assert.ok(isBelow('/a/b', '/a/') && isBelow('/a', '/a') && !isBelow('/ab', '/a'));
+});
+
+test('detaching below a directory that does not exist reads no mount table and runs nothing', async () => {
+  const dir = join(mkdtempSync(join(tmpdir(), 'crisp-unit-detach-')), 'never-made');
+  assert.equal(await detachBelow(dir), 0);
+  await detachAndRemove(dir);
+  assert.equal(existsSync(dir), false);
+});
+
+test('detaching below a directory: what is mounted there goes, then the directory', { skip: process.getuid?.() !== 0 ? 'needs root to mount' : false }, async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'crisp-unit-detach-'));
+  const point = join(dir, 'a', 'b');
+  mkdirSync(point, { recursive: true });
+  execFileSync('mount', ['-t', 'tmpfs', 'tmpfs', point]);
+  try {
+    assert.equal(await isMounted(point), true);
+    await detachAndRemove(dir);
+    assert.equal(await isMounted(point), false);
+    assert.equal(existsSync(dir), false);
+  } finally {
+    if (await isMounted(point)) execFileSync('umount', ['-l', point]);
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
 
 test('support: idmap, chown fallback, or unavailable with the reason and the fix', () => {

@@ -2,10 +2,11 @@
 // in every hierarchy runc will place its containers in, and removed with the pod. Under the systemd
 // driver systemd owns the tree: crisp only names the slice and lets runc ask systemd.
 import { readFileSync } from 'node:fs';
-import { mkdir, readdir, readFile, rmdir, stat } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rmdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { isENOENT, isErrno, invalidArgument } from '../common/errors.js';
 import { sleep } from '../common/time.js';
+import { pathExists } from '../common/path-exists.js';
 
 export type CgroupDriver = 'cgroupfs' | 'systemd';
 
@@ -54,16 +55,6 @@ export function checkSystemdSlice(name: string, field: string): string {
 /** cgroupsPath for a container's OCI spec. */
 export function containerCgroupsPath(driver: CgroupDriver, podCgroup: string, containerId: string): string {
   return driver === 'systemd' ? `${podCgroup}:crisp:${containerId}` : `${podCgroup}/${containerId}`;
-}
-
-async function exists(p: string): Promise<boolean> {
-  try {
-    await stat(p);
-    return true;
-  } catch (err) {
-    if (isENOENT(err)) return false;
-    throw err;
-  }
 }
 
 /** Make `path` in every hierarchy; true if crisp created it anywhere (and so owns its removal). */
@@ -151,6 +142,6 @@ async function cgroupPids(dir: string): Promise<number[]> {
 
 /** Whether `path` exists in any hierarchy (tests, leak checks). */
 export async function cgroupExists(path: string, mounts = cgroupMounts()): Promise<boolean> {
-  for (const m of mounts) if (await exists(join(m, path))) return true;
+  for (const m of mounts) if (await pathExists(join(m, path))) return true;
   return false;
 }

@@ -1,9 +1,10 @@
 // Mount-table helpers for the idmapped mounts crisp makes on the host: which mount points lie below a
 // directory (read from /proc/self/mountinfo, so a restarted crispd finds what it made before), lazy
 // detach of them, and removal of a directory only once nothing is mounted below it.
-import { lstat, readFile, rm } from 'node:fs/promises';
+import { readFile, rm } from 'node:fs/promises';
 import { runCommand } from '../../native/spawner.js';
-import { errorMessage, internal, isENOENT } from '../../common/errors.js';
+import { errorMessage, internal } from '../../common/errors.js';
+import { pathExists } from '../../common/path-exists.js';
 
 /** mountinfo escapes space, tab, newline and backslash as \ooo. */
 function unescapeMountPath(p: string): string {
@@ -42,7 +43,7 @@ export async function isMounted(path: string, mountinfo?: string): Promise<boole
 export async function detachBelow(dir: string): Promise<number> {
   // Nothing can be mounted below a directory that does not exist: no mount table to read (it grows
   // with every pod, and most containers prepare no mount at all).
-  if (!(await exists(dir))) return 0;
+  if (!(await pathExists(dir, { link: true }))) return 0;
   let detached = 0;
   for (let round = 0; round < 4; round++) {
     const points = mountPointsBelow(dir, await readMountinfo());
@@ -54,16 +55,6 @@ export async function detachBelow(dir: string): Promise<number> {
   const left = mountPointsBelow(dir, await readMountinfo());
   if (left.length > 0) throw internal(`unmounting below ${dir}: still mounted: ${left.join(', ')}`);
   return detached;
-}
-
-async function exists(path: string): Promise<boolean> {
-  try {
-    await lstat(path);
-    return true;
-  } catch (err) {
-    if (isENOENT(err)) return false;
-    throw err;
-  }
 }
 
 /** Detaches everything below `dir`, then removes it; refuses to remove while anything is mounted there. */

@@ -5,23 +5,31 @@
 import { lstat, mkdir, unlink } from 'node:fs/promises';
 import { connect } from 'node:net';
 import { dirname } from 'node:path';
-import { failedPrecondition, isENOENT } from './errors.js';
+import { failedPrecondition, isENOENT, isErrno } from './errors.js';
 
 /** The filesystem path of a `unix://path` address (a bare path is returned as it is). */
 export function unixSocketPath(address: string): string {
   return address.startsWith('unix://') ? address.slice('unix://'.length) : address;
 }
 
-/** Resolves true when something accepts connections on `path`. */
-export function socketAnswers(path: string): Promise<boolean> {
+/**
+ * What a connect to `path` says: something accepts connections (served), a socket file nobody listens on
+ * (stale: ECONNREFUSED), nothing there (gone), or anything else, e.g. a full backlog (unknown).
+ */
+export function socketState(path: string): Promise<'served' | 'stale' | 'gone' | 'unknown'> {
   return new Promise((resolve) => {
     const s = connect(path);
     s.once('connect', () => {
       s.destroy();
-      resolve(true);
+      resolve('served');
     });
-    s.once('error', () => resolve(false));
+    s.once('error', (err) => resolve(isErrno(err, 'ECONNREFUSED') ? 'stale' : isENOENT(err) ? 'gone' : 'unknown'));
   });
+}
+
+/** Resolves true when something accepts connections on `path`. */
+export async function socketAnswers(path: string): Promise<boolean> {
+  return (await socketState(path)) === 'served';
 }
 
 /**

@@ -5,9 +5,9 @@
 // shim whose id is a container's, so crisp removes what such a shim leaves behind.
 import { createHash } from 'node:crypto';
 import { lstat, rm } from 'node:fs/promises';
-import { connect } from 'node:net';
 import { join } from 'node:path';
 import { isErrno } from '../../common/errors.js';
+import { socketState } from '../../common/unix-socket.js';
 import type { Logger } from '../../common/logger.js';
 import { sleep } from '../../common/time.js';
 
@@ -18,21 +18,9 @@ export function groupSocketPath(containerdAddress: string, namespace: string, po
   return join(SHIM_SOCKET_DIR, hash);
 }
 
-/** What a connect to a socket path says about it: served, nobody listening (stale), gone, or unknown (e.g. a full backlog). */
-function probe(path: string): Promise<'served' | 'stale' | 'gone' | 'unknown'> {
-  return new Promise((resolve) => {
-    const s = connect(path);
-    s.once('connect', () => {
-      s.destroy();
-      resolve('served');
-    });
-    s.once('error', (err) => resolve(isErrno(err, 'ECONNREFUSED') ? 'stale' : isErrno(err, 'ENOENT') ? 'gone' : 'unknown'));
-  });
-}
-
 /** Removes the socket at `path` if nobody listens on it; true once nothing is there. Only a socket file is removed. */
 export async function removeIfStale(path: string): Promise<boolean> {
-  const state = await probe(path);
+  const state = await socketState(path);
   if (state === 'gone') return true;
   if (state !== 'stale') return false;
   try {
@@ -45,11 +33,19 @@ export async function removeIfStale(path: string): Promise<boolean> {
   return true;
 }
 
-/** Waits up to ~1 s for a shutting-down shim to let go of `path`; removes the socket once nobody serves it. */
-export async function waitSocketGone(path: string, log: Logger): Promise<void> {
-  for (let i = 0; i < 20; i++) {
-    if (await removeIfStale(path)) return;
-    await sleep(50);
+/**
+ * Waits up to ~1 s (`tries` × `intervalMs`) for a shutting-down shim to let go of `path`, removing the
+ * socket once nobody serves it; false if a shim still serves it then.
+ */
+export async function waitSocketFree(path: string, tries: number, intervalMs: number): Promise<boolean> {
+  for (let i = 0; i < tries; i++) {
+    if (await removeIfStale(path)) return true;
+    await sleep(intervalMs);
   }
-  log.warn({ socket: path }, 'a pod shim still serves after its pod was removed');
+  return removeIfStale(path);
+}
+
+/** waitSocketFree for a removed pod's shim: one still serving is logged. */
+export async function waitSocketGone(path: string, log: Logger): Promise<void> {
+  if (!(await waitSocketFree(path, 20, 50))) log.warn({ socket: path }, 'a pod shim still serves after its pod was removed');
 }

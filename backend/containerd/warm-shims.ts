@@ -14,18 +14,17 @@
 import { lstat, mkdir, readdir, readFile, rm, symlink, writeFile } from 'node:fs/promises';
 import { connect, Socket } from 'node:net';
 import { basename, join } from 'node:path';
-import { constants, existsSync, openSync } from 'node:fs';
+import { constants, openSync } from 'node:fs';
 import type { Logger } from '../../common/logger.js';
 import { errorMessage, isErrno } from '../../common/errors.js';
 import { makeFifos } from '../../common/fifo.js';
-import { sleep } from '../../common/time.js';
 import { unixSocketPath } from '../../common/unix-socket.js';
 import { codecFor } from '../../common/proto-registry.js';
 import { describeFailure, runCommand, succeeded } from '../../native/spawner.js';
 import type { PodShims } from '../../sandbox/pods/pod-shims.js';
 import type { ShutdownRequest } from '../../gen/containerd.task.v2.js';
 import { SHIM_BINARY_ENV } from './shim-start-helper.js';
-import { groupSocketPath, removeIfStale, waitSocketGone } from './group-socket.js';
+import { groupSocketPath, waitSocketFree, waitSocketGone } from './group-socket.js';
 
 /** The annotation the runc v2 shim groups a pod's containers by (crisp's OCI spec sets it). */
 export const SHIM_GROUP_ANNOTATION = 'io.kubernetes.cri.sandbox-id';
@@ -154,16 +153,10 @@ export class WarmShims implements PodShims {
    * exiting shim instead of starting one. Waits (up to ~1 s) until the socket is gone or nobody answers
    * on it any more (then removes it); false if a shim still serves it.
    */
-  private async waitGroupFree(podId: string): Promise<boolean> {
-    const path = this.groupSocket(podId);
-    for (let i = 0; i < 40 && existsSync(path); i++) {
-      if (await removeIfStale(path)) return true;
-      await sleep(25);
-    }
-    // Still there: a shim serves the pod again (a container started meanwhile); nothing to warm.
-    return !existsSync(path);
+  private waitGroupFree(podId: string): Promise<boolean> {
+    // False: a shim serves the pod again (a container started meanwhile); nothing to warm.
+    return waitSocketFree(this.groupSocket(podId), 40, 25);
   }
-
 
   /** The FIFO every warm shim writes its log to (`log` in a shim's directory links to it), drained from the first warm-up on. */
   private logFifo(): Promise<void> {
@@ -203,10 +196,7 @@ export class WarmShims implements PodShims {
     this.drainSocket?.destroy();
     // Pods removed just before: their scan runs now instead of after crispd is gone.
     clearTimeout(this.unreachableScan);
-    if (this.unreachablePods.size === 0) return;
-    const pods = new Set(this.unreachablePods);
-    this.unreachablePods.clear();
-    await this.endUnreachable(pods).catch((err: unknown) => this.opts.log.warn({ pods: pods.size, err: errorMessage(err) }, 'looking for unreachable warm shims failed'));
+    if (this.unreachablePods.size > 0) await this.scanPending();
   }
 
   /** The address the shim wrote into its directory, if it did. */
@@ -276,23 +266,26 @@ export class WarmShims implements PodShims {
    */
   private endUnreachableLater(podId: string): void {
     this.unreachablePods.add(podId);
+    this.scheduleScan();
+  }
+
+  private scheduleScan(): void {
     if (this.unreachableScan) return;
     this.unreachableScan = setTimeout(() => {
-      const pods = new Set(this.unreachablePods);
-      this.unreachablePods.clear();
-      void this.endUnreachable(pods)
-        .catch((err: unknown) => this.opts.log.warn({ pods: pods.size, err: errorMessage(err) }, 'looking for unreachable warm shims failed'))
-        .finally(() => {
-          this.unreachableScan = undefined;
-          // Pods removed while the scan ran get one of their own.
-          const [next] = this.unreachablePods;
-          if (next !== undefined) {
-            this.unreachablePods.delete(next);
-            this.endUnreachableLater(next);
-          }
-        });
+      void this.scanPending().finally(() => {
+        this.unreachableScan = undefined;
+        // Pods removed while the scan ran get one of their own.
+        if (this.unreachablePods.size > 0) this.scheduleScan();
+      });
     }, UNREACHABLE_SCAN_DELAY_MS);
     this.unreachableScan.unref();
+  }
+
+  /** One scan for the pods removed since the last; never rejects. */
+  private scanPending(): Promise<void> {
+    const pods = new Set(this.unreachablePods);
+    this.unreachablePods.clear();
+    return this.endUnreachable(pods).catch((err: unknown) => this.opts.log.warn({ pods: pods.size, err: errorMessage(err) }, 'looking for unreachable warm shims failed'));
   }
 
   /**

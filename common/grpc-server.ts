@@ -1,4 +1,5 @@
-// A lean gRPC server on node:http2 for unary and server-streaming methods, with typed handlers bound
+// A lean gRPC server on crisp's own HTTP/2 server connection (common/h2) for unary and server-streaming
+// methods, with typed handlers bound
 // through one interceptor (the CRI instrument layer) so handlers stay free of logging, metrics and
 // error mapping. What it implements of gRPC over HTTP/2 (grpc/grpc PROTOCOL-HTTP2.md):
 // - requests: POST, content-type application/grpc[+proto] (else HTTP 415), one length-prefixed message,
@@ -9,9 +10,12 @@
 //   an error before any message is a trailers-only response;
 // - cancellation: a client RST_STREAM or the deadline aborts the call's signal; a server stream waits
 //   on HTTP/2 flow control (back-pressure) and stops waiting when the stream closes;
-// - shutdown: GOAWAY, running calls finish (tryShutdown) or every session is destroyed (forceShutdown).
-// node:http2 itself answers PINGs (keepalive) and SETTINGS.
-import * as http2 from 'node:http2';
+// - shutdown: GOAWAY, running calls finish (tryShutdown) or every connection is destroyed (forceShutdown).
+// The connection answers PINGs (keepalive) and SETTINGS itself.
+import { createServer, type Server, type Socket } from 'node:net';
+import { ServerConnection, type ServerStream as H2Stream } from './h2/server-connection.js';
+import { encodeHeaderBlock, type HeaderMap } from './h2/hpack.js';
+import { ErrorCode } from './h2/frames.js';
 import { codecFor, lookupService, type Input } from './proto-registry.js';
 import { status, type MethodTable } from './grpc-types.js';
 import { undecodableRequest } from './undecodable-request.js';
@@ -24,7 +28,6 @@ import {
   unframeSingle,
   writeFrameHeader,
 } from './grpc-wire.js';
-import { firstEvent } from './first-event.js';
 
 export interface CallInfo {
   /** "/runtime.v1.RuntimeService/Version" */
@@ -118,7 +121,7 @@ const MAX_TIMER_MS = 2 ** 31 - 1;
 /** Headers that are gRPC's or HTTP/2's own, not call metadata. */
 const RESERVED_HEADERS = new Set(['content-type', 'te', 'grpc-timeout', 'grpc-encoding', 'grpc-accept-encoding', 'content-length']);
 
-function metadataOf(headers: http2.IncomingHttpHeaders): CallMetadata {
+function metadataOf(headers: HeaderMap): CallMetadata {
   const md = new CallMetadata();
   for (const [key, value] of Object.entries(headers)) {
     if (key.startsWith(':') || RESERVED_HEADERS.has(key) || value === undefined) continue;
@@ -162,8 +165,8 @@ class Call implements CallInfo {
   constructor(
     readonly path: string,
     readonly method: string,
-    private readonly headers: http2.IncomingHttpHeaders,
-    readonly stream: http2.ServerHttp2Stream,
+    private readonly headers: HeaderMap,
+    readonly stream: H2Stream,
     readonly deadline: number | undefined,
   ) {}
 
@@ -214,30 +217,20 @@ class Call implements CallInfo {
   }
 }
 
-const RESPONSE_HEADERS: http2.OutgoingHttpHeaders = {
-  ':status': 200,
-  'content-type': 'application/grpc',
-  'grpc-accept-encoding': 'identity',
-};
-const OK_TRAILERS: http2.OutgoingHttpHeaders = { 'grpc-status': '0' };
-// No `date` header (respond() adds one unless told `sendDate: false`, the option node's own compatibility
-// layer passes; @types/node does not list it): gRPC has no use for it, and grpc-go's servers send none.
-type RespondOptions = http2.ServerStreamResponseOptions & { sendDate: boolean };
-const RESPOND_THEN_TRAILERS: RespondOptions = { waitForTrailers: true, sendDate: false };
-const RESPOND_AND_END: RespondOptions = { endStream: true, sendDate: false };
+/** The header blocks of every answer, HPACK-coded once. */
+const RESPONSE_HEADERS = encodeHeaderBlock([
+  [':status', '200'],
+  ['content-type', 'application/grpc'],
+  ['grpc-accept-encoding', 'identity'],
+]);
+const OK_TRAILERS = encodeHeaderBlock([['grpc-status', '0']]);
+const METHOD_NOT_ALLOWED = encodeHeaderBlock([[':status', '405']]);
+const UNSUPPORTED_MEDIA_TYPE = encodeHeaderBlock([[':status', '415']]);
 
-function statusHeaders(code: number, details: string | undefined): http2.OutgoingHttpHeaders {
-  const out: http2.OutgoingHttpHeaders = { 'grpc-status': String(code) };
-  if (details) out['grpc-message'] = encodeGrpcMessage(details);
-  return out;
-}
-
-function gone(stream: http2.ServerHttp2Stream): boolean {
-  return stream.destroyed || stream.closed;
-}
-
-function sendTrailers(stream: http2.ServerHttp2Stream, trailers: http2.OutgoingHttpHeaders): void {
-  if (!gone(stream)) stream.sendTrailers(trailers);
+function statusBlock(code: number, details: string | undefined): Buffer {
+  const fields: [string, string][] = [['grpc-status', String(code)]];
+  if (details) fields.push(['grpc-message', encodeGrpcMessage(details)]);
+  return encodeHeaderBlock(fields);
 }
 
 /** Ends the call with `code`: trailers-only before any message, trailers after them. */
@@ -245,55 +238,45 @@ function sendStatus(call: Pick<Call, 'answered' | 'headersSent' | 'stream'>, cod
   if (call.answered) return;
   call.answered = true;
   const stream = call.stream;
-  if (gone(stream)) return;
-  const trailers = statusHeaders(code, details);
+  if (stream.closed) return;
+  const trailers = statusBlock(code, details);
   if (!call.headersSent) {
     call.headersSent = true;
-    stream.respond({ ...RESPONSE_HEADERS, ...trailers }, RESPOND_AND_END);
+    stream.respond(Buffer.concat([RESPONSE_HEADERS, trailers]), true);
     return;
   }
-  stream.on('wantTrailers', () => sendTrailers(stream, trailers));
-  stream.end();
-}
-
-/** 'wantTrailers' of a unary call that answered: one function for every stream, no closure per call. */
-function sendOkTrailers(this: http2.ServerHttp2Stream): void {
-  sendTrailers(this, OK_TRAILERS);
-}
-
-function ignoreStreamError(): void {
-  // a reset or broken stream: its 'close' cancels the call; nothing else is to be done with it
+  stream.end(trailers);
 }
 
 /** Ends a call that never reached a handler (trailers-only). */
-function refuse(stream: http2.ServerHttp2Stream, code: number, details: string): void {
+function refuse(stream: H2Stream, code: number, details: string): void {
   sendStatus({ answered: false, headersSent: false, stream }, code, details);
+}
+
+/** A header's value; the first one where the client sent several. */
+function single(value: string | string[] | undefined): string | undefined {
+  return Array.isArray(value) ? value[0] : value;
 }
 
 export class GrpcServer {
   private readonly methods = new Map<string, BoundMethod>();
-  private readonly sessions = new Set<http2.ServerHttp2Session>();
-  private readonly http: http2.Http2Server;
+  private readonly connections = new Set<ServerConnection>();
+  private readonly net: Server;
   private readonly maxReceive: number;
   private readonly maxSend: number;
 
   constructor(options: GrpcServerOptions = {}) {
     this.maxReceive = options.maxReceiveMessageLength ?? 4 * 1024 * 1024;
     this.maxSend = options.maxSendMessageLength ?? Number.MAX_SAFE_INTEGER;
-    this.http = http2.createServer({
-      // As grpc-js's server: node's per-session memory cap would refuse streams under a burst of large
-      // messages (ENHANCE_YOUR_CALM); the message size limit bounds what one call holds.
-      maxSessionMemory: Number.MAX_SAFE_INTEGER,
-      maxSendHeaderBlockLength: Number.MAX_SAFE_INTEGER,
+    this.net = createServer((socket) => this.onConnection(socket));
+  }
+
+  private onConnection(socket: Socket): void {
+    const conn: ServerConnection = new ServerConnection(socket, {
+      onStream: (stream) => this.onStream(stream),
+      onClose: () => this.connections.delete(conn),
     });
-    this.http.on('session', (session) => {
-      this.sessions.add(session);
-      session.once('close', () => this.sessions.delete(session));
-      session.on('error', () => {
-        // a connection failing (peer gone, protocol error) ends its streams, which cancels their calls
-      });
-    });
-    this.http.on('stream', (stream, headers) => this.onStream(stream, headers));
+    this.connections.add(conn);
   }
 
   /** Methods are added before listen(). */
@@ -303,9 +286,9 @@ export class GrpcServer {
 
   listen(path: string): Promise<void> {
     return new Promise((resolve, reject) => {
-      this.http.once('error', reject);
-      this.http.listen(path, () => {
-        this.http.off('error', reject);
+      this.net.once('error', reject);
+      this.net.listen(path, () => {
+        this.net.off('error', reject);
         resolve();
       });
     });
@@ -313,48 +296,42 @@ export class GrpcServer {
 
   /** GOAWAY to every client, accept nothing new, call `done` once running calls have finished. */
   tryShutdown(done: () => void): void {
-    this.http.close(() => done());
-    for (const s of this.sessions) s.close();
+    this.net.close(() => done());
+    for (const c of this.connections) c.goaway();
   }
 
   forceShutdown(): void {
-    this.http.close();
-    for (const s of this.sessions) s.destroy();
+    this.net.close();
+    for (const c of this.connections) c.destroy();
   }
 
-  private onStream(stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders): void {
-    stream.on('error', ignoreStreamError);
-    const contentType = headers['content-type'];
-    if (headers[':method'] !== 'POST' || typeof contentType !== 'string' || !contentType.startsWith('application/grpc')) {
-      stream.respond({ ':status': headers[':method'] !== 'POST' ? 405 : 415 }, RESPOND_AND_END);
+  private onStream(stream: H2Stream): void {
+    const headers = stream.headers;
+    const httpMethod = single(headers[':method']);
+    const contentType = single(headers['content-type']);
+    if (httpMethod !== 'POST' || contentType === undefined || !contentType.startsWith('application/grpc')) {
+      stream.respond(httpMethod !== 'POST' ? METHOD_NOT_ALLOWED : UNSUPPORTED_MEDIA_TYPE, true);
       return;
     }
-    const path = headers[':path'] ?? '';
+    const path = single(headers[':path']) ?? '';
     const method = this.methods.get(path);
     if (!method) return refuse(stream, status.UNIMPLEMENTED, `unknown method ${path}`);
-    const encoding = headers['grpc-encoding'];
+    const encoding = single(headers['grpc-encoding']);
     if (encoding !== undefined && encoding !== 'identity') return refuse(stream, status.UNIMPLEMENTED, `grpc-encoding ${encoding} is not supported (identity only)`);
     let deadline: number | undefined;
-    const timeout = headers['grpc-timeout'];
-    if (typeof timeout === 'string') {
+    const timeout = single(headers['grpc-timeout']);
+    if (timeout !== undefined) {
       const ms = parseGrpcTimeout(timeout);
       if (ms === undefined) return refuse(stream, status.INTERNAL, `malformed grpc-timeout "${timeout}"`);
       deadline = Date.now() + ms;
     }
     const call = new Call(path, method.name, headers, stream, deadline);
-    // 'on', not 'once', for the events a stream emits at most once: once() wraps each listener per call.
-    stream.on('close', () => {
-      call.answered = true;
-      // Every stream closes, most after their answer: the Error (a stack capture) only for a real cancel.
-      if (!call.done) call.cancel(new Error(`${method.name}: cancelled by client`));
-    });
-
     const chunks: Buffer[] = [];
     let size = 0;
     let declared: number | undefined;
     let refused = false;
     let several = false;
-    stream.on('data', (chunk: Buffer) => {
+    const data = (chunk: Buffer): void => {
       if (refused || several) return;
       chunks.push(chunk);
       size += chunk.length;
@@ -369,8 +346,8 @@ export class GrpcServer {
         chunks.length = 0;
         sendStatus(call, status.RESOURCE_EXHAUSTED, `request message larger than max (${declared} vs. ${this.maxReceive})`);
       }
-    });
-    stream.on('end', () => {
+    };
+    const end = (): void => {
       if (refused || call.answered) return;
       if (several) return sendStatus(call, status.INTERNAL, 'more than one request message');
       const body = chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, size);
@@ -381,7 +358,16 @@ export class GrpcServer {
       }
       if (msg.compressed) return sendStatus(call, status.UNIMPLEMENTED, 'compressed messages are not supported (grpc-encoding identity only)');
       this.dispatch(method, call, msg.payload);
-    });
+    };
+    stream.listener = {
+      data,
+      end,
+      close: () => {
+        call.answered = true;
+        // Every stream closes, most after their answer: the Error (a stack capture) only for a real cancel.
+        if (!call.done) call.cancel(new Error(`${method.name}: cancelled by client`));
+      },
+    };
   }
 
   private dispatch(method: BoundMethod, call: Call, payload: Buffer): void {
@@ -393,8 +379,8 @@ export class GrpcServer {
         try {
           this.answer(method, call, stream !== undefined, response);
         } catch {
-          // Answering failed at the transport (a stream node already tore down): reset it; the daemon lives on.
-          call.stream.destroy();
+          // Answering failed (a response that would not encode past the checks): reset the stream; the daemon lives on.
+          call.stream.reset(ErrorCode.INTERNAL_ERROR);
         }
       },
       (err: unknown) => {
@@ -403,8 +389,8 @@ export class GrpcServer {
           const st = method.mapError(err);
           sendStatus(call, st.code ?? status.UNKNOWN, st.details);
         } catch {
-          // as above: the transport refused the status; reset the stream
-          call.stream.destroy();
+          // as above: the status could not be sent; reset the stream
+          call.stream.reset(ErrorCode.INTERNAL_ERROR);
         }
       },
     );
@@ -429,26 +415,25 @@ export class GrpcServer {
     call.answered = true;
     call.headersSent = true;
     const s = call.stream;
-    // A stream the client reset is destroyed before its 'close' event: respond() would throw.
-    if (gone(s)) return;
-    s.respond(RESPONSE_HEADERS, RESPOND_THEN_TRAILERS);
-    s.on('wantTrailers', sendOkTrailers);
-    s.end(frame);
+    if (s.closed) return;
+    s.respond(RESPONSE_HEADERS, false);
+    s.write(frame);
+    s.end(OK_TRAILERS);
   }
 
   private serverStream(method: BoundMethod, call: Call): ServerStream<unknown> {
     const s = call.stream;
     return {
       write: (message) => {
-        if (call.answered || gone(s)) return Promise.resolve();
+        if (call.answered || s.closed) return Promise.resolve();
         const frame = frameMessage(method.encode(message));
         if (frame.length - FRAME_HEADER > this.maxSend) return Promise.reject(new Error(`${method.name}: message larger than max (${frame.length - FRAME_HEADER} vs. ${this.maxSend})`));
         if (!call.headersSent) {
           call.headersSent = true;
-          s.respond(RESPONSE_HEADERS, RESPOND_THEN_TRAILERS);
+          s.respond(RESPONSE_HEADERS, false);
         }
         if (s.write(frame)) return Promise.resolve();
-        return firstEvent(s, ['drain', 'close']);
+        return s.drained();
       },
     };
   }

@@ -2,8 +2,10 @@
 // The crisp command: `crisp daemon` runs crispd; the rest are crictl-like clients over CRI.
 const args = process.argv.slice(2);
 if (args[0] === 'daemon') {
-  // crispd loads the daemon command alone: the client commands' modules would only take memory.
-  const { runDaemonCli } = await import('./daemon-cli.js');
+  // crispd runs the daemon command alone, bundled (scripts/bundle-daemon.mjs, part of `npm run build`):
+  // the client commands' modules and one file per module would only take memory.
+  const bundled = '../crispd/daemon-cli.js';
+  const { runDaemonCli } = (await import(bundled)) as typeof import('./daemon-cli.js');
   await runDaemonCli(args);
 } else {
   const { runCli } = await import('./program.js');

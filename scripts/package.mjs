@@ -169,6 +169,7 @@ export async function stage({ repo = REPO, stageDir, arch = debArchitecture() })
   };
   need('dist/cli/main.js', 'run npm run build');
   need('dist/daemon/config.js', 'run npm run build');
+  need('dist/crispd/daemon-cli.js', 'run npm run build');
   need('native/build/crisp-nshelper', 'run make -C native');
   need('native/build/crisp-logger', 'run make -C native');
   need('native/build/crisp-spawner', 'run make -C native');

@@ -73,8 +73,9 @@ export async function loadCdiRegistry(dirs: readonly string[] = CDI_SPEC_DIRS): 
       let spec: CdiSpecFile;
       try {
         const text = await readFile(file, 'utf8');
-        // yaml loads only when a node has YAML specs and a container asks for a CDI device.
-        spec = (name.endsWith('.json') ? JSON.parse(text) : (await import('yaml')).parse(text)) as CdiSpecFile;
+        // yaml loads only when a node has YAML specs and a container asks for a CDI device. It is a CommonJS
+        // package: its exports are the namespace's `default`, which the daemon bundle keeps as the only export.
+        spec = (name.endsWith('.json') ? JSON.parse(text) : (await import('yaml')).default.parse(text)) as CdiSpecFile;
       } catch (err) {
         throw invalidArgument(`CDI spec ${file} cannot be read: ${(err as Error).message}`);
       }

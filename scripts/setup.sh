@@ -54,7 +54,7 @@ build() {
     echo "setup: npm ci"
     npm ci --no-audit --no-fund --loglevel=error
   fi
-  echo "setup: building (proto types, TypeScript, native helper)"
+  echo "setup: building (proto types, TypeScript, the daemon bundle, native helpers)"
   npm run --silent build
   if [ -f native/Makefile ]; then make -s -C native; fi
 }

@@ -44,6 +44,12 @@ const WINDOW_UPDATE_AT = RECEIVE_WINDOW / 4;
 const MAX_HEADER_BLOCK = 1 << 20;
 /** Open streams one connection may hold; more are refused (REFUSED_STREAM). */
 const MAX_OPEN_STREAMS = 10_000;
+/**
+ * Octets written and not yet taken by the client after which the connection is dropped: a client that
+ * sends (PINGs, requests) without reading the answers would otherwise grow crispd's memory without end.
+ * Flow control bounds what one answer queues; this bounds the rest.
+ */
+const MAX_UNREAD = 64 * 1024 * 1024;
 /** Above this many octets, queued frames go out through cork/uncork rather than one copied buffer. */
 const CONCAT_LIMIT = 64 * 1024;
 
@@ -126,6 +132,8 @@ export class ServerStream {
 
 export interface ServerConnectionOptions {
   onStream(stream: ServerStream): void;
+  /** Unread octets that end the connection (default 64 MiB). */
+  maxUnread?: number;
   /** The socket closed; every stream has been closed before. */
   onClose(): void;
 }
@@ -545,5 +553,6 @@ export class ServerConnection {
     }
     this.out = [];
     this.outBytes = 0;
+    if (this.socket.writableLength > (this.options.maxUnread ?? MAX_UNREAD)) this.socket.destroy();
   }
 }

@@ -88,7 +88,7 @@ interface Env {
 }
 
 /** A server that answers every request with `answer(stream)` once its body has ended. */
-async function withConnection(answer: (stream: ServerStream) => void, fn: (env: Env) => Promise<void>): Promise<void> {
+async function withConnection(answer: (stream: ServerStream) => void, fn: (env: Env) => Promise<void>, maxUnread?: number): Promise<void> {
   const dir = mkdtempSync(join(tmpdir(), 'crisp-unit-h2-'));
   const sock = join(dir, 's.sock');
   const seen: Env['seen'] = [];
@@ -109,6 +109,7 @@ async function withConnection(answer: (stream: ServerStream) => void, fn: (env: 
         };
       },
       onClose: () => sockets.delete(socket),
+      maxUnread,
     });
   });
   await new Promise<void>((r) => server.listen(sock, r));
@@ -303,4 +304,25 @@ test('an answer sent before the request body ended resets the rest (RST_STREAM N
     assert.equal(rst.payload.readUInt32BE(0), ErrorCode.NO_ERROR);
     assert.ok(seen[0]!.closed);
   });
+});
+
+test('a client that sends without reading what it asked for is dropped once the unread answers pass the limit', async () => {
+  await withConnection(
+    echo,
+    async ({ client }) => {
+      const c = await client();
+      await handshake(c);
+      // stop reading: the PING acknowledgements pile up in the server's socket
+      c.socket.pause();
+      const ping = frame(FrameType.PING, 0, 0, Buffer.alloc(8));
+      const burst = Buffer.concat(Array.from({ length: 4096 }, () => ping));
+      for (let i = 0; i < 200 && !c.closed; i++) {
+        c.socket.write(burst);
+        await new Promise((r) => setImmediate(r));
+      }
+      c.socket.resume();
+      await c.closedSocket();
+    },
+    256 * 1024,
+  );
 });

@@ -12,6 +12,8 @@ export interface ColdPodShimsOptions {
 }
 
 export class ColdPodShims implements PodShims {
+  readonly warmsAhead = false;
+
   constructor(private readonly opts: ColdPodShimsOptions) {}
 
   warm(): void {

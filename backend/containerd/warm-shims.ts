@@ -63,6 +63,7 @@ function isGone(err: unknown): boolean {
 }
 
 export class WarmShims implements PodShims {
+  readonly warmsAhead = true;
   private fifoReady: Promise<void> | undefined;
   /** Removed pods whose unreachable warm shim the next /proc scan looks for, and that scan's timer. */
   private readonly unreachablePods = new Set<string>();

@@ -299,7 +299,8 @@ export class PodController {
    * the next StartContainer does not pay for one; not for a pod being stopped.
    */
   warmShim(podId: string): void {
-    if (!this.opts.shims) return;
+    // Without warm shims there is nothing to start again: no timer per container exit.
+    if (!this.opts.shims?.warmsAhead) return;
     // Later, not at once: kubelet stops a pod's containers right before StopPodSandbox, and a shim
     // started in between would only be shut down again. Soon enough for the next init container, which
     // kubelet starts on its next pod sync (its PLEG relists every second); a restarted container comes

@@ -2,6 +2,8 @@
 // no pause container, so the shim containerd would have started for it is started ahead of the first
 // container instead.
 export interface PodShims {
+  /** Whether crisp starts shims ahead (warm); false: containerd starts each with the pod's first task. */
+  readonly warmsAhead: boolean;
   /**
    * Start the pod's shim in the background (errors are logged, never thrown). `afterShimExit`: the
    * pod's previous shim is shutting down; wait for it to let go of the group's socket first.

@@ -7,7 +7,7 @@ import { lookupService } from '../common/proto-registry.js';
 import { unimplemented } from '../common/errors.js';
 import type { NodeStatus } from '../sandbox/node-status.js';
 import { version } from './runtime/version.js';
-import { status } from './runtime/status.js';
+import { statusHandler } from './runtime/status.js';
 import { runtimeConfig, updateRuntimeConfig } from './runtime/runtime-config.js';
 import type { ImageService } from '../backend/images/service.js';
 import type { PodController } from '../sandbox/pods/controller.js';
@@ -31,7 +31,7 @@ import { updatePodSandboxResources } from './runtime/update-pod-sandbox-resource
 import { listPodSandbox } from './runtime/list-pod-sandbox.js';
 import { pullImage } from './image/pull-image.js';
 import { listImages } from './image/list-images.js';
-import { imageStatus } from './image/image-status.js';
+import { imageStatusHandler } from './image/image-status.js';
 import { removeImage } from './image/remove-image.js';
 import { imageFsInfo } from './image/image-fs-info.js';
 
@@ -59,7 +59,7 @@ export function runtimeHandlers(deps: CriDeps): Handlers<RuntimeServiceMethods> 
   const stats = { containers: deps.containers, pods: deps.pods, snapshotMount: () => deps.images.snapshotterRoot() };
   return withUnimplemented<Handlers<RuntimeServiceMethods>>(RuntimeServiceName, {
     Version: (req) => version(req),
-    Status: (req) => status(deps.node, req),
+    Status: statusHandler(deps.node),
     RuntimeConfig: () => runtimeConfig(deps.node),
     UpdateRuntimeConfig: (req) => updateRuntimeConfig(deps.node, req),
     RunPodSandbox: (req) => runPodSandbox(deps.pods, deps.podMapping, req),
@@ -94,7 +94,7 @@ export function imageHandlers(deps: CriDeps): Handlers<ImageServiceMethods> {
   return withUnimplemented<Handlers<ImageServiceMethods>>(ImageServiceName, {
     PullImage: (req) => pullImage(deps.images, deps.podMapping.handlers, req),
     ListImages: (req) => listImages(deps.images, req),
-    ImageStatus: (req) => imageStatus(deps.images, req),
+    ImageStatus: imageStatusHandler(deps.images),
     RemoveImage: (req) => removeImage(deps.images, req),
     ImageFsInfo: () => imageFsInfo(deps.images),
   });

@@ -17,13 +17,21 @@ function sameView(a: ImageView, b: ImageView): boolean {
   );
 }
 
-/** Non-verbose answers by the image they describe, reused while its view is unchanged. */
 type Response = ImageStatusResponse;
-const answers = new Map<string, { view: ImageView; answer: Encoded<Response> }>();
 const MAX_KEPT_ANSWERS = 256;
 
 /** ImageStatus: the image, or an empty answer when it is absent (as CRI requires); verbose adds the config. */
-export async function imageStatus(images: ImageService, req: ImageStatusRequest): Promise<Input<ImageStatusResponse> | Encoded<Response>> {
+export function imageStatusHandler(images: ImageService): (req: ImageStatusRequest) => Promise<Input<ImageStatusResponse> | Encoded<Response>> {
+  /** Non-verbose answers by the image they describe, reused while its view is unchanged. */
+  const answers = new Map<string, { view: ImageView; answer: Encoded<Response> }>();
+  return (req) => imageStatus(images, answers, req);
+}
+
+async function imageStatus(
+  images: ImageService,
+  answers: Map<string, { view: ImageView; answer: Encoded<Response> }>,
+  req: ImageStatusRequest,
+): Promise<Input<ImageStatusResponse> | Encoded<Response>> {
   const spec = requireString(req.image?.image, 'image.image');
   const image = await images.status(spec);
   if (!image) return { image: null, info: {} };

@@ -35,22 +35,23 @@ function sameHandlers(a: HandlerFeatures[], b: HandlerFeatures[]): boolean {
   return true;
 }
 
-/**
- * The last non-verbose answer with what it was made from. Every call still reads the conditions as
- * before (the runtime's at most 1 s old, the network's from the CNI status cache); only the encoding is
- * reused, and only while they hold the same values, so an answer is never older than its inputs.
- */
-let last: { runtime: Condition; network: Condition; handlers: HandlerFeatures[]; answer: Encoded<StatusResponse> } | undefined;
-
 /** Status: RuntimeReady and NetworkReady with reasons, handlers with features, verbose info as JSON. */
-export async function status(node: NodeStatus, req: StatusRequest): Promise<Input<StatusResponse> | Encoded<StatusResponse>> {
-  const [runtime, network] = await Promise.all([node.runtimeCondition(), node.networkCondition()]);
-  const handlers = node.handlers();
-  if (req.verbose) return response(runtime, network, handlers, { config: JSON.stringify(await node.info()) });
-  if (last && sameCondition(last.runtime, runtime) && sameCondition(last.network, network) && sameHandlers(last.handlers, handlers)) {
-    return last.answer;
-  }
-  const answer = new Encoded<Response>(codecFor<Response>('runtime.v1.StatusResponse').encode(response(runtime, network, handlers, {})));
-  last = { runtime, network, handlers, answer };
-  return answer;
+export function statusHandler(node: NodeStatus): (req: StatusRequest) => Promise<Input<StatusResponse> | Encoded<StatusResponse>> {
+  /**
+   * The last non-verbose answer with what it was made from. Every call still reads the conditions as
+   * before (the runtime's at most 1 s old, the network's from the CNI status cache); only the encoding is
+   * reused, and only while they hold the same values, so an answer is never older than its inputs.
+   */
+  let last: { runtime: Condition; network: Condition; handlers: HandlerFeatures[]; answer: Encoded<StatusResponse> } | undefined;
+  return async (req) => {
+    const [runtime, network] = await Promise.all([node.runtimeCondition(), node.networkCondition()]);
+    const handlers = node.handlers();
+    if (req.verbose) return response(runtime, network, handlers, { config: JSON.stringify(await node.info()) });
+    if (last && sameCondition(last.runtime, runtime) && sameCondition(last.network, network) && sameHandlers(last.handlers, handlers)) {
+      return last.answer;
+    }
+    const answer = new Encoded<Response>(codecFor<Response>('runtime.v1.StatusResponse').encode(response(runtime, network, handlers, {})));
+    last = { runtime, network, handlers, answer };
+    return answer;
+  };
 }

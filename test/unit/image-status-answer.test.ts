@@ -6,7 +6,7 @@ import { codecFor } from '../../common/proto-registry.js';
 import { Encoded } from '../../common/grpc-server.js';
 import type { ImageStatusResponse } from '../../gen/runtime.v1.js';
 import type { ImageService, ImageView } from '../../backend/images/service.js';
-import { imageStatus } from '../../cri/image/image-status.js';
+import { imageStatusHandler } from '../../cri/image/image-status.js';
 import { toCriImage } from '../../cri/image/image-view.js';
 
 const codec = codecFor<ImageStatusResponse>('runtime.v1.ImageStatusResponse');
@@ -28,8 +28,10 @@ function view(tags: string[], pinned = false): ImageView {
   };
 }
 
-async function answer(images: ImageService, verbose = false): Promise<ImageStatusResponse> {
-  const res = await imageStatus(images, { image: { image: 'busybox' }, verbose } as Parameters<typeof imageStatus>[1]);
+type Handler = ReturnType<typeof imageStatusHandler>;
+
+async function answer(imageStatus: Handler, verbose = false): Promise<ImageStatusResponse> {
+  const res = await imageStatus({ image: { image: 'busybox' }, verbose } as Parameters<Handler>[0]);
   return res instanceof Encoded ? codec.decode(res.bytes) : codec.normalize(res);
 }
 
@@ -37,16 +39,17 @@ test('ImageStatus reuses the encoding of an unchanged view and answers any chang
   let current: ImageView | undefined = view(['docker.io/library/busybox:latest']);
   // A fresh view object per call around the same image fields, as ImageService.status makes.
   const images = { status: async () => (current ? { ...current } : undefined) } as unknown as ImageService;
-  const req = { image: { image: 'busybox' }, verbose: false } as Parameters<typeof imageStatus>[1];
-  const first = await imageStatus(images, req);
-  assert.equal(await imageStatus(images, req), first);
+  const imageStatus = imageStatusHandler(images);
+  const req = { image: { image: 'busybox' }, verbose: false } as Parameters<Handler>[0];
+  const first = await imageStatus(req);
+  assert.equal(await imageStatus(req), first);
   assert.deepEqual((first as Encoded<ImageStatusResponse>).bytes, codec.encode({ image: toCriImage(current), info: {} }));
   current = { ...current, pinned: true };
-  assert.equal((await answer(images)).image!.pinned, true);
+  assert.equal((await answer(imageStatus)).image!.pinned, true);
   current = view(['docker.io/library/busybox:latest', 'registry.test/busybox:v2'], true);
-  assert.deepEqual((await answer(images)).image!.repoTags, ['docker.io/library/busybox:latest', 'registry.test/busybox:v2']);
-  assert.equal((await answer(images)).image!.uid!.value, 1000);
-  assert.match((await answer(images, true)).info.info!, /"pinned":true/);
+  assert.deepEqual((await answer(imageStatus)).image!.repoTags, ['docker.io/library/busybox:latest', 'registry.test/busybox:v2']);
+  assert.equal((await answer(imageStatus)).image!.uid!.value, 1000);
+  assert.match((await answer(imageStatus, true)).info.info!, /"pinned":true/);
   current = undefined;
-  assert.equal((await answer(images)).image, null);
+  assert.equal((await answer(imageStatus)).image, null);
 });

@@ -6,7 +6,7 @@ import { codecFor } from '../../common/proto-registry.js';
 import { Encoded } from '../../common/grpc-server.js';
 import type { StatusResponse } from '../../gen/runtime.v1.js';
 import type { Condition, HandlerFeatures, NodeStatus } from '../../sandbox/node-status.js';
-import { status } from '../../cri/runtime/status.js';
+import { statusHandler } from '../../cri/runtime/status.js';
 
 const codec = codecFor<StatusResponse>('runtime.v1.StatusResponse');
 
@@ -23,19 +23,19 @@ function fakeNode() {
     handlers: () => state.handlers.map((h) => ({ ...h })),
     info: async () => ({ cgroupDriver: 'systemd' }),
   } as unknown as NodeStatus;
-  return { state, node };
+  return { state, node, status: statusHandler(node) };
 }
 
-async function decoded(node: NodeStatus, verbose = false): Promise<StatusResponse> {
-  const res = await status(node, { verbose });
+async function decoded(status: ReturnType<typeof statusHandler>, verbose = false): Promise<StatusResponse> {
+  const res = await status({ verbose });
   return res instanceof Encoded ? codec.decode(res.bytes) : codec.normalize(res);
 }
 
 test('Status reuses its encoding while nothing changed, and answers a change at once', async () => {
-  const { state, node } = fakeNode();
-  const first = await status(node, { verbose: false });
-  assert.equal(await status(node, { verbose: false }), first, 'same values: the same encoded answer');
-  let res = await decoded(node);
+  const { state, status } = fakeNode();
+  const first = await status({ verbose: false });
+  assert.equal(await status({ verbose: false }), first, 'same values: the same encoded answer');
+  let res = await decoded(status);
   assert.deepEqual(
     res.status!.conditions.map((c) => [c.type, c.status, c.reason]),
     [
@@ -44,13 +44,13 @@ test('Status reuses its encoding while nothing changed, and answers a change at 
     ],
   );
   state.network = { ready: true, reason: '', message: '' };
-  res = await decoded(node);
+  res = await decoded(status);
   assert.equal(res.status!.conditions[1]!.status, true);
   state.runtime = { ready: false, reason: 'ContainerdUnavailable', message: 'connection refused' };
-  res = await decoded(node);
+  res = await decoded(status);
   assert.deepEqual([res.status!.conditions[0]!.status, res.status!.conditions[0]!.message], [false, 'connection refused']);
   state.handlers = [...state.handlers, { name: 'runc', recursiveReadOnlyMounts: true, userNamespaces: true }];
-  res = await decoded(node);
+  res = await decoded(status);
   assert.deepEqual(
     res.runtimeHandlers.map((h) => [h.name, h.features!.userNamespaces]),
     [
@@ -62,9 +62,9 @@ test('Status reuses its encoding while nothing changed, and answers a change at 
 });
 
 test('verbose Status carries the config and is never the cached answer', async () => {
-  const { node } = fakeNode();
-  await status(node, { verbose: false });
-  const res = await decoded(node, true);
+  const { status } = fakeNode();
+  await status({ verbose: false });
+  const res = await decoded(status, true);
   assert.deepEqual(JSON.parse(res.info.config!), { cgroupDriver: 'systemd' });
-  assert.deepEqual((await decoded(node)).info, {});
+  assert.deepEqual((await decoded(status)).info, {});
 });

@@ -3,7 +3,8 @@
 const args = process.argv.slice(2);
 if (args[0] === 'daemon') {
   // crispd runs the daemon command alone, bundled (scripts/bundle-daemon.mjs, part of `npm run build`):
-  // the client commands' modules and one file per module would only take memory.
+  // the client commands' modules and one file per module would only take memory. A variable, so tsc does
+  // not look for the bundle, which exists only after the build's last step.
   const bundled = '../crispd/daemon-cli.js';
   const { runDaemonCli } = (await import(bundled)) as typeof import('./daemon-cli.js');
   await runDaemonCli(args);

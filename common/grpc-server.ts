@@ -1,7 +1,7 @@
 // A lean gRPC server on crisp's own HTTP/2 server connection (common/h2) for unary and server-streaming
-// methods, with typed handlers bound
-// through one interceptor (the CRI instrument layer) so handlers stay free of logging, metrics and
-// error mapping. What it implements of gRPC over HTTP/2 (grpc/grpc PROTOCOL-HTTP2.md):
+// methods, with typed handlers bound through one interceptor (the CRI instrument layer) so handlers stay
+// free of logging, metrics and error mapping. What it implements of gRPC over HTTP/2 (grpc/grpc
+// PROTOCOL-HTTP2.md):
 // - requests: POST, content-type application/grpc[+proto] (else HTTP 415), one length-prefixed message,
 //   grpc-timeout, metadata from the headers (-bin values base64), grpc-encoding identity only
 //   (a compressed message or another encoding → UNIMPLEMENTED), at most maxReceiveMessageLength bytes
@@ -124,7 +124,7 @@ const RESERVED_HEADERS = new Set(['content-type', 'te', 'grpc-timeout', 'grpc-en
 function metadataOf(headers: HeaderMap): CallMetadata {
   const md = new CallMetadata();
   for (const [key, value] of Object.entries(headers)) {
-    if (key.startsWith(':') || RESERVED_HEADERS.has(key) || value === undefined) continue;
+    if (key.startsWith(':') || RESERVED_HEADERS.has(key)) continue;
     const values = Array.isArray(value) ? value : key.endsWith('-bin') ? value.split(',') : [value];
     for (const v of values) md.add(key, key.endsWith('-bin') ? Buffer.from(v, 'base64') : v);
   }

@@ -464,11 +464,7 @@ export class ServerConnection {
     }
     this.blocked.delete(stream);
     if (stream.closed) return;
-    const trailers = stream.trailers;
-    if (trailers) {
-      stream.localEnded = false;
-      this.sendHeaders(stream, trailers, true);
-    }
+    if (stream.trailers) this.sendHeaders(stream, stream.trailers, true);
     stream.notifyDrained();
   }
 

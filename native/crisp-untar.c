@@ -2,9 +2,14 @@
  * crisp-untar: extracts one OCI image layer blob into a directory that becomes an overlayfs upper dir,
  * and prints the layer's diff id (sha256 of the uncompressed stream).
  *
- *   crisp-untar [--compression gzip|zstd|none] [--made-dirs] BLOB DEST
+ *   crisp-untar [--compression gzip|zstd|none] [--made-dirs] [--follow SIZE [--follow-idle-ms N]] BLOB DEST
  *
  * BLOB is a regular file (gzip, zstd or plain tar; without --compression the magic bytes decide).
+ * --follow: BLOB is still being written (a download's ingest file) and will hold SIZE bytes; reading
+ * waits for it to grow (inotify, and a look every 250 ms) instead of taking its end for the blob's end, and
+ * stops at SIZE. It fails when the file stays short for N ms (default 60000) or gets shorter than
+ * what was read. --compression is then required (the first bytes may not be there yet). Only the diff id
+ * vouches for what was read: the caller checks it, as without --follow.
  * DEST is an existing directory; nothing is created or changed outside it. On success stdout gets
  * exactly "sha256:<64 hex>\n" (every decompressed byte up to EOF, end blocks and padding included)
  * and the exit code is 0. Failure: one stderr line "crisp-untar: <entry>: <reason>", exit 1, and DEST
@@ -28,8 +33,11 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <limits.h>
 #include <linux/openat2.h>
+#include <poll.h>
+#include <sys/inotify.h>
 #include <openssl/evp.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -41,6 +49,7 @@
 #include <sys/syscall.h>
 #include <sys/sysmacros.h>
 #include <sys/xattr.h>
+#include <time.h>
 #include <unistd.h>
 #include <zstd.h>
 #ifdef HAVE_ISAL
@@ -85,12 +94,67 @@ static void *xmalloc(size_t n) {
   return p;
 }
 
+/* ---------- the blob, read to its end or followed while it is written ---------- */
+
+struct blob {
+  int fd;
+  /* --follow: the size the file will reach, the inotify fd watching it, how long it may stay short */
+  bool follow;
+  uint64_t size, consumed;
+  int watch;
+  int idle_ms;
+};
+
+static long long now_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Waits until the followed file may have grown: an inotify event, or 250 ms (a missed event costs no more). */
+static void wait_for_growth(struct blob *b) {
+  struct pollfd pfd = {.fd = b->watch, .events = POLLIN};
+  int n = poll(&pfd, 1, 250);
+  if (n < 0 && errno != EINTR) fail("waiting for the layer blob to grow: %s", strerror(errno));
+  if (n > 0) {
+    char events[4096] __attribute__((aligned(__alignof__(struct inotify_event))));
+    /* the events only wake us; what matters is the file's size, read again by the caller */
+    while (read(b->watch, events, sizeof events) > 0) continue;
+  }
+}
+
+/* read(2) of the blob: 0 only at its end (SIZE when following). */
+static size_t blob_read(struct blob *b, void *buf, size_t cap) {
+  if (b->follow) {
+    if (b->consumed >= b->size) return 0;
+    if (cap > b->size - b->consumed) cap = (size_t)(b->size - b->consumed);
+  }
+  long long idle_since = 0;
+  for (;;) {
+    ssize_t n = read(b->fd, buf, cap);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) fail("read layer blob: %s", strerror(errno));
+    if (n > 0 || !b->follow) {
+      b->consumed += (uint64_t)n;
+      return (size_t)n;
+    }
+    struct stat st;
+    if (fstat(b->fd, &st) < 0) fail("stat layer blob: %s", strerror(errno));
+    if ((uint64_t)st.st_size < b->consumed) fail("the layer blob shrank below the %" PRIu64 " bytes read", b->consumed);
+    long long now = now_ms();
+    if (idle_since == 0) idle_since = now;
+    else if (now - idle_since >= b->idle_ms)
+      fail("the layer blob stayed at %" PRIu64 " of %" PRIu64 " bytes for %d ms", b->consumed, b->size, b->idle_ms);
+    wait_for_growth(b);
+  }
+}
+
 /* ---------- decompressing, hashing reader ---------- */
 
 enum compression { C_NONE, C_GZIP, C_ZSTD };
 
 struct reader {
-  int fd;
+  struct blob blob;
   enum compression kind;
   uint8_t *in, *out;
   size_t in_pos, in_len, out_pos, out_len;
@@ -105,15 +169,10 @@ struct reader {
 };
 
 static void fill_in(struct reader *r) {
-  for (;;) {
-    ssize_t n = read(r->fd, r->in, IN_SIZE);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) fail("read layer blob: %s", strerror(errno));
-    r->in_pos = 0;
-    r->in_len = (size_t)n;
-    if (n == 0) r->in_eof = true;
-    return;
-  }
+  size_t n = blob_read(&r->blob, r->in, IN_SIZE);
+  r->in_pos = 0;
+  r->in_len = n;
+  if (n == 0) r->in_eof = true;
 }
 
 /* Produces the next chunk of uncompressed data into r->out; sets r->eof at the end. */
@@ -121,14 +180,9 @@ static void refill(struct reader *r) {
   r->out_pos = r->out_len = 0;
   if (r->eof) return;
   if (r->kind == C_NONE) {
-    for (;;) {
-      ssize_t n = read(r->fd, r->out, OUT_SIZE);
-      if (n < 0 && errno == EINTR) continue;
-      if (n < 0) fail("read layer blob: %s", strerror(errno));
-      if (n == 0) r->eof = true;
-      r->out_len = (size_t)n;
-      break;
-    }
+    size_t n = blob_read(&r->blob, r->out, OUT_SIZE);
+    if (n == 0) r->eof = true;
+    r->out_len = n;
   }
   while (r->out_len == 0 && !r->eof) {
     if (r->in_pos == r->in_len && !r->in_eof) fill_in(r);
@@ -973,8 +1027,19 @@ static uint64_t extract_entry(struct reader *r, struct entry *e, const char *dir
 
 /* ---------- main ---------- */
 
+/* A decimal count of at most `max` (digits only). */
+static bool parse_count(const char *s, uint64_t max, uint64_t *out) {
+  if (*s < '0' || *s > '9') return false;
+  char *end;
+  errno = 0;
+  unsigned long long v = strtoull(s, &end, 10);
+  if (errno || *end || v > max) return false;
+  *out = v;
+  return true;
+}
+
 __attribute__((noreturn)) static void usage(void) {
-  fputs("crisp-untar: usage: crisp-untar [--compression gzip|zstd|none] [--made-dirs] BLOB DEST\n", stderr);
+  fputs("crisp-untar: usage: crisp-untar [--compression gzip|zstd|none] [--made-dirs] [--follow SIZE [--follow-idle-ms N]] BLOB DEST\n", stderr);
   exit(2);
 }
 
@@ -982,11 +1047,19 @@ int main(int argc, char **argv) {
   int i = 1;
   int kind = -1;
   bool report_made_dirs = false;
+  const char *follow = NULL, *idle = NULL;
   while (i < argc && strncmp(argv[i], "--", 2) == 0) {
     const char *v = NULL;
     if (strcmp(argv[i], "--made-dirs") == 0) {
       report_made_dirs = true;
       i++;
+      continue;
+    }
+    if (strcmp(argv[i], "--follow") == 0 || strcmp(argv[i], "--follow-idle-ms") == 0) {
+      if (i + 1 >= argc) usage();
+      if (strcmp(argv[i], "--follow") == 0) follow = argv[i + 1];
+      else idle = argv[i + 1];
+      i += 2;
       continue;
     }
     if (strcmp(argv[i], "--compression") == 0) {
@@ -1008,20 +1081,32 @@ int main(int argc, char **argv) {
     else usage();
   }
   if (argc - i != 2) usage();
+  if ((follow || idle) && (!follow || kind < 0)) usage();
+  uint64_t follow_size = 0, idle_ms = 60000;
+  if ((follow && !parse_count(follow, UINT64_MAX, &follow_size)) || (idle && !parse_count(idle, INT32_MAX, &idle_ms))) usage();
   const char *blob = argv[i], *dest = argv[i + 1];
   umask(0);
 
   struct reader r;
   memset(&r, 0, sizeof r);
-  r.fd = open(blob, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
-  if (r.fd < 0) fail("open layer blob %s: %s", blob, strerror(errno));
+  r.blob.fd = open(blob, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+  if (r.blob.fd < 0) fail("open layer blob %s: %s", blob, strerror(errno));
   struct stat st;
-  if (fstat(r.fd, &st) < 0 || !S_ISREG(st.st_mode)) fail("layer blob %s is not a regular file", blob);
+  if (fstat(r.blob.fd, &st) < 0 || !S_ISREG(st.st_mode)) fail("layer blob %s is not a regular file", blob);
+  if (follow) {
+    r.blob.follow = true;
+    r.blob.size = follow_size;
+    r.blob.idle_ms = (int)idle_ms;
+    r.blob.watch = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+    if (r.blob.watch < 0) fail("inotify: %s", strerror(errno));
+    /* the path, not the fd: a write through another fd of the same file is what wakes us */
+    if (inotify_add_watch(r.blob.watch, blob, IN_MODIFY | IN_CLOSE_WRITE | IN_ATTRIB) < 0) fail("watch layer blob %s: %s", blob, strerror(errno));
+  }
   dest_fd = open(dest, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
   if (dest_fd < 0) fail("open destination %s: %s", dest, strerror(errno));
   if (kind < 0) {
     uint8_t m[4] = {0};
-    ssize_t n = pread(r.fd, m, sizeof m, 0);
+    ssize_t n = pread(r.blob.fd, m, sizeof m, 0);
     if (n >= 2 && m[0] == 0x1f && m[1] == 0x8b) kind = C_GZIP;
     else if (n >= 4 && m[0] == 0x28 && m[1] == 0xb5 && m[2] == 0x2f && m[3] == 0xfd) kind = C_ZSTD;
     else kind = C_NONE;

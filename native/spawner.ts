@@ -20,6 +20,8 @@ export interface RunOptions {
   /** SIGTERM after this many ms (0 = never), SIGKILL `killAfterMs` later if it still runs. */
   timeoutMs?: number;
   killAfterMs?: number;
+  /** SIGTERM once this aborts (SIGKILL `killAfterMs` later); the run still resolves with how it ended. */
+  signal?: AbortSignal;
 }
 
 export interface RunResult {
@@ -59,6 +61,8 @@ interface Pending {
   resolve(result: RunResult): void;
   timedOut: boolean;
   timers: NodeJS.Timeout[];
+  /** Detaches the abort listener. */
+  unlisten?: () => void;
 }
 
 /** One spawner process and the runs it has in flight. */
@@ -111,13 +115,24 @@ class SpawnerProcess {
       this.pending.set(id, job);
       this.busy();
       this.child.stdin.write(Buffer.concat([head, text, input]));
+      const stop = () => {
+        this.kill(id, 'SIGTERM');
+        job.timers.push(setTimeout(() => this.kill(id, 'SIGKILL'), opts.killAfterMs ?? DEFAULT_KILL_AFTER_MS));
+      };
       if (opts.timeoutMs && opts.timeoutMs > 0) {
         const term = setTimeout(() => {
           job.timedOut = true;
-          this.kill(id, 'SIGTERM');
-          job.timers.push(setTimeout(() => this.kill(id, 'SIGKILL'), opts.killAfterMs ?? DEFAULT_KILL_AFTER_MS));
+          stop();
         }, opts.timeoutMs);
         job.timers.push(term);
+      }
+      const { signal } = opts;
+      if (signal) {
+        if (signal.aborted) stop();
+        else {
+          signal.addEventListener('abort', stop, { once: true });
+          job.unlisten = () => signal.removeEventListener('abort', stop);
+        }
       }
     });
   }
@@ -160,6 +175,7 @@ class SpawnerProcess {
     if (!job) return;
     this.pending.delete(id);
     for (const t of job.timers) clearTimeout(t);
+    job.unlisten?.();
     job.resolve(result(job.timedOut));
     if (this.pending.size === 0) this.idle();
   }
@@ -259,6 +275,7 @@ async function runWithChildProcess(file: string, args: readonly string[], opts: 
     extendEnv: false,
     ...(opts.cwd ? { cwd: opts.cwd } : {}),
     ...(opts.timeoutMs ? { timeout: opts.timeoutMs } : {}),
+    ...(opts.signal ? { cancelSignal: opts.signal } : {}),
     forceKillAfterDelay: opts.killAfterMs ?? DEFAULT_KILL_AFTER_MS,
     reject: false,
     stripFinalNewline: false,

@@ -59,6 +59,16 @@ export interface StagedLayer {
   discard(): Promise<void>;
 }
 
+/** Extract while the blob downloads: read its ingest file as it grows (crisp-untar --follow). */
+export interface FollowSource {
+  /** The ingest's data file the download writes. */
+  file: string;
+  /** How long the file may stay short before the extraction gives up. */
+  idleMs: number;
+  /** Ends the extraction (the download failed, the pull was cancelled). */
+  signal: AbortSignal;
+}
+
 export class LayerExtractor {
   private readonly stagingDir: string;
   private ready: Promise<boolean> | undefined;
@@ -91,8 +101,13 @@ export class LayerExtractor {
     return layerCompression(layer.mediaType) !== undefined && localBlobPath(this.opts.contentRoot, layer.digest) !== undefined;
   }
 
-  /** Extract `layer` (its blob committed in the content store) and check its diff id. */
-  async extract(layer: Descriptor, diffId: string): Promise<StagedLayer> {
+  /**
+   * Extract `layer` and check its diff id: from its blob committed in the content store, or with
+   * `follow` from the ingest file its download is writing. Only the diff id vouches for what a follower
+   * read (the blob's digest is checked when the download commits), so a follower's failure says nothing
+   * about the layer: the caller extracts the committed blob instead.
+   */
+  async extract(layer: Descriptor, diffId: string, follow?: FollowSource): Promise<StagedLayer> {
     const compression = layerCompression(layer.mediaType);
     const blob = localBlobPath(this.opts.contentRoot, layer.digest);
     if (!compression || !blob) throw new CrispError('INTERNAL', `layer ${layer.digest} (${layer.mediaType}) cannot be extracted by crisp`);
@@ -100,7 +115,11 @@ export class LayerExtractor {
     const discard = () => rm(dir, { recursive: true, force: true });
     await mkdir(dir, { mode: 0o755 });
     try {
-      const r = await runCommand(this.opts.untar, ['--compression', compression, '--made-dirs', blob, dir], { timeoutMs: EXTRACT_TIMEOUT_MS });
+      const source = follow ? ['--follow', String(layer.size), '--follow-idle-ms', String(Math.max(1, Math.round(follow.idleMs))), follow.file] : [blob];
+      const r = await runCommand(this.opts.untar, ['--compression', compression, '--made-dirs', ...source, dir], {
+        timeoutMs: EXTRACT_TIMEOUT_MS,
+        ...(follow ? { signal: follow.signal } : {}),
+      });
       if (!succeeded(r)) throw new CrispError('INTERNAL', `extracting layer ${layer.digest}: ${describeFailure('crisp-untar', r)}`);
       const newline = r.stdout.indexOf('\n');
       const unpacked = r.stdout.slice(0, newline);

@@ -70,6 +70,7 @@ const TICK_MS = 500;
 const DEBUG_EVERY_MS = 2000;
 const INFO_EVERY_MS = 10_000;
 const DOWNLOAD_LEASE_TTL_MS = 24 * 3600 * 1000;
+const FOLLOW_IDLE_EXTRA_MS = 10_000;
 
 /** Run `fn` over `items` with at most `limit` at once, in order of start; stops starting new ones once aborted. */
 async function forEachLimited<T>(items: readonly T[], limit: number, signal: AbortSignal, fn: (item: T, index: number) => Promise<void>): Promise<void> {
@@ -97,6 +98,8 @@ interface DownloadProgress {
   start: () => void;
   /** Bytes an earlier attempt left in the store. */
   resumed: (n: number) => void;
+  /** The bytes go into this local ingest file (a follower may extract it meanwhile). */
+  filling: (file: string) => void;
   bytes: (n: number) => void;
   /** Every byte is in; containerd has yet to verify and commit them. */
   received: () => void;
@@ -242,16 +245,9 @@ export class ImagePuller {
       meter.total = layers.reduce((n, l) => n + l.size, 0);
 
       try {
-        const downloaded = layers.map(() => {
-          let resolve!: () => void;
-          let reject!: (e: unknown) => void;
-          const p = new Promise<void>((res, rej) => {
-            resolve = res;
-            reject = rej;
-          });
-          p.catch(() => undefined);
-          return { p, resolve, reject };
-        });
+        const downloaded = layers.map(() => deferred<void>());
+        // The ingest file each layer's download writes, once it starts writing one.
+        const filling = layers.map(() => deferred<string>());
         // A download holds its slot until its bytes are in, not through containerd's verify and commit: the
         // next layer's bytes can flow meanwhile. `fetches` are the whole downloads.
         const fetches: Promise<void>[] = [];
@@ -264,6 +260,7 @@ export class ImagePuller {
               await traced('pull.fetch', spanned, () => this.fetchBlob(ref, layer, { 'containerd.io/uncompressed': diffIds[i]!, [source]: ref.path }, leaseId, abort.signal, options.auth, {
                 start: () => meter.active.add(layer.digest),
                 resumed: (n) => meter.resume(i, n),
+                filling: (file) => filling[i]!.resolve(file),
                 bytes: (n) => meter.bytes(i, n),
                 received,
                 end: () => meter.active.delete(layer.digest),
@@ -284,7 +281,7 @@ export class ImagePuller {
         });
         downloads.catch(() => undefined);
         // crisp's own extraction: each layer as soon as its blob is in, in parallel (layer-extract.ts).
-        const staged = await this.stageLayers(layers, diffIds, chains, downloaded.map((d) => d.p), callOpts, abort);
+        const staged = await this.stageLayers(layers, diffIds, chains, downloaded.map((d) => d.p), filling.map((f) => f.p), callOpts, abort);
         try {
           // Into snapshots in order, each layer as soon as it is in the store (and extracted).
           for (let i = 0; i < layers.length; i++) {
@@ -345,15 +342,18 @@ export class ImagePuller {
   }
 
   /**
-   * Start extracting every layer crisp can extract itself once its blob is in (`downloaded[i]`), at most
-   * maxConcurrentDownloads at once; resolves to undefined for layers containerd applies or that are
-   * unpacked already. Every promise settles even when the pull fails, so the caller can discard.
+   * Start extracting every layer crisp can extract itself: while its download writes the ingest file
+   * (`filling[i]`, crisp-untar following the file), else once its blob is in (`downloaded[i]`), at most
+   * maxConcurrentDownloads of the latter at once. Followers take no slot: there is one per download in
+   * flight. Resolves to undefined for layers containerd applies or that are unpacked already. Every
+   * promise settles even when the pull fails, so the caller can discard.
    */
   private async stageLayers(
     layers: readonly Descriptor[],
     diffIds: readonly string[],
     chains: readonly string[],
     downloaded: readonly Promise<void>[],
+    filling: readonly Promise<string>[],
     opts: CallOptions,
     abort: AbortController,
   ): Promise<Promise<StagedLayer | undefined>[]> {
@@ -362,8 +362,14 @@ export class ImagePuller {
     return layers.map((layer, i) => {
       if (!extractor.handles(layer)) return Promise.resolve(undefined);
       // Raced with the abort: a layer whose download never started (the pull failed first) never resolves.
-      const p = Promise.race([downloaded[i]!, abortPromise(abort.signal)]).then(() =>
-        this.extractSlots.run(async () => {
+      const started = Promise.race([downloaded[i]!.then(() => undefined), filling[i]!, abortPromise(abort.signal)]);
+      const p = started.then(async (file) => {
+        if (file !== undefined) {
+          const tree = await this.extractFollowing(extractor, layer, i, diffIds[i]!, chains[i]!, file, opts, abort.signal);
+          if (tree !== 'again') return tree;
+          await Promise.race([downloaded[i]!, abortPromise(abort.signal)]);
+        }
+        return this.extractSlots.run(async () => {
           if (await this.unpacker.exists(chains[i]!, opts)) return undefined;
           const t0 = Date.now();
           try {
@@ -378,14 +384,45 @@ export class ImagePuller {
             this.opts.log.warn({ digest: layer.digest, err: errorMessage(err) }, "crisp-untar did not extract the layer; containerd's differ applies it");
             return undefined;
           }
-        }),
-      );
+        });
+      });
       // A failed extraction fails the pull now, not when the in-order loop reaches its layer.
       p.catch((err: unknown) => {
         if (!abort.signal.aborted) abort.abort(err);
       });
       return p;
     });
+  }
+
+  /**
+   * Extract a layer from the ingest file its download is writing. 'again' when that did not work out for
+   * any reason but the pull's end (the download started over, a tar dialect crisp-untar refuses, a diff
+   * id that does not match what was read): the committed blob is then extracted as usual, which decides.
+   */
+  private async extractFollowing(
+    extractor: LayerExtractor,
+    layer: Descriptor,
+    index: number,
+    diffId: string,
+    chain: string,
+    file: string,
+    opts: CallOptions,
+    signal: AbortSignal,
+  ): Promise<StagedLayer | undefined | 'again'> {
+    if (await this.unpacker.exists(chain, opts)) return undefined;
+    const t0 = Date.now();
+    try {
+      const tree = await traced('pull.extract', { 'oci.layer.digest': layer.digest, 'oci.layer.index': index, 'crisp.extract.following': true }, () =>
+        // Longer than the pull's own stall limit, whose error then names the stalled download.
+        extractor.extract(layer, diffId, { file, idleMs: this.opts.progressTimeoutMs + FOLLOW_IDLE_EXTRA_MS, signal }),
+      );
+      this.opts.log.debug({ digest: layer.digest, size: layer.size, ms: Date.now() - t0 }, 'layer extracted while downloading');
+      return tree;
+    } catch (err) {
+      if (signal.aborted) throw signal.reason;
+      this.opts.log.debug({ digest: layer.digest, err: errorMessage(err) }, 'extracting while downloading did not work out; extracting the committed blob');
+      return 'again';
+    }
   }
 
   /**
@@ -463,6 +500,7 @@ export class ImagePuller {
           ? {
               fill: async (file: string, offset: number) => {
                 resumeFrom(offset);
+                progress.filling(file);
                 const request = await this.registry.blobRequest(ref, desc, { auth: auth ?? null, offset });
                 if (!request) return false;
                 return workers().fetch({ request, file, offset, size: desc.size, digest: desc.digest }, signal, progress.bytes);
@@ -511,6 +549,18 @@ export class ImagePuller {
       if (!isNotFound(err)) this.opts.log.warn({ lease: id, err: errorMessage(err) }, 'deleting lease failed');
     });
   }
+}
+
+/** A promise with its settlers; a rejection nobody awaits yet is not reported as unhandled. */
+function deferred<T>(): { p: Promise<T>; resolve: (v: T) => void; reject: (e: unknown) => void } {
+  let resolve!: (v: T) => void;
+  let reject!: (e: unknown) => void;
+  const p = new Promise<T>((res, rej) => {
+    resolve = res;
+    reject = rej;
+  });
+  p.catch(() => undefined);
+  return { p, resolve, reject };
 }
 
 function abortPromise(signal: AbortSignal): Promise<never> {

@@ -56,6 +56,10 @@ describe('image pull robustness', () => {
   });
 
   const pull = (ref: string) => d.client.image.unary('PullImage', { image: { image: ref } }).then((r) => r.imageRef);
+  const staging = () => join(d.root, 'containerd', 'io.containerd.snapshotter.v1.overlayfs', 'crisp-staging');
+  const staged = () => (existsSync(staging()) ? readdirSync(staging()) : []);
+  /** crispd's debug line saying crisp-untar extracted this layer from its ingest file while it downloaded. */
+  const extractedWhileDownloading = (digest: string) => new RegExp(`"digest":"${digest}"[^\n]*"msg":"layer extracted while downloading"`);
   const imageStatus = (ref: string) => d.client.image.unary('ImageStatus', { image: { image: ref } }).then((r) => r.image);
   const contentInfo = (digest: string) =>
     ctd.content.unary('Info', { digest }).then(
@@ -138,6 +142,7 @@ describe('image pull robustness', () => {
       return true;
     });
     assert.equal(await imageStatus(ref), null);
+    assert.deepEqual(staged(), [], 'the extraction that followed the cut download is gone');
     const kept = await ingestStatus(target.digest);
     assert.ok(kept !== undefined && kept > 0 && kept <= cutAt, `partial data kept (${kept} bytes)`);
     // The failed pull's lease is gone; a collection now must not take the partial download with it.
@@ -154,6 +159,9 @@ describe('image pull robustness', () => {
     assert.ok(hits[1]!.bytes < target.size);
     assert.equal(await ingestStatus(target.digest), undefined, 'the ingest is committed');
     assert.match(d.logs, /blob download resumed/);
+    // The retry's extraction read the kept bytes and then the resumed ones as they arrived.
+    assert.match(d.logs, extractedWhileDownloading(target.digest));
+    assert.deepEqual(staged(), []);
     // The worker hashed what the first attempt left plus what the retry brought: crisp verified the
     // blob and containerd registered it without reading it again.
     assert.match(d.logs, new RegExp(`"digest":"${target.digest}","size":\\d+,"verifiedBy":"crisp","msg":"blob committed"`));
@@ -194,6 +202,7 @@ describe('image pull robustness', () => {
     assert.equal(await imageStatus(ref), null, 'no image record');
     assert.equal(await contentInfo(img.manifest.config.digest), 'absent');
     assert.equal(await contentInfo(layer.digest), 'absent');
+    assert.deepEqual(staged(), [], 'the extraction waiting for the stalled layer is gone');
 
     proxy.clearRules();
     assert.equal(await pull(ref), img.manifest.config.digest, 'the next pull completes');
@@ -216,10 +225,33 @@ describe('image pull robustness', () => {
       assert.ok(isGrpcError(err, grpc.status.DEADLINE_EXCEEDED), `DEADLINE_EXCEEDED, got ${String(err)}`);
       return true;
     });
-    const staging = join(d.root, 'containerd', 'io.containerd.snapshotter.v1.overlayfs', 'crisp-staging');
-    assert.deepEqual(existsSync(staging) ? readdirSync(staging) : [], [], 'nothing staged');
+    assert.deepEqual(staged(), [], 'nothing staged');
     proxy.clearRules();
     assert.equal(await pull(ref), img.manifest.config.digest, 'the next pull completes');
+  });
+
+  test('a slow layer is extracted while it downloads; its snapshot holds the layer', async () => {
+    const id = uniqueId();
+    const data = randomBytes(3 << 20);
+    const img = buildImage([[{ type: 'dir', path: 'slow' }, { type: 'file', path: `slow/${id}.bin`, data }]]);
+    const repo = 'e2e/slow';
+    await registry.push(img, repo, 'v1');
+    const layer = img.manifest.layers[0]!;
+    proxy.addRule({ path: blobPath(repo, layer.digest), action: { kind: 'slow', bytesPerSecond: 4 << 20 } });
+    assert.equal(await pull(`${proxy.host}/${repo}:v1`), img.manifest.config.digest);
+    assert.ok(proxy.stats(blobPath(repo, layer.digest)).requests >= 1);
+    assert.match(d.logs, extractedWhileDownloading(layer.digest));
+    assert.deepEqual(staged(), []);
+    // The committed snapshot holds the file: a view of a one-layer chain is a bind of its directory.
+    const [chain] = chainIds(img.config.rootfs.diff_ids);
+    const key = `e2e-slow-view-${id}`;
+    const { mounts } = await ctd.snapshots.unary('View', { snapshotter: 'overlayfs', key, parent: chain! });
+    try {
+      assert.equal(mounts[0]?.type, 'bind');
+      assert.ok(readFileSync(join(mounts[0]!.source, 'slow', `${id}.bin`)).equals(data), 'the file is the layer\'s');
+    } finally {
+      await ctd.snapshots.unary('Remove', { snapshotter: 'overlayfs', key });
+    }
   });
 
   test('three concurrent PullImage calls download each blob once', async () => {

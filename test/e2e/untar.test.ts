@@ -4,7 +4,7 @@
 // DEST, and an overlay mounted over the result must show what the layer means.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { gzipSync } from 'node:zlib';
 import {
@@ -21,6 +21,8 @@ import {
   utimesSync,
   writeFileSync,
   chmodSync,
+  appendFileSync,
+  truncateSync,
 } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -312,7 +314,15 @@ test('bad input: truncated gzip, zstd or tar, unknown types, sparse files, usage
   const multi = Buffer.concat([gzipSync(archive.subarray(0, 70_000)), gzipSync(archive.subarray(70_000))]);
   assert.equal(untar(writeBlob(c.blobs, 'multi.tar.gz', multi), c.dest).stdout, sha256(archive));
   assert.equal(readFileSync(join(c.dest, 'f2')).length, 100_000);
-  for (const args of [[], ['only-one'], ['--compression', 'lz4', 'a', 'b'], ['--bogus', 'a', 'b']]) {
+  for (const args of [
+    [],
+    ['only-one'],
+    ['--compression', 'lz4', 'a', 'b'],
+    ['--bogus', 'a', 'b'],
+    ['--follow', '10', 'a', 'b'], // --follow needs --compression
+    ['--compression', 'gzip', '--follow', '-1', 'a', 'b'],
+    ['--compression', 'gzip', '--follow-idle-ms', '5', 'a', 'b'],
+  ]) {
     const res = spawnSync(UNTAR, args, { encoding: 'utf8' });
     assert.equal(res.status, 2, args.join(' '));
     assert.match(res.stderr, /^crisp-untar: usage: /);
@@ -355,4 +365,65 @@ test('an overlay over the extracted layer hides whited-out files and the lower s
   }
   rmSync(work, { recursive: true, force: true }); // overlay's work/work is 0000 root: rm handles it
   assert.deepEqual(readdirSync(c.root).sort(), ['dest', 'sentinel']);
+});
+
+/** Runs crisp-untar in the background; resolves with its exit code and output once it ends. */
+function untarAsync(blob: string, dest: string, ...flags: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(UNTAR, [...flags, blob, dest]);
+    let stdout = '';
+    let stderr = '';
+    child.stdout.setEncoding('utf8').on('data', (t: string) => (stdout += t));
+    child.stderr.setEncoding('utf8').on('data', (t: string) => (stderr += t));
+    child.once('error', reject);
+    child.once('close', (code) => resolve({ code, stdout, stderr }));
+  });
+}
+
+const pause = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+test('--follow: a blob extracted while it is written, waiting for each piece; a file that stops short or shrinks fails', { skip }, async () => {
+  const c = freshCase();
+  const archive = tarArchive([
+    { name: 'a', data: Buffer.alloc(1_500_000, 1) },
+    { name: 'd/b', data: Buffer.alloc(700_000, 2) },
+  ]);
+  const gz = gzipSync(archive);
+  const file = join(c.blobs, 'ingest');
+  writeFileSync(file, gz.subarray(0, 1000)); // a resumed download: some bytes are there already
+  const run = untarAsync(file, c.dest, '--compression', 'gzip', '--follow', String(gz.length), '--follow-idle-ms', '5000');
+  const step = Math.ceil(gz.length / 7);
+  for (let at = 1000; at < gz.length; at += step) {
+    await pause(60);
+    appendFileSync(file, gz.subarray(at, Math.min(at + step, gz.length)));
+  }
+  appendFileSync(file, Buffer.from('bytes past SIZE are not read'));
+  const res = await run;
+  assert.equal(res.code, 0, res.stderr);
+  assert.equal(res.stdout, sha256(archive));
+  assert.ok(readFileSync(join(c.dest, 'd', 'b')).equals(Buffer.alloc(700_000, 2)));
+  assert.equal(readFileSync(join(c.dest, 'a')).length, 1_500_000);
+
+  // Stays short: fails after the idle time, naming how far it got.
+  rmSync(c.dest, { recursive: true });
+  mkdirSync(c.dest);
+  writeFileSync(file, gz.subarray(0, 2000));
+  const t0 = Date.now();
+  const short = await untarAsync(file, c.dest, '--compression', 'gzip', '--follow', String(gz.length), '--follow-idle-ms', '300');
+  assert.equal(short.code, 1);
+  assert.match(short.stderr, new RegExp(`the layer blob stayed at 2000 of ${gz.length} bytes for 300 ms`));
+  assert.ok(Date.now() - t0 >= 300, 'waited for the idle time');
+
+  // Shrinks below what was read (a download that started over): fails at once.
+  rmSync(c.dest, { recursive: true });
+  mkdirSync(c.dest);
+  const plain = join(c.blobs, 'plain');
+  writeFileSync(plain, archive.subarray(0, 600_000));
+  const shrunk = untarAsync(plain, c.dest, '--compression', 'none', '--follow', String(archive.length), '--follow-idle-ms', '10000');
+  await pause(300);
+  truncateSync(plain, 100);
+  const r = await shrunk;
+  assert.equal(r.code, 1);
+  assert.match(r.stderr, /the layer blob shrank below the 600000 bytes read/);
+  assertContained(c);
 });

@@ -63,6 +63,31 @@ for (const mode of ['spawner', 'child_process'] as const) {
     }),
   );
 
+  test(`${mode}: an abort signal sends SIGTERM (SIGKILL later if ignored); an aborted signal stops at once`, { skip }, () =>
+    withMode(async () => {
+      const ac = new AbortController();
+      const t0 = Date.now();
+      const running = runCommand('sh', ['-c', 'echo started; exec sleep 30'], { signal: ac.signal });
+      setTimeout(() => ac.abort(), 150);
+      const r = await running;
+      assert.equal(r.signal, 'SIGTERM');
+      assert.equal(r.timedOut, false);
+      assert.equal(r.stdout, 'started\n');
+      assert.ok(Date.now() - t0 < 10_000);
+      const stubborn = new AbortController();
+      const s = runCommand('sh', ['-c', 'trap "" TERM; while :; do sleep 0.05; done'], { signal: stubborn.signal, killAfterMs: 200 });
+      setTimeout(() => stubborn.abort(), 100);
+      assert.equal((await s).signal, 'SIGKILL');
+      const gone = await runCommand('sleep', ['30'], { signal: AbortSignal.abort() });
+      assert.equal(gone.signal, 'SIGTERM');
+      // A run that ends first is not signalled later.
+      const done = new AbortController();
+      const ok = await runCommand('true', [], { signal: done.signal });
+      done.abort();
+      assert.ok(succeeded(ok));
+    }),
+  );
+
   test(`${mode}: many commands at once, large output and a large stdin`, { skip }, () =>
     withMode(async () => {
       const runs = await Promise.all(

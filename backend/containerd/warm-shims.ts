@@ -72,8 +72,6 @@ export class WarmShims implements PodShims {
   private readonly starting = new Map<string, Promise<void>>();
   /** Warm-ups past the wait for a previous shim: their shim `start` runs. */
   private readonly launching = new Map<string, Promise<void>>();
-  /** Warm-ups a container start waits for from their beginning (warm's `awaited`). */
-  private readonly awaited = new Map<string, Promise<void>>();
   private readonly shutdownCodec = codecFor<ShutdownRequest>('containerd.task.v2.ShutdownRequest');
 
   constructor(private readonly opts: WarmShimsOptions) {}
@@ -87,26 +85,20 @@ export class WarmShims implements PodShims {
     return groupSocketPath(this.opts.containerdAddress, this.opts.namespace, podId);
   }
 
-  warm(podId: string, opts: { afterShimExit?: boolean; awaited?: boolean } = {}): void {
+  warm(podId: string, opts: { afterShimExit?: boolean } = {}): void {
     if (this.starting.has(podId)) return;
     // Launched at once when nothing is waited for, so a ready() right after sees the launch.
     const launched = opts.afterShimExit ? this.waitGroupFree(podId).then((free) => (free ? this.launch(podId) : undefined)) : this.launch(podId);
     const started = launched
       .catch((err: unknown) => this.opts.log.warn({ pod: podId.slice(0, 12), err: errorMessage(err) }, 'warm shim did not start; the first container starts one'))
-      .finally(() => {
-        this.starting.delete(podId);
-        this.awaited.delete(podId);
-      });
+      .finally(() => this.starting.delete(podId));
     this.starting.set(podId, started);
-    if (opts.awaited) this.awaited.set(podId, started);
   }
 
   ready(podId: string): Promise<void> {
-    // A shim being launched is waited for, and an awaited warm-up from its start. An un-awaited one that
-    // still waits for the pod's previous shim to let go of the group socket is not: that shim may be a
-    // new container's (the socket then never frees within the wait), and the container's start has its
-    // own path (containerd starts or joins a shim).
-    const starting = this.launching.get(podId) ?? this.awaited.get(podId);
+    // Only a shim being launched is waited for: while a warm-up waits for the pod's previous shim to let
+    // go of the group socket, a container's start has its own path (containerd starts or joins a shim).
+    const starting = this.launching.get(podId);
     if (!starting) return Promise.resolve();
     // Bounded: a start that hangs (its own timeout is longer) must not hold a container's start.
     let timer: NodeJS.Timeout | undefined;

@@ -190,8 +190,6 @@ export class ContainerController {
     if (holder) throw alreadyExists(`container "${spec.metadata.name}" (attempt ${spec.metadata.attempt}) already exists in pod ${pod.id} as ${holder}`);
     const userns = this.usernsFor(pod);
     userns?.requireSupport(pod);
-    // The pod's shim went with its last task: start the next one while this container is created.
-    this.opts.pods.hurryShim(pod.id);
     // The name is reserved before the first await, so two concurrent creates cannot both have it.
     const id = randomBytes(32).toString('hex');
     this.store.reserveName(key, id);

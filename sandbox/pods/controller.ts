@@ -82,8 +82,6 @@ export class PodController {
   private readonly locks = new KeyedLock();
   /** Pods inside StopPodSandbox: their containers' exits warm no new shim. */
   private readonly stopping = new Set<string>();
-  /** Pods whose shim is to be started again after their last task went, with the timer that will (warmShim). */
-  private readonly rewarms = new Map<string, NodeJS.Timeout>();
   private readonly defaultParent: DefaultCgroupParent;
   private containers: PodContainerHooks = { stopAll: async () => undefined, removeAll: async () => undefined };
 
@@ -306,32 +304,12 @@ export class PodController {
     // Later, not at once: kubelet stops a pod's containers right before StopPodSandbox, and a shim
     // started in between would only be shut down again. Soon enough for the next init container, which
     // kubelet starts on its next pod sync (its PLEG relists every second); a restarted container comes
-    // after a back-off of 10 s. A CreateContainer in the pod meanwhile starts it at once (hurryShim).
-    clearTimeout(this.rewarms.get(podId));
-    const timer = setTimeout(() => {
-      this.rewarms.delete(podId);
-      this.rewarm(podId, false);
+    // after a back-off of 10 s.
+    setTimeout(() => {
+      const pod = this.store.get(podId);
+      if (pod?.state !== 'ready' || this.stopping.has(podId)) return;
+      this.opts.shims?.warm(podId, { afterShimExit: true });
     }, REWARM_DELAY_MS).unref();
-    this.rewarms.set(podId, timer);
-  }
-
-  /**
-   * CreateContainer in a pod whose shim is to be started again: start it now, while the container is
-   * created, and have its StartContainer wait for it (shimReady) instead of starting a shim of its own.
-   */
-  hurryShim(podId: string): void {
-    const timer = this.rewarms.get(podId);
-    if (!timer) return;
-    clearTimeout(timer);
-    this.rewarms.delete(podId);
-    this.opts.log.debug({ pod: podId.slice(0, 12) }, 'pod shim started early: a container is being created');
-    this.rewarm(podId, true);
-  }
-
-  private rewarm(podId: string, awaited: boolean): void {
-    const pod = this.store.get(podId);
-    if (pod?.state !== 'ready' || this.stopping.has(podId)) return;
-    this.opts.shims?.warm(podId, { afterShimExit: true, awaited });
   }
 
   /** StopPodSandbox: stop the pod's containers, release its network. Idempotent; unknown ids are fine. */

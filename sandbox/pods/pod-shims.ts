@@ -7,14 +7,9 @@ export interface PodShims {
   /**
    * Start the pod's shim in the background (errors are logged, never thrown). `afterShimExit`: the
    * pod's previous shim is shutting down; wait for it to let go of the group's socket first.
-   * `awaited`: a container start is coming (CreateContainer asked for it); ready() waits for all of it,
-   * that wait included.
    */
-  warm(podId: string, opts?: { afterShimExit?: boolean; awaited?: boolean }): void;
-  /**
-   * Settles (never rejects) once a warm start running for the pod has finished, or a little later
-   * (bounded); at once when none runs, and while an un-awaited warm-up still waits for the previous shim.
-   */
+  warm(podId: string, opts?: { afterShimExit?: boolean }): void;
+  /** Settles (never rejects) once a warm start running for the pod has finished; at once when none runs. */
   ready(podId: string): Promise<void>;
   /** The pod stopped: its shim exits unless it still serves a container. */
   retire(podId: string): Promise<void>;

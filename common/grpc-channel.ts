@@ -1,9 +1,11 @@
-// The client half of gRPC over HTTP/2 (grpc/grpc PROTOCOL-HTTP2.md) on node:http2: one HTTP/2 session
-// per unix socket, opened at the first call and again at the next call after it closed (the peer
-// restarted); each call is one stream. Calls fail with errors shaped as grpc-js's (code, details), so
-// isGrpcError and the callers' status checks see no difference.
-import * as http2 from 'node:http2';
+// The client half of gRPC over HTTP/2 (grpc/grpc PROTOCOL-HTTP2.md) on crisp's own HTTP/2
+// (common/h2/client-connection.ts): one connection per unix socket, opened at the first call and again at
+// the next call after it closed (the peer restarted); each call is one stream. Calls fail with errors
+// shaped as grpc-js's (code, details), so isGrpcError and the callers' status checks see no difference.
 import { connect } from 'node:net';
+import { ClientConnection, type ClientStream } from './h2/client-connection.js';
+import { ErrorCode } from './h2/frames.js';
+import { encodeHeaderBlock, type HeaderMap } from './h2/hpack.js';
 import { FRAME_HEADER, decodeGrpcMessage, formatGrpcTimeout, frameMessage } from './grpc-wire.js';
 import { status, statusName, type StatusCode } from './grpc-types.js';
 import { unixSocketPath } from './unix-socket.js';
@@ -28,6 +30,12 @@ export interface ChannelOptions {
 export interface CallHandlers {
   message(payload: Buffer): void;
   end(err: GrpcCallError | null): void;
+  /**
+   * The owner queues messages and says when it read each (ClientCall.consumed, with the message's
+   * length): the peer is then held to a window ahead of the reader. Otherwise a message counts as read
+   * once handed over.
+   */
+  readonly paced?: boolean;
 }
 
 export interface CallStart {
@@ -38,20 +46,15 @@ export interface CallStart {
   signal?: AbortSignal;
 }
 
-const {
-  NGHTTP2_CANCEL,
-  NGHTTP2_NO_ERROR,
-  NGHTTP2_REFUSED_STREAM,
-  NGHTTP2_ENHANCE_YOUR_CALM,
-  NGHTTP2_INADEQUATE_SECURITY,
-} = http2.constants;
+/** INADEQUATE_SECURITY (RFC 9113, 7): frames.ts lists only the codes the connections send. */
+const INADEQUATE_SECURITY = 0xc;
 
 /** The status a stream reset by the peer means (PROTOCOL-HTTP2.md, "Errors"). */
 function rstStatus(code: number): StatusCode {
-  if (code === NGHTTP2_REFUSED_STREAM) return status.UNAVAILABLE;
-  if (code === NGHTTP2_CANCEL) return status.CANCELLED;
-  if (code === NGHTTP2_ENHANCE_YOUR_CALM) return status.RESOURCE_EXHAUSTED;
-  if (code === NGHTTP2_INADEQUATE_SECURITY) return status.PERMISSION_DENIED;
+  if (code === ErrorCode.REFUSED_STREAM) return status.UNAVAILABLE;
+  if (code === ErrorCode.CANCEL) return status.CANCELLED;
+  if (code === ErrorCode.ENHANCE_YOUR_CALM) return status.RESOURCE_EXHAUSTED;
+  if (code === INADEQUATE_SECURITY) return status.PERMISSION_DENIED;
   return status.INTERNAL;
 }
 
@@ -76,13 +79,13 @@ function headerText(v: string | string[] | undefined): string | undefined {
   return Array.isArray(v) ? v.join(',') : v;
 }
 
-/** One HTTP/2 session to a unix socket, shared by every call (and every service) on it. */
+/** One HTTP/2 connection to a unix socket, shared by every call (and every service) on it. */
 export class GrpcChannel {
   readonly path: string;
   readonly maxMessageBytes: number;
-  private session: http2.ClientHttp2Session | undefined;
-  /** Calls in flight per session: a session without any does not keep the process alive. */
-  private readonly inFlight = new Map<http2.ClientHttp2Session, number>();
+  private conn: ClientConnection | undefined;
+  /** Calls in flight per connection: a connection without any does not keep the process alive. */
+  private readonly inFlight = new Map<ClientConnection, number>();
   private closed = false;
   /** Connection attempts that failed in a row, and until when calls fail at once (as grpc-js's back-off). */
   private failures = 0;
@@ -103,63 +106,57 @@ export class GrpcChannel {
   /** Let the calls in flight finish; later calls fail (UNAVAILABLE). */
   close(): void {
     this.closed = true;
-    this.session?.close();
-    this.session = undefined;
+    this.conn?.close();
+    this.conn = undefined;
   }
 
-  private current(): http2.ClientHttp2Session {
-    if (this.session && !this.session.closed && !this.session.destroyed) return this.session;
-    const session = http2.connect('http://localhost', {
-      createConnection: () => connect(this.path),
-      settings: { enablePush: false },
-      // As grpc-js: node's per-session memory cap refuses new streams (ENHANCE_YOUR_CALM) while large
-      // content writes are queued, and its header-block cap would fail calls with much metadata.
-      maxSessionMemory: Number.MAX_SAFE_INTEGER,
-      maxSendHeaderBlockLength: Number.MAX_SAFE_INTEGER,
-    });
-    // A failed connect or a dropped socket reaches each call through its stream; the session's own
-    // error event is kept for the back-off below.
+  private current(): ClientConnection {
+    if (this.conn?.usable) return this.conn;
+    // A failed connect or a dropped socket reaches each call through its stream; the error is kept for
+    // the back-off below.
     let failed: Error | undefined;
     let connected = false;
-    session.on('error', (err: Error) => (failed = err));
-    session.once('connect', () => {
-      connected = true;
-      this.connectCount++;
-      this.failures = 0;
-      this.retryAt = 0;
-    });
     const forget = () => {
-      if (this.session === session) this.session = undefined;
+      if (this.conn === conn) this.conn = undefined;
     };
-    session.once('goaway', forget);
-    session.once('close', () => {
-      forget();
-      this.inFlight.delete(session);
-      // A peer that refused or dropped the connection is not asked again at once: calls fail
-      // UNAVAILABLE for a back-off (1 s, x1.6 per failure in a row, at most 5 s), as grpc-js's channel
-      // does. Retrying at every call would reach a restarting containerd in the middle of its recovery.
-      if (this.closed || (connected && !failed)) return;
-      this.failures++;
-      this.retryAt = Date.now() + Math.min(RETRY_BASE_MS * RETRY_FACTOR ** (this.failures - 1), RETRY_MAX_MS);
-      this.lastFailure = failed?.message ?? 'connection closed';
+    const conn: ClientConnection = new ClientConnection(connect(this.path), {
+      onReady: () => {
+        connected = true;
+        this.connectCount++;
+        this.failures = 0;
+        this.retryAt = 0;
+      },
+      onError: (err) => (failed = err),
+      onGoaway: forget,
+      onClose: () => {
+        forget();
+        this.inFlight.delete(conn);
+        // A peer that refused or dropped the connection is not asked again at once: calls fail
+        // UNAVAILABLE for a back-off (1 s, x1.6 per failure in a row, at most 5 s), as grpc-js's channel
+        // does. Retrying at every call would reach a restarting containerd in the middle of its recovery.
+        if (this.closed || (connected && !failed)) return;
+        this.failures++;
+        this.retryAt = Date.now() + Math.min(RETRY_BASE_MS * RETRY_FACTOR ** (this.failures - 1), RETRY_MAX_MS);
+        this.lastFailure = failed?.message ?? 'connection closed';
+      },
     });
-    session.unref();
-    this.session = session;
-    return session;
+    conn.setRef(false);
+    this.conn = conn;
+    return conn;
   }
 
-  private hold(session: http2.ClientHttp2Session): () => void {
-    const n = this.inFlight.get(session) ?? 0;
-    if (n === 0) session.ref();
-    this.inFlight.set(session, n + 1);
+  private hold(conn: ClientConnection): () => void {
+    const n = this.inFlight.get(conn) ?? 0;
+    if (n === 0) conn.setRef(true);
+    this.inFlight.set(conn, n + 1);
     let released = false;
     return () => {
       if (released) return;
       released = true;
-      const left = (this.inFlight.get(session) ?? 1) - 1;
-      if (left > 0) return void this.inFlight.set(session, left);
-      this.inFlight.delete(session);
-      if (!session.destroyed) session.unref();
+      const left = (this.inFlight.get(conn) ?? 1) - 1;
+      if (left > 0) return void this.inFlight.set(conn, left);
+      this.inFlight.delete(conn);
+      conn.setRef(false);
     };
   }
 
@@ -175,52 +172,55 @@ export class GrpcChannel {
       return call;
     }
     const wait = this.retryAt - Date.now();
-    if (wait > 0 && !this.session) {
+    if (wait > 0 && !this.conn) {
       call.fail(status.UNAVAILABLE, `No connection established to ${this.path}: ${this.lastFailure} (next attempt in ${wait} ms)`);
       return call;
     }
-    const headers: http2.OutgoingHttpHeaders = {
-      ...spec.metadata,
-      ':method': 'POST',
-      ':path': spec.path,
-      ':scheme': 'http',
-      ':authority': 'localhost',
-      'content-type': 'application/grpc',
-      te: 'trailers',
-    };
-    if (spec.timeoutMs > 0) headers['grpc-timeout'] = formatGrpcTimeout(spec.timeoutMs);
-    let session: http2.ClientHttp2Session;
-    let stream: http2.ClientHttp2Stream;
+    const fields: [string, string][] = [
+      [':method', 'POST'],
+      [':scheme', 'http'],
+      [':path', spec.path],
+      [':authority', 'localhost'],
+      ['content-type', 'application/grpc'],
+      ['te', 'trailers'],
+    ];
+    if (spec.timeoutMs > 0) fields.push(['grpc-timeout', formatGrpcTimeout(spec.timeoutMs)]);
+    for (const [k, v] of Object.entries(spec.metadata)) fields.push([k.toLowerCase(), v]);
+    let conn: ClientConnection;
+    let stream: ClientStream;
     try {
-      session = this.current();
-      stream = session.request(headers, { endStream: false });
+      conn = this.current();
+      stream = conn.request(encodeHeaderBlock(fields), false, call, handlers.paced === true);
     } catch (err) {
       call.fail(status.UNAVAILABLE, `cannot start a call on ${this.path}: ${(err as Error).message}`);
       return call;
     }
-    call.attach(stream, this.hold(session), spec.timeoutMs);
+    call.attach(stream, conn, this.hold(conn), spec.timeoutMs);
     return call;
   }
 }
 
 /** One call on its stream: frames out, messages and status in, deadline and cancellation. */
 export class ClientCall {
-  private stream: http2.ClientHttp2Stream | undefined;
-  /** The stream's session (a closed stream no longer names it): destroyed means the connection is gone. */
-  private session: http2.Http2Session | undefined;
+  private stream: ClientStream | undefined;
+  /** The stream's connection: dropped means it is gone. */
+  private conn: ClientConnection | undefined;
   private outcome: GrpcCallError | null | undefined;
   private release: (() => void) | undefined;
   private timer: NodeJS.Timeout | undefined;
   /** When the call's deadline passes (ms since the epoch); 0 = none. */
   private deadlineAt = 0;
   private readonly onAbort = () => this.fail(status.CANCELLED, 'Cancelled on client');
-  private responseHeaders: http2.IncomingHttpHeaders | undefined;
-  private trailers: http2.IncomingHttpHeaders | undefined;
-  private streamError: Error | undefined;
+  private responseHeaders: HeaderMap | undefined;
+  private trailers: HeaderMap | undefined;
   private chunks: Buffer[] = [];
   private have = 0;
   /** Length of the message being received; -1 while its 5-byte prefix is incomplete. */
   private need = -1;
+  /** Paced calls: octets received, of messages handed over and not read, and given back (settleWindow). */
+  private received = 0;
+  private unread = 0;
+  private released = 0;
 
   constructor(
     private readonly maxMessageBytes: number,
@@ -238,28 +238,32 @@ export class ClientCall {
     return this.outcome ?? undefined;
   }
 
-  attach(stream: http2.ClientHttp2Stream, release: () => void, timeoutMs: number): void {
+  attach(stream: ClientStream, conn: ClientConnection, release: () => void, timeoutMs: number): void {
     this.stream = stream;
-    this.session = stream.session;
+    this.conn = conn;
     this.release = release;
-    stream.on('response', (headers) => {
-      this.responseHeaders = headers;
-    });
-    stream.on('trailers', (trailers) => {
-      this.trailers = trailers;
-    });
-    stream.on('data', (chunk: Buffer) => this.receive(chunk));
-    stream.on('error', (err) => {
-      this.streamError ??= err;
-    });
-    stream.on('close', () => this.closed());
-    // After the listeners: a stream reset at once must still find its 'error' listener.
+    if (stream.closed) return this.closed();
     if (this.signal?.aborted) return this.onAbort();
     this.signal?.addEventListener('abort', this.onAbort, { once: true });
     if (timeoutMs > 0) {
       this.deadlineAt = Date.now() + timeoutMs;
       this.armDeadline(this.deadlineAt);
     }
+  }
+
+  /** The stream's header blocks: the response headers, then the trailers. */
+  headers(headers: HeaderMap): void {
+    if (!this.responseHeaders) this.responseHeaders = headers;
+    else this.trailers = headers;
+  }
+
+  data(chunk: Buffer): void {
+    this.receive(chunk);
+  }
+
+  close(): void {
+    // Before attach (a stream closed while being opened) the call has nothing to read yet.
+    if (this.stream) this.closed();
   }
 
   /** setTimeout fires at once for more than 2^31-1 ms: a deadline further out is reached in steps. */
@@ -276,28 +280,47 @@ export class ClientCall {
       return done?.(this.outcome);
     }
     const stream = this.stream;
-    if (this.outcome !== undefined || !stream || stream.destroyed || stream.writableEnded) {
+    if (this.outcome !== undefined || !stream || stream.closed || stream.localEnded) {
       return done?.(this.outcome ?? grpcCallError(status.INTERNAL, 'write after the call ended'));
     }
-    const frame = frameMessage(payload);
-    if (end) stream.end(frame, () => done?.());
-    else stream.write(frame, (err) => done?.(err ? (this.outcome ?? err) : null));
+    stream.write(frameMessage(payload));
+    if (end) stream.end();
+    // Done once flow control let the message out (or the stream closed): callers pace their writes on it.
+    if (done) void stream.drained().then(() => done(stream.closed && this.outcome ? this.outcome : null));
   }
 
   /** Half-close: no more messages from this side. */
   end(): void {
-    if (this.outcome === undefined && this.stream && !this.stream.writableEnded) this.stream.end();
+    if (this.outcome === undefined) this.stream?.end();
   }
 
   cancel(): void {
     this.fail(status.CANCELLED, 'Cancelled on client');
   }
 
+  /** A paced owner read a message of `payloadBytes` (CallHandlers.paced). */
+  consumed(payloadBytes: number): void {
+    this.unread -= FRAME_HEADER + payloadBytes;
+    this.settleWindow();
+  }
+
+  /**
+   * A paced call gives back all it received but the messages its owner has not read yet: a message
+   * still arriving never waits for a read (one larger than the window would wait forever), and the
+   * server gets at most a window ahead of the reader.
+   */
+  private settleWindow(): void {
+    const due = this.received - this.unread - this.released;
+    if (due <= 0 || !this.stream) return;
+    this.released += due;
+    this.stream.consumed(due);
+  }
+
   /** End the call with a failure of our own; the stream, if any, is reset with CANCEL. */
   fail(code: StatusCode, details: string): void {
     if (this.outcome !== undefined) return;
     this.finish(grpcCallError(code, details));
-    if (this.stream && !this.stream.closed) this.stream.close(NGHTTP2_CANCEL);
+    if (this.stream && !this.stream.closed) this.stream.reset(ErrorCode.CANCEL);
   }
 
   private finish(outcome: GrpcCallError | null): void {
@@ -313,9 +336,10 @@ export class ClientCall {
     if (this.outcome !== undefined) return;
     this.chunks.push(chunk);
     this.have += chunk.length;
+    this.received += chunk.length;
     while (this.outcome === undefined) {
       if (this.need < 0) {
-        if (this.have < FRAME_HEADER) return;
+        if (this.have < FRAME_HEADER) break;
         const head = this.take(FRAME_HEADER);
         if (head[0] !== 0) return this.fail(status.INTERNAL, 'received a compressed message, but no compression was negotiated');
         this.need = head.readUInt32BE(1);
@@ -323,15 +347,17 @@ export class ClientCall {
           return this.fail(status.RESOURCE_EXHAUSTED, `Received message larger than max (${this.need} vs. ${this.maxMessageBytes})`);
         }
       }
-      if (this.have < this.need) return;
+      if (this.have < this.need) break;
       const payload = this.take(this.need);
       this.need = -1;
+      if (this.handlers.paced) this.unread += FRAME_HEADER + payload.length;
       try {
         this.handlers.message(payload);
       } catch (err) {
         this.fail(status.INTERNAL, `Response message parsing error: ${(err as Error).message}`);
       }
     }
+    if (this.handlers.paced) this.settleWindow();
   }
 
   /** The next `n` bytes received (copied only when they span chunks). */
@@ -353,32 +379,32 @@ export class ClientCall {
     if (this.outcome !== undefined) return;
     const stream = this.stream!;
     const headers = this.responseHeaders;
-    const rst = stream.rstCode ?? NGHTTP2_NO_ERROR;
+    const rst: number = stream.rstCode ?? ErrorCode.NO_ERROR;
     // The connection is gone (never made, or dropped): UNAVAILABLE, as for any transport failure. A
     // stream the peer reset on a live connection takes the status its reset code means.
-    const dropped = this.session?.destroyed !== false;
+    const dropped = this.conn?.dropped !== false;
     // The server learnt the deadline from grpc-timeout and may reset the stream (CANCEL) as it passes,
     // just before our own timer fires: that is the deadline, not a cancel.
     const hasStatus = (headers?.['grpc-status'] ?? this.trailers?.['grpc-status']) !== undefined;
-    if (rst === NGHTTP2_CANCEL && !hasStatus && this.deadlineAt > 0 && Date.now() >= this.deadlineAt - DEADLINE_SLACK_MS) {
+    if (rst === ErrorCode.CANCEL && !hasStatus && this.deadlineAt > 0 && Date.now() >= this.deadlineAt - DEADLINE_SLACK_MS) {
       return this.finish(grpcCallError(status.DEADLINE_EXCEEDED, 'Deadline exceeded'));
     }
     if (!headers) {
-      const why = this.streamError?.message ?? `stream reset (RST_STREAM code ${rst})`;
-      const code = dropped || rst === NGHTTP2_NO_ERROR ? status.UNAVAILABLE : rstStatus(rst);
+      const why = this.conn?.error?.message ?? (dropped ? 'connection closed' : `stream reset (RST_STREAM code ${rst})`);
+      const code = dropped || rst === ErrorCode.NO_ERROR ? status.UNAVAILABLE : rstStatus(rst);
       return this.finish(grpcCallError(code, `No connection established: ${why}`));
     }
-    const httpCode = Number(headers[':status']);
+    const httpCode = Number(headerText(headers[':status']));
     const st = headers['grpc-status'] !== undefined ? headers : this.trailers;
     if (httpCode !== 200 && st?.['grpc-status'] === undefined) {
       return this.finish(grpcCallError(httpStatus(httpCode), `Received HTTP status code ${httpCode}`));
     }
     if (!st || st['grpc-status'] === undefined) {
       if (dropped) {
-        const why = this.streamError ? `: ${this.streamError.message}` : '';
+        const why = this.conn?.error ? `: ${this.conn.error.message}` : '';
         return this.finish(grpcCallError(status.UNAVAILABLE, `Connection dropped${why}`));
       }
-      const code = rst === NGHTTP2_NO_ERROR ? status.INTERNAL : rstStatus(rst);
+      const code = rst === ErrorCode.NO_ERROR ? status.INTERNAL : rstStatus(rst);
       return this.finish(grpcCallError(code, `Stream ended without a status (RST_STREAM code ${rst})`));
     }
     const code = Number(headerText(st['grpc-status']));

@@ -1,4 +1,4 @@
-// A typed view of one gRPC service over a shared channel (common/grpc-channel.ts, node:http2): unary
+// A typed view of one gRPC service over a shared channel (common/grpc-channel.ts, on crisp's own HTTP/2): unary
 // calls, server streams and bidirectional streams, with per-call metadata (containerd namespace, lease)
 // and deadlines.
 import { GrpcChannel, grpcCallError, type CallHandlers, type ChannelOptions, type ClientCall, type GrpcCallError } from './grpc-channel.js';
@@ -106,6 +106,7 @@ export class ServiceClient<M extends MethodTable<M>> {
     const responses = new Responses<M[K]['response']>(m);
     const payload = encode(m, request);
     const call = this.start(m, opts, true, responses);
+    responses.readBy(call);
     if (payload instanceof Error) call.fail(payload.code, payload.details);
     else call.send(payload, true);
     const iterator: AsyncIterator<M[K]['response']> = {
@@ -125,6 +126,7 @@ export class ServiceClient<M extends MethodTable<M>> {
     const m = this.method(name);
     const responses = new Responses<M[K]['response']>(m);
     const call = this.start(m, opts, true, responses);
+    responses.readBy(call);
     return {
       write: (message) =>
         new Promise<void>((resolve, reject) => {
@@ -148,20 +150,32 @@ function encode(m: MethodCodecs, request: unknown): Uint8Array | GrpcCallError {
   }
 }
 
-/** Responses of a streaming call, queued until read; `read` resolves undefined after status OK. */
+/**
+ * Responses of a streaming call, queued until read; `read` resolves undefined after status OK. The call
+ * is paced: the server may send a flow-control window ahead of what was read, no more.
+ */
 class Responses<T> implements CallHandlers {
-  private readonly queue: T[] = [];
+  readonly paced = true;
+  private readonly queue: { value: T; size: number }[] = [];
   private waiter: { resolve: (v: T | undefined) => void; reject: (e: unknown) => void } | undefined;
   private outcome: GrpcCallError | null | undefined;
+  private call: ClientCall | undefined;
 
   constructor(private readonly m: MethodCodecs) {}
+
+  /** The call whose messages these are (told what was read). */
+  readBy(call: ClientCall): void {
+    this.call = call;
+  }
 
   message(bytes: Buffer): void {
     const value = this.m.res.decode(bytes) as T;
     const w = this.waiter;
     this.waiter = undefined;
-    if (w) w.resolve(value);
-    else this.queue.push(value);
+    if (w) {
+      this.call?.consumed(bytes.length);
+      w.resolve(value);
+    } else this.queue.push({ value, size: bytes.length });
   }
 
   end(err: GrpcCallError | null): void {
@@ -173,7 +187,11 @@ class Responses<T> implements CallHandlers {
   }
 
   read(): Promise<T | undefined> {
-    if (this.queue.length > 0) return Promise.resolve(this.queue.shift());
+    const next = this.queue.shift();
+    if (next) {
+      this.call?.consumed(next.size);
+      return Promise.resolve(next.value);
+    }
     if (this.outcome) return Promise.reject(this.outcome);
     if (this.outcome === null) return Promise.resolve(undefined);
     return new Promise((resolve, reject) => {

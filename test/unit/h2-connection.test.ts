@@ -8,71 +8,9 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ServerConnection, type ServerStream } from '../../common/h2/server-connection.js';
+import { RawPeer as RawClient, type Frame } from './lib/raw-h2-peer.js';
 import { ACK, ErrorCode, Flag, FrameType, PREFACE, Setting, frame, settingsFrame, windowUpdateFrame } from '../../common/h2/frames.js';
 import { HpackDecoder, encodeHeaderBlock } from '../../common/h2/hpack.js';
-
-interface Frame {
-  type: number;
-  flags: number;
-  stream: number;
-  payload: Buffer;
-}
-
-/** A raw client: writes frames, collects every frame the server sends. */
-class RawClient {
-  readonly frames: Frame[] = [];
-  closed = false;
-  private buf = Buffer.alloc(0);
-  private waiters: (() => void)[] = [];
-
-  constructor(readonly socket: Socket) {
-    socket.on('data', (d: Buffer) => {
-      this.buf = Buffer.concat([this.buf, d]);
-      while (this.buf.length >= 9) {
-        const length = this.buf.readUIntBE(0, 3);
-        if (this.buf.length < 9 + length) break;
-        this.frames.push({ type: this.buf[3]!, flags: this.buf[4]!, stream: this.buf.readUInt32BE(5), payload: this.buf.subarray(9, 9 + length) });
-        this.buf = this.buf.subarray(9 + length);
-      }
-      this.wake();
-    });
-    socket.on('close', () => {
-      this.closed = true;
-      this.wake();
-    });
-    socket.on('error', () => {
-      // the server may end the connection; 'close' records it
-    });
-  }
-
-  private wake(): void {
-    for (const w of this.waiters.splice(0)) w();
-  }
-
-  send(...bufs: Buffer[]): void {
-    this.socket.write(Buffer.concat(bufs));
-  }
-
-  /** Waits until a frame matching `pick` arrived (or fails after 3 s). */
-  async next(pick: (f: Frame) => boolean, what: string): Promise<Frame> {
-    const deadline = Date.now() + 3000;
-    for (;;) {
-      const i = this.frames.findIndex(pick);
-      if (i >= 0) return this.frames.splice(i, 1)[0]!;
-      if (this.closed || Date.now() > deadline) throw new Error(`no ${what} frame (closed ${this.closed})`);
-      await new Promise<void>((resolve) => {
-        this.waiters.push(resolve);
-        setTimeout(resolve, 100);
-      });
-    }
-  }
-
-  async closedSocket(): Promise<void> {
-    const deadline = Date.now() + 3000;
-    while (!this.closed && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
-    assert.ok(this.closed, 'the server ended the connection');
-  }
-}
 
 const REQUEST = encodeHeaderBlock([
   [':method', 'POST'],

@@ -24,6 +24,8 @@ export class ClientStream extends H2Stream<ResponseListener> {
   endAfterQueue = false;
   /** Its HEADERS wait for the peer's stream limit. */
   held = false;
+  /** The request's header block until it is sent. */
+  opening: { block: Buffer; endStream: boolean } | undefined;
 
   constructor(
     private readonly conn: ClientConnection,
@@ -80,7 +82,8 @@ export class ClientConnection extends Connection<ClientStream> {
   private ready = false;
   /** The peer's SETTINGS_MAX_CONCURRENT_STREAMS; requests above it wait (none: no limit). */
   private peerMaxStreams = Number.POSITIVE_INFINITY;
-  private readonly waiting: (() => void)[] = [];
+  /** Requests whose HEADERS wait for the peer's stream limit, oldest first. */
+  private readonly waiting: ClientStream[] = [];
 
   constructor(
     socket: Socket,
@@ -108,20 +111,31 @@ export class ClientConnection extends Connection<ClientStream> {
     stream.paced = paced;
     this.streams.set(id, stream);
     if (endStream) stream.localEnded = true;
-    const open = () => {
-      if (stream.closed) return;
-      this.sendBlock(id, block, endStream);
-      this.flushStream(stream);
-    };
-    if (this.openCount() <= this.peerMaxStreams) open();
+    stream.opening = { block, endStream };
+    // In id order: nothing overtakes a held request.
+    if (this.waiting.length === 0 && this.openCount() <= this.peerMaxStreams) this.open(stream);
     else {
       stream.held = true;
-      this.waiting.push(() => {
-        stream.held = false;
-        open();
-      });
+      this.waiting.push(stream);
     }
     return stream;
+  }
+
+  /** Sends a stream's HEADERS (and what it queued meanwhile). */
+  private open(stream: ClientStream): void {
+    const opening = stream.opening;
+    stream.opening = undefined;
+    stream.held = false;
+    if (!opening || stream.closed) return;
+    this.sendBlock(stream.id, opening.block, opening.endStream);
+    this.flushStream(stream);
+  }
+
+  /** Held requests go, as far as the peer's stream limit allows. */
+  private openHeld(): void {
+    while (this.waiting.length > 0 && this.openCount() < this.peerMaxStreams) {
+      this.open(this.waiting.shift()!);
+    }
   }
 
   /** Streams the peer counts as open (not those whose HEADERS wait). */
@@ -169,7 +183,9 @@ export class ClientConnection extends Connection<ClientStream> {
   }
 
   protected override onSetting(id: number, value: number): void {
-    if (id === Setting.MAX_CONCURRENT_STREAMS) this.peerMaxStreams = value;
+    if (id !== Setting.MAX_CONCURRENT_STREAMS) return;
+    this.peerMaxStreams = value;
+    this.openHeld();
   }
 
   /** A paced stream's body was read: a WINDOW_UPDATE goes once a quarter of its window is. */
@@ -206,10 +222,16 @@ export class ClientConnection extends Connection<ClientStream> {
 
   protected override closeStream(stream: ClientStream): void {
     if (stream.closed) return;
-    const wasHeld = stream.held;
+    if (stream.held) this.waiting.splice(this.waiting.indexOf(stream), 1);
     super.closeStream(stream);
     // A stream closed: a held request may go now.
-    if (!wasHeld) this.waiting.shift()?.();
+    this.openHeld();
+  }
+
+  /** A stream whose HEADERS never went closes quietly: the server never saw it (a reset would be a protocol error). */
+  override resetStream(stream: ClientStream, code: ErrorCode): void {
+    if (stream.opening) return this.closeStream(stream);
+    super.resetStream(stream, code);
   }
 
   override flushStream(stream: ClientStream): void {

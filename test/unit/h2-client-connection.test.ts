@@ -169,22 +169,40 @@ test('the peer stream limit holds requests back until a stream closes; RST_STREA
     await handshake([[Setting.MAX_CONCURRENT_STREAMS, 1]]);
     const a = new Seen();
     const b = new Seen();
-    conn.request(REQUEST, true, a);
+    const c = new Seen();
+    const sa = conn.request(REQUEST, true, a);
     const sb = conn.request(REQUEST, false, b);
     sb.write(Buffer.from('queued'));
     sb.end();
+    // A held request given up before it went: the server never hears of stream 5 (a reset of a stream it
+    // never saw would be a protocol error).
+    const sc = conn.request(REQUEST, true, c);
+    sc.reset();
+    assert.ok(c.closed);
     await server.next((f) => f.type === FrameType.HEADERS && f.stream === 1, 'HEADERS 1');
     await new Promise((r) => setTimeout(r, 50));
     assert.equal(
-      server.frames.some((f) => f.stream === 3),
+      server.frames.some((f) => f.stream === 3 || f.stream === 5),
       false,
-      'the second request waits: nothing of stream 3 went out',
+      'the second request waits: nothing of stream 3 (or 5) went out',
     );
     server.send(rstStreamFrame(1, ErrorCode.REFUSED_STREAM));
     await until('stream 1 closed', () => a.closed);
+    assert.equal(sa.rstCode, ErrorCode.REFUSED_STREAM);
     await server.next((f) => f.type === FrameType.HEADERS && f.stream === 3, 'HEADERS 3 after the close');
     const data = await server.next((f) => f.type === FrameType.DATA && f.stream === 3, 'DATA 3');
     assert.equal(data.payload.toString(), 'queued');
+    // A request after the held ones goes once there is room, with the next id.
+    const d = new Seen();
+    const sd = conn.request(REQUEST, true, d);
+    assert.equal(sd.id, 7);
+    server.send(frame(FrameType.HEADERS, Flag.END_HEADERS | Flag.END_STREAM, 3, encodeHeaderBlock([[':status', '200'], ['grpc-status', '0']])));
+    await server.next((f) => f.type === FrameType.HEADERS && f.stream === 7, 'HEADERS 7');
+    assert.equal(
+      server.frames.some((f) => f.stream === 5),
+      false,
+      'nothing of stream 5 ever went out',
+    );
   });
 });
 

@@ -113,7 +113,7 @@ export class ClientConnection extends Connection<ClientStream> {
     if (endStream) stream.localEnded = true;
     stream.opening = { block, endStream };
     // In id order: nothing overtakes a held request.
-    if (this.waiting.length === 0 && this.openCount() <= this.peerMaxStreams) this.open(stream);
+    if (this.waiting.length === 0 && (this.peerMaxStreams === Number.POSITIVE_INFINITY || this.openCount() <= this.peerMaxStreams)) this.open(stream);
     else {
       stream.held = true;
       this.waiting.push(stream);

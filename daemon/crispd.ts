@@ -87,7 +87,9 @@ export class Crispd {
 
   private async startLayers(): Promise<void> {
     const c = this.config;
-    collectDefaultMetrics({ register: this.metrics, prefix: 'crisp_' });
+    // prom-client's process and Node metrics only where /metrics serves them: their event-loop-lag monitor
+    // samples on a 10 ms timer, which would wake an idle crispd 100 times a second for nobody.
+    if (c.metrics_address !== '') collectDefaultMetrics({ register: this.metrics, prefix: 'crisp_' });
     registerOperationMetrics(this.metrics);
     // Checked before anything starts: a missing helper stops the start naming its key.
     const helpers = { nshelper: checkHelper('crisp-nshelper', c.nshelper_path), logger: checkHelper('crisp-logger', c.logger_path) };

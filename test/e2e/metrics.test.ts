@@ -212,6 +212,25 @@ describe('metrics and healthz on metrics_address', () => {
     assert.equal(sample(restarted, 'crisp_containerd_restarts_total') - restartsBefore, 1);
   });
 
+  test('with metrics_address the Node metrics are there; without it no lag monitor wakes an idle crispd', async () => {
+    const text = await scrape();
+    assert.ok(promSample(text, 'crisp_nodejs_eventloop_lag_seconds') !== undefined, 'event-loop lag served');
+    // metrics_address off (the default): prom-client's 10 ms lag-sampling timer is not started, so an idle
+    // daemon's main thread sleeps (with it: ~100 wake-ups a second).
+    const idle = new TestCrispd();
+    try {
+      await idle.start();
+      await sleep(2000);
+      const switches = () => Number(/^voluntary_ctxt_switches:\s+(\d+)/m.exec(readFileSync(`/proc/${idle.child!.pid}/status`, 'utf8'))![1]);
+      const first = switches();
+      await sleep(3000);
+      const woke = switches() - first;
+      assert.ok(woke < 100, `crispd's main thread woke ${woke} times in 3 s of idling`);
+    } finally {
+      await idle.cleanup();
+    }
+  });
+
   test('an address that cannot be bound stops the daemon at start naming metrics_address', async () => {
     const other = new TestCrispd({ config: { metrics_address: address } });
     try {

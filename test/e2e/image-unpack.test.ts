@@ -11,7 +11,7 @@ import { execFileSync } from 'node:child_process';
 import { chmodSync, chownSync, closeSync, linkSync, openSync, truncateSync, writeSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
-import { TestCrispd } from './lib/crispd.js';
+import { TestCrispd, pidsWhere } from './lib/crispd.js';
 import { startRegistry, type TestRegistry } from './fixtures/registry.js';
 import { busyboxImage, busyboxRootfs, changesLayer, dataLayer, imageFromTars, largeImage, withConfig, type TestImage } from './fixtures/images.js';
 import { sleep } from '../../common/time.js';
@@ -200,6 +200,10 @@ describe('crisp-untar unpack', () => {
       first.catch(() => undefined);
       for (let i = 0; i < 2000 && d.logs.split('layer extracted').length === before; i++) await sleep(5);
       await d.kill9();
+      // No crisp-untar goes on with the killed crispd's extractions (followers die with crisp-spawner).
+      const extracting = () => pidsWhere((argv) => argv[0]?.endsWith('crisp-untar') === true && argv.some((a) => a.startsWith(stagingDir())));
+      for (let i = 0; i < 100 && extracting().length > 0; i++) await sleep(20);
+      assert.deepEqual(extracting(), [], 'no extraction outlives the killed crispd');
       await d.start();
       assert.equal(await pull(ref), img.manifest.config.digest);
       const chains = chainIds(img.config.rootfs.diff_ids);

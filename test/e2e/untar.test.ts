@@ -23,6 +23,7 @@ import {
   chmodSync,
   appendFileSync,
   truncateSync,
+  existsSync,
 } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -425,5 +426,19 @@ test('--follow: a blob extracted while it is written, waiting for each piece; a 
   const r = await shrunk;
   assert.equal(r.code, 1);
   assert.match(r.stderr, /the layer blob shrank below the 600000 bytes read/);
+
+  // A follower dies with its parent (crispd's spawner): started by a shell that exits once it runs.
+  const waiting = join(c.blobs, 'waiting');
+  writeFileSync(waiting, gz.subarray(0, 10));
+  const sh = spawnSync('sh', ['-c', `"$0" --compression gzip --follow ${gz.length} --follow-idle-ms 60000 "$1" "$2" >/dev/null 2>&1 & echo $!; sleep 0.3`, UNTAR, waiting, c.dest], { encoding: 'utf8' });
+  const orphan = Number(sh.stdout.trim());
+  assert.ok(orphan > 0, sh.stderr);
+  let alive = true;
+  for (let i = 0; i < 100 && alive; i++) {
+    await pause(20);
+    alive = existsSync(`/proc/${orphan}`) && !readFileSync(`/proc/${orphan}/stat`, 'utf8').includes(') Z ');
+  }
+  if (alive) process.kill(orphan, 'SIGKILL'); // the test fails below; it leaves no process behind
+  assert.equal(alive, false, 'the follower was killed when its parent exited');
   assertContained(c);
 });

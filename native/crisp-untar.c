@@ -8,9 +8,8 @@
  * --follow: BLOB is still being written (a download's ingest file) and will hold SIZE bytes; reading
  * waits for it to grow (inotify, and a look every 250 ms) instead of taking its end for the blob's end, and
  * stops at SIZE. It fails when the file stays short for N ms (default 60000) or gets shorter than
- * what was read, and is killed when its parent exits. --compression is then required (the first
- * bytes may not be there yet). Only the diff id vouches for what was read: the caller checks it, as
- * without --follow.
+ * what was read. --compression is then required (the first bytes may not be there yet). Only the
+ * diff id vouches for what was read: the caller checks it, as without --follow.
  * DEST is an existing directory; nothing is created or changed outside it. On success stdout gets
  * exactly "sha256:<64 hex>\n" (every decompressed byte up to EOF, end blocks and padding included)
  * and the exit code is 0. Failure: one stderr line "crisp-untar: <entry>: <reason>", exit 1, and DEST
@@ -28,7 +27,8 @@
  *     its directory, other ".wh..wh." names (aufs metadata) are skipped;
  *   - numeric uid/gid, then mode (chown clears setuid), then xattrs (SCHILY.xattr.*; ENOTSUP is
  *     skipped, and user.* on symlinks, devices and fifos, where the kernel refuses it), then times; directory times are set last, deepest first.
- * One process per layer; it exits on the first error, so there is no cleanup path.
+ * One process per layer; it exits on the first error, so there is no cleanup path. It is killed when its
+ * parent exits (PR_SET_PDEATHSIG).
  */
 #define _GNU_SOURCE
 #include <dirent.h>
@@ -1096,12 +1096,12 @@ int main(int argc, char **argv) {
   if (r.blob.fd < 0) fail("open layer blob %s: %s", blob, strerror(errno));
   struct stat st;
   if (fstat(r.blob.fd, &st) < 0 || !S_ISREG(st.st_mode)) fail("layer blob %s is not a regular file", blob);
+  /* No extraction outlives crispd (through crisp-spawner, which exits when crispd does): a follower can
+   * wait long for its download, a large layer takes a while, and a new crispd empties the staging dir. */
+  pid_t parent = getppid();
+  if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0) fail("prctl: %s", strerror(errno));
+  if (getppid() != parent) exit(1); /* the parent went before the line above */
   if (follow) {
-    /* A follower can wait long for its download: it must not outlive crispd (through crisp-spawner,
-     * which exits when crispd does) and go on extracting into a staging dir a new crispd has emptied. */
-    pid_t parent = getppid();
-    if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0) fail("prctl: %s", strerror(errno));
-    if (getppid() != parent) exit(1); /* the parent went before the line above */
     r.blob.follow = true;
     r.blob.size = follow_size;
     r.blob.idle_ms = (int)idle_ms;

@@ -36,10 +36,15 @@ test('mountinfo: points unescaped, below a dir (not a sibling with the same pref
 });
 
 test('detaching below a directory that does not exist reads no mount table and runs nothing', async () => {
-  const dir = join(mkdtempSync(join(tmpdir(), 'crisp-unit-detach-')), 'never-made');
-  assert.equal(await detachBelow(dir), 0);
-  await detachAndRemove(dir);
-  assert.equal(existsSync(dir), false);
+  const parent = mkdtempSync(join(tmpdir(), 'crisp-unit-detach-'));
+  const dir = join(parent, 'never-made');
+  try {
+    assert.equal(await detachBelow(dir), 0);
+    await detachAndRemove(dir);
+    assert.equal(existsSync(dir), false);
+  } finally {
+    rmSync(parent, { recursive: true, force: true });
+  }
 });
 
 test('detaching below a directory: what is mounted there goes, then the directory', { skip: process.getuid?.() !== 0 ? 'needs root to mount' : false }, async () => {

@@ -257,10 +257,6 @@ export class ClientCall {
     else this.trailers = headers;
   }
 
-  data(chunk: Buffer): void {
-    this.receive(chunk);
-  }
-
   close(): void {
     // Before attach (a stream closed while being opened) the call has nothing to read yet.
     if (this.stream) this.closed();
@@ -332,7 +328,8 @@ export class ClientCall {
     this.handlers.end(outcome);
   }
 
-  private receive(chunk: Buffer): void {
+  /** A piece of the answer's body: messages are handed over as they complete. */
+  data(chunk: Buffer): void {
     if (this.outcome !== undefined) return;
     this.chunks.push(chunk);
     this.have += chunk.length;

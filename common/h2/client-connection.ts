@@ -19,28 +19,15 @@ export interface ResponseListener {
 /** The most stream ids one connection hands out (2^31 - 1 is the last odd id); then it goes away. */
 const LAST_STREAM_ID = 2 ** 31 - 1;
 
-export class ClientStream extends H2Stream<ResponseListener> {
+export class ClientStream extends H2Stream<ResponseListener, ClientConnection> {
   /** END_STREAM goes out once the queued data is sent. */
   endAfterQueue = false;
-  /** Its HEADERS wait for the peer's stream limit. */
-  held = false;
-  /** The request's header block until it is sent. */
+  /** The request's header block until it is sent: set while it waits for the peer's stream limit. */
   opening: { block: Buffer; endStream: boolean } | undefined;
 
-  constructor(
-    private readonly conn: ClientConnection,
-    id: number,
-    sendWindow: number,
-  ) {
-    super(id, sendWindow);
-  }
-
-  /** Queues a DATA payload; true when it went out at once (no flow-control wait). */
-  write(data: Buffer): boolean {
-    if (this.closed || this.localEnded) return true;
-    this.queue.push(data);
-    this.conn.flushStream(this);
-    return this.queue.length === 0;
+  /** Its HEADERS wait for the peer's stream limit. */
+  get held(): boolean {
+    return this.opening !== undefined;
   }
 
   /** Half-close: END_STREAM after the data still queued. */
@@ -51,16 +38,11 @@ export class ClientStream extends H2Stream<ResponseListener> {
     this.conn.flushStream(this);
   }
 
-  /** Resets the stream (RST_STREAM) and closes it. */
-  reset(code: ErrorCode = ErrorCode.CANCEL): void {
-    this.conn.resetStream(this, code);
-  }
-
   /** A paced stream's owner read `n` octets of the body: the peer may send that much more. */
   consumed(n: number): void {
     if (this.closed || n <= 0) return;
     this.unacked += n;
-    this.conn.windowConsumed(this);
+    this.conn.windowConsumed();
   }
 }
 
@@ -109,15 +91,13 @@ export class ClientConnection extends Connection<ClientStream> {
     const stream = new ClientStream(this, id, this.peerInitialWindow);
     stream.listener = listener;
     stream.paced = paced;
-    this.streams.set(id, stream);
     if (endStream) stream.localEnded = true;
+    // In id order: nothing overtakes a held request. (Counted before the stream joins the open ones.)
+    const room = this.waiting.length === 0 && (this.peerMaxStreams === Number.POSITIVE_INFINITY || this.openCount() < this.peerMaxStreams);
     stream.opening = { block, endStream };
-    // In id order: nothing overtakes a held request.
-    if (this.waiting.length === 0 && (this.peerMaxStreams === Number.POSITIVE_INFINITY || this.openCount() <= this.peerMaxStreams)) this.open(stream);
-    else {
-      stream.held = true;
-      this.waiting.push(stream);
-    }
+    this.streams.set(id, stream);
+    if (room) this.open(stream);
+    else this.waiting.push(stream);
     return stream;
   }
 
@@ -125,7 +105,6 @@ export class ClientConnection extends Connection<ClientStream> {
   private open(stream: ClientStream): void {
     const opening = stream.opening;
     stream.opening = undefined;
-    stream.held = false;
     if (!opening || stream.closed) return;
     this.sendBlock(stream.id, opening.block, opening.endStream);
     this.flushStream(stream);
@@ -189,7 +168,7 @@ export class ClientConnection extends Connection<ClientStream> {
   }
 
   /** A paced stream's body was read: a WINDOW_UPDATE goes once a quarter of its window is. */
-  windowConsumed(_stream: ClientStream): void {
+  windowConsumed(): void {
     this.giveBackWindow();
   }
 
@@ -230,7 +209,7 @@ export class ClientConnection extends Connection<ClientStream> {
 
   /** A stream whose HEADERS never went closes quietly: the server never saw it (a reset would be a protocol error). */
   override resetStream(stream: ClientStream, code: ErrorCode): void {
-    if (stream.opening) return this.closeStream(stream);
+    if (stream.held) return this.closeStream(stream);
     super.resetStream(stream, code);
   }
 

@@ -25,7 +25,7 @@ import {
 import { CompressionError, HpackDecoder, type DecodedBlock } from './hpack.js';
 
 /** Receive window this side opens for the connection and for each stream. */
-export const RECEIVE_WINDOW = 1 << 20;
+const RECEIVE_WINDOW = 1 << 20;
 /** Consumed octets that make this side send a WINDOW_UPDATE (a quarter of the window). */
 const WINDOW_UPDATE_AT = RECEIVE_WINDOW / 4;
 /** The largest header block (all its frames, HPACK-coded) and decoded header list accepted. */
@@ -34,7 +34,7 @@ export const MAX_HEADER_BLOCK = 1 << 20;
 const CONCAT_LIMIT = 64 * 1024;
 
 /** A protocol violation that ends the whole connection with GOAWAY. */
-export class ConnectionError extends Error {
+class ConnectionError extends Error {
   constructor(
     readonly code: ErrorCode,
     message: string,
@@ -49,8 +49,15 @@ export interface StreamEvents {
   close(): void;
 }
 
-/** One stream's state, as both sides keep it. */
-export class H2Stream<L extends StreamEvents = StreamEvents> {
+/** What a stream asks of its connection (both sides' connections are one). */
+export interface StreamConnection {
+  // Method syntax: each side's connection takes its own kind of stream.
+  flushStream(stream: H2Stream): void;
+  resetStream(stream: H2Stream, code: ErrorCode): void;
+}
+
+/** One stream's state, as both sides keep it, and what either side does with its own stream. */
+export class H2Stream<L extends StreamEvents = StreamEvents, C extends StreamConnection = StreamConnection> {
   listener: L | undefined;
   /** The peer sent END_STREAM. */
   remoteEnded = false;
@@ -75,10 +82,24 @@ export class H2Stream<L extends StreamEvents = StreamEvents> {
   private drainWaiters: (() => void)[] | undefined;
 
   constructor(
+    protected readonly conn: C,
     readonly id: number,
     sendWindow: number,
   ) {
     this.sendWindow = sendWindow;
+  }
+
+  /** Queues a DATA payload; true when all queued data went out (no flow-control wait). */
+  write(data: Buffer): boolean {
+    if (this.closed || this.localEnded) return true;
+    this.queue.push(data);
+    this.conn.flushStream(this);
+    return this.queue.length === 0;
+  }
+
+  /** Resets the stream (RST_STREAM) and closes it. */
+  reset(code: ErrorCode = ErrorCode.CANCEL): void {
+    this.conn.resetStream(this, code);
   }
 
   /** Resolves when the queued data went out, or the stream closed. */

@@ -28,31 +28,23 @@ const MAX_OPEN_STREAMS = 10_000;
  */
 const MAX_UNREAD = 64 * 1024 * 1024;
 
-export class ServerStream extends H2Stream<StreamListener> {
+export class ServerStream extends H2Stream<StreamListener, ServerConnection> {
   /** The trailer block that ends the answer once the queued data is sent. */
   trailers: Buffer | undefined;
 
   constructor(
-    private readonly conn: ServerConnection,
+    conn: ServerConnection,
     id: number,
     readonly headers: HeaderMap,
     sendWindow: number,
   ) {
-    super(id, sendWindow);
+    super(conn, id, sendWindow);
   }
 
   /** Response headers; `endStream` makes them a trailers-only answer. */
   respond(block: Buffer, endStream: boolean): void {
     if (this.closed || this.localEnded) return;
     this.conn.sendHeaders(this, block, endStream);
-  }
-
-  /** Queues a DATA payload; true when all queued data went out (no flow-control wait). */
-  write(data: Buffer): boolean {
-    if (this.closed || this.localEnded) return true;
-    this.queue.push(data);
-    this.conn.flushStream(this);
-    return this.queue.length === 0;
   }
 
   /** Ends the answer with `trailers`, after the data still queued. */
@@ -63,11 +55,6 @@ export class ServerStream extends H2Stream<StreamListener> {
       this.trailers = trailers;
       this.localEnded = true;
     }
-  }
-
-  /** Resets the stream (RST_STREAM) and closes it. */
-  reset(code: ErrorCode = ErrorCode.CANCEL): void {
-    this.conn.resetStream(this, code);
   }
 }
 

@@ -220,6 +220,7 @@ export class Crispd {
       snapshotter: c.snapshotter,
     });
     const host = probeHostFeatures();
+    if (!host.hugetlb) this.log.warn('no hugetlb cgroup controller on this host: hugepage limits are not applied');
     if (host.apparmor) host.apparmorDefaultLoaded = await ensureDefaultProfile(this.log.child({ component: 'apparmor' }));
     const containers = new ContainerController({
       dir: join(c.root, 'containers'),

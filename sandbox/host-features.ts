@@ -20,6 +20,18 @@ export function maxNofile(limits = read('/proc/self/limits')): number | undefine
   return Number(m[1]);
 }
 
+/**
+ * Whether runc finds a hugetlb controller: on a pure v2 host the root lists it in cgroup.controllers; on
+ * v1 and hybrid hosts (runc works in v1 mode there) a cgroup v1 hierarchy carries it in its super options.
+ */
+export function hugetlbPresent(cgroupV2: boolean, mountinfo: string, v2Controllers: string): boolean {
+  if (cgroupV2) return v2Controllers.split(/\s+/).includes('hugetlb');
+  return mountinfo.split('\n').some((line) => {
+    const post = line.split(' - ')[1]?.split(' ');
+    return post?.[0] === 'cgroup' && (post[2] ?? '').split(',').includes('hugetlb');
+  });
+}
+
 export function probeHostFeatures(): OciHostFeatures {
   const cgroupV2 = existsSync('/sys/fs/cgroup/cgroup.controllers');
   const capEff = /^CapEff:\s+([0-9a-f]+)$/m.exec(read('/proc/self/status'))?.[1];
@@ -32,6 +44,7 @@ export function probeHostFeatures(): OciHostFeatures {
     // (sandbox/containers/prepared-mounts.ts), so the spec never carries "rro".
     rroSupported: false,
     swapAccounting: cgroupV2 ? true : existsSync('/sys/fs/cgroup/memory/memory.memsw.limit_in_bytes'),
+    hugetlb: hugetlbPresent(cgroupV2, read('/proc/self/mountinfo'), read('/sys/fs/cgroup/cgroup.controllers')),
     daemonOomScoreAdj: Number.parseInt(read('/proc/self/oom_score_adj') || '0', 10),
     ...(capEff ? { capabilities: capabilitiesFromMask(capEff) } : {}),
     ...(nofile ? { maxNofile: nofile } : {}),

@@ -41,6 +41,7 @@ import { DEFAULT_SYNC_PART_BYTES } from './sync.js';
 
 export interface NriHostOptions {
   access: NriRuntimeAccess;
+  /** Used as given: the caller names the component (crispd: `component: "nri"`). */
   logger: Logger;
   runtimeVersion: string;
   /** Sent to plugins in Configure. */
@@ -146,7 +147,7 @@ export class NriHost implements NriHooks {
       restartBackoff: o.restartBackoff ?? NRI_DEFAULTS.restartBackoff,
       syncPartBytes: o.syncPartBytes ?? DEFAULT_SYNC_PART_BYTES,
     };
-    this.log = options.logger.child({ component: 'nri' });
+    this.log = options.logger;
     this.view = new RuntimeView(options.access, this.log);
   }
 

@@ -31,7 +31,7 @@ import { CpuRate } from './stats.js';
 import { makeFifos, openFifoWriter } from '../../common/fifo.js';
 import type { Socket } from 'node:net';
 import type { ResourceSpec } from './types.js';
-import { linuxResources } from './oci-spec.js';
+import { dropUnsupportedHugepages, linuxResources } from './oci-spec.js';
 import type { UsernsMounts } from '../userns/userns-mounts.js';
 import { PreparedMounts } from './prepared-mounts.js';
 import { sweepExecLeftovers } from './exec-leftovers.js';
@@ -291,6 +291,7 @@ export class ContainerController {
       };
       // NRI plugins adjust the spec between CRI and OCI; a plugin's refusal fails the create.
       const oci = await this.nri.createContainer(pod, rec, built as unknown as Record<string, unknown>);
+      dropUnsupportedHugepages((oci.linux as { resources?: Record<string, unknown> } | undefined)?.resources, this.opts.host);
       // CDI devices NRI plugins asked for are resolved like the request's own.
       const applied = new Set(cdiNames.map((n) => n.name));
       const fromNri = ((oci.annotations as Record<string, string> | undefined)?.[CDI_ANNOTATION] ?? '')
@@ -768,6 +769,7 @@ export class ContainerController {
 
   /** New resources to the running task's cgroup and into the stored OCI spec (caller holds the lock). */
   private async applyResources(rec: ContainerRecord, linux: Record<string, unknown>): Promise<void> {
+    dropUnsupportedHugepages(linux, this.opts.host);
     if (rec.state === 'running') await this.opts.runtime.updateResources(rec.id, linux);
     const spec = await this.ociSpec(rec.id);
     const specLinux = (spec.linux ?? {}) as Record<string, unknown>;

@@ -46,6 +46,13 @@ export interface OciHostFeatures {
    * on a missing memsw file). undefined: only an explicit swap limit is passed on.
    */
   swapAccounting?: boolean;
+  /**
+   * The hugetlb cgroup controller is there for runc (v1 and hybrid: a mounted hugetlb hierarchy; v2: listed
+   * in the root's cgroup.controllers). false: hugepage limits are left out of the spec, as containerd and
+   * CRI-O do — kubelet sends one per page size the machine has (limit 0 where the pod asked for none), and
+   * runc fails every container start when it cannot write them. undefined: passed on.
+   */
+  hugetlb?: boolean;
   /** The daemon's effective capabilities: what privileged/ALL means here. Default: all Linux knows. */
   capabilities?: readonly string[];
   /** node's process.arch, for the seccomp architectures. Default: this host. */
@@ -384,7 +391,7 @@ function rootfsPropagation(mounts: OciMount[]): string | undefined {
  * CRI resources → OCI linux.resources (no devices). Zero means "not set", as in the CRI. Also used by
  * UpdateContainerResources.
  */
-export function linuxResources(res: ResourceSpec, host: Pick<OciHostFeatures, 'cgroupV2' | 'swapAccounting'>): LinuxResources {
+export function linuxResources(res: ResourceSpec, host: Pick<OciHostFeatures, 'cgroupV2' | 'swapAccounting' | 'hugetlb'>): LinuxResources {
   const out: LinuxResources = {};
   const cpu: NonNullable<LinuxResources['cpu']> = {};
   if (res.cpuShares > 0) cpu.shares = res.cpuShares;
@@ -407,12 +414,17 @@ export function linuxResources(res: ResourceSpec, host: Pick<OciHostFeatures, 'c
   }
   if (Object.keys(memory).length > 0) out.memory = memory;
 
-  if (res.hugepageLimits.length > 0) out.hugepageLimits = res.hugepageLimits.map((h) => ({ pageSize: h.pageSize, limit: h.limit }));
+  if (res.hugepageLimits.length > 0 && host.hugetlb !== false) out.hugepageLimits = res.hugepageLimits.map((h) => ({ pageSize: h.pageSize, limit: h.limit }));
   if (Object.keys(res.unified).length > 0) {
     if (!host.cgroupV2) throw invalidArgument(`unified cgroup settings (${Object.keys(res.unified).join(', ')}) need cgroup v2; this host runs cgroup v1`);
     out.unified = { ...res.unified };
   }
   return out;
+}
+
+/** NRI plugins may set hugepage limits too: they are left out like the request's own (see OciHostFeatures.hugetlb). */
+export function dropUnsupportedHugepages(resources: Record<string, unknown> | undefined, host: Pick<OciHostFeatures, 'hugetlb'>): void {
+  if (resources && host.hugetlb === false) delete resources.hugepageLimits;
 }
 
 function deviceRules(devices: DeviceInput[], privileged: boolean): LinuxDeviceCgroup[] {

@@ -1,4 +1,4 @@
-// Regressions found by real CRI clients (critest v1.29 and master, crictl) against crisp's default
+// Regressions found by real CRI clients (critest v1.29 and master, crictl, kubelet) against crisp's default
 // config. Each test is the request shape the client sent, so CI keeps what they found fixed.
 import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -10,6 +10,7 @@ import { startStack, type Stack } from './lib/stack.js';
 import { mountsBelow } from './lib/crispd.js';
 import { sleep } from '../../common/time.js';
 import { ContainerEventType, ContainerState, type ContainerEventResponse } from '../../gen/runtime.v1.js';
+import { hugetlbPresent } from '../../sandbox/host-features.js';
 
 describe('what real CRI clients send', () => {
   let s: Stack;
@@ -241,6 +242,28 @@ describe('what real CRI clients send', () => {
     const pod = await s.runPod('host-ns', { linux: { securityContext: { namespaceOptions: { network: 2, ipc: 2 } } } });
     const ctr = await s.runContainer(pod, 'main', ['sleep', '3600']);
     assert.equal((await exec(ctr, ['cat', '/proc/sys/kernel/hostname'])).trim(), nodeHostname());
+    await removePod(pod);
+  });
+  test("kubelet's resources: a hugepage limit for every page size the machine has, hugetlb controller or not", async () => {
+    // kubelet 1.36 sends one entry per size in /sys/kernel/mm/hugepages (limit 0 where the pod asked for
+    // none); runc failed every start ("cannot set hugetlb limit") on a host without the controller.
+    const sizes = readdirSync('/sys/kernel/mm/hugepages').map((d) => Number(/^hugepages-(\d+)kB$/.exec(d)?.[1] ?? 0)).filter((kb) => kb > 0);
+    const pageSize = (kb: number) => (kb >= 1 << 20 ? `${kb >> 20}GB` : kb >= 1024 ? `${kb >> 10}MB` : `${kb}KB`);
+    const hugepageLimits = (sizes.length > 0 ? sizes : [2048]).map((kb) => ({ pageSize: pageSize(kb), limit: 0 }));
+    const resources = { cpuPeriod: 100000, cpuQuota: 20000, cpuShares: 51, memoryLimitInBytes: 64 << 20, oomScoreAdj: 999, hugepageLimits };
+    const pod = await s.runPod('hugepages');
+    const ctr = await s.runContainer(pod, 'main', ['sleep', '3600'], { linux: { resources } });
+    const st = (await s.d.client.runtime.unary('ContainerStatus', { containerId: ctr })).status!;
+    assert.equal(st.state, ContainerState.CONTAINER_RUNNING);
+    await s.d.client.runtime.unary('UpdateContainerResources', { containerId: ctr, linux: { ...resources, cpuQuota: 30000 } });
+    const cgroupV2 = existsSync('/sys/fs/cgroup/cgroup.controllers');
+    const controllers = cgroupV2 ? readFileSync('/sys/fs/cgroup/cgroup.controllers', 'utf8') : '';
+    if (hugetlbPresent(cgroupV2, readFileSync('/proc/self/mountinfo', 'utf8'), controllers)) {
+      const file = cgroupV2 ? `hugetlb.${hugepageLimits[0]!.pageSize}.max` : `hugetlb/hugetlb.${hugepageLimits[0]!.pageSize}.limit_in_bytes`;
+      assert.equal((await exec(ctr, ['cat', `/sys/fs/cgroup/${file}`])).trim(), '0', 'the limit is applied where the controller exists');
+    } else {
+      assert.match(s.d.logs, /no hugetlb cgroup controller on this host/);
+    }
     await removePod(pod);
   });
 });

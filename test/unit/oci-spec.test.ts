@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import {
   buildOciSpec,
   linuxResources,
+  dropUnsupportedHugepages,
   normaliseSignal,
   processArgs,
   signalNumberOf,
@@ -15,6 +16,7 @@ import {
   type OciHostFeatures,
   type OciSpecInput,
 } from '../../sandbox/containers/oci-spec.js';
+import { hugetlbPresent } from '../../sandbox/host-features.js';
 import { ALL_CAPABILITIES, DEFAULT_CAPABILITIES, capabilitiesFromMask, computeCapabilities, type CapabilityRequest } from '../../sandbox/containers/capabilities.js';
 import { ALWAYS_DENIED, loadLocalhostProfile, parseSeccompProfile, runtimeDefaultSeccomp } from '../../sandbox/containers/seccomp-default.js';
 import type { LinuxSeccomp, OciMount, OciSpec } from '../../sandbox/containers/oci-types.js';
@@ -473,6 +475,13 @@ test('resources: cpu, memory/swap, hugepages, unified only on cgroup v2', () => 
   assert.deepEqual(linuxResources(limitOnly, { cgroupV2: false, swapAccounting: true }).memory, { limit: 100, swap: 100 }, 'no swap use by default');
   assert.deepEqual(linuxResources({ ...res }, { cgroupV2: false, swapAccounting: false }).memory, { limit: 1 << 28 }, 'swap never set without accounting');
   assert.match(fails('INVALID_ARGUMENT', () => linuxResources({ ...limitOnly, memorySwapLimitInBytes: 50 }, { cgroupV2: false })), /below memory_limit_in_bytes/);
+  assert.equal(linuxResources({ ...res }, { cgroupV2: false, hugetlb: false }).hugepageLimits, undefined, 'no hugepage limits without the hugetlb controller');
+  assert.deepEqual(linuxResources({ ...res }, { cgroupV2: false, hugetlb: true }).hugepageLimits, [{ pageSize: '2MB', limit: 1 << 21 }]);
+  const fromNri: Record<string, unknown> = { hugepageLimits: [{ pageSize: '2MB', limit: 0 }], cpu: { shares: 2 } };
+  dropUnsupportedHugepages(fromNri, { hugetlb: true });
+  assert.ok(fromNri.hugepageLimits, 'kept where the controller exists');
+  dropUnsupportedHugepages(fromNri, { hugetlb: false });
+  assert.deepEqual(fromNri, { cpu: { shares: 2 } }, "an NRI plugin's limits are dropped like the request's");
 
   const unified = { ...noResources(), unified: { 'memory.high': '100M' } };
   assert.match(fails('INVALID_ARGUMENT', () => build({ spec: fakeSpec({ resources: unified }) })), /unified cgroup settings \(memory\.high\) need cgroup v2/);
@@ -640,4 +649,18 @@ test('stop signal: CRI, then image, then SIGTERM, normalised', () => {
   assert.match(fails('INVALID_ARGUMENT', () => normaliseSignal('SIGNOPE')), /unknown signal "SIGNOPE"/);
   assert.match(fails('INVALID_ARGUMENT', () => normaliseSignal('0')), /unknown signal/);
   assert.match(fails('INVALID_ARGUMENT', () => normaliseSignal('SIGRTMIN+31')), /unknown signal/);
+});
+
+test('hugetlbPresent: a v1 hierarchy carrying hugetlb, or hugetlb among the v2 root controllers', () => {
+  const line = (fs: string, point: string, opts: string) => `35 25 0:30 / ${point} rw,nosuid shared:9 - ${fs} cgroup ${opts}`;
+  const hybridWithout = [
+    line('cgroup', '/sys/fs/cgroup/memory', 'rw,memory'),
+    line('cgroup', '/sys/fs/cgroup/systemd', 'rw,xattr,name=systemd'),
+    line('cgroup2', '/sys/fs/cgroup/unified', 'rw,nsdelegate'),
+  ].join('\n');
+  assert.equal(hugetlbPresent(false, hybridWithout, ''), false);
+  assert.equal(hugetlbPresent(false, `${hybridWithout}\n${line('cgroup', '/sys/fs/cgroup/hugetlb', 'rw,hugetlb')}`, ''), true);
+  assert.equal(hugetlbPresent(false, line('tmpfs', '/sys/fs/cgroup/hugetlb', 'rw,hugetlb'), ''), false, 'only a cgroup mount counts');
+  assert.equal(hugetlbPresent(true, '', 'cpuset cpu io memory hugetlb pids rdma misc\n'), true);
+  assert.equal(hugetlbPresent(true, '', 'cpuset cpu io memory pids\n'), false);
 });

@@ -33,6 +33,7 @@ import type { Socket } from 'node:net';
 import type { ResourceSpec } from './types.js';
 import { dropUnsupportedHugepages, linuxResources } from './oci-spec.js';
 import type { UsernsMounts } from '../userns/userns-mounts.js';
+import { withoutPodMappings } from '../userns/idmapped-volumes.js';
 import { PreparedMounts } from './prepared-mounts.js';
 import { sweepExecLeftovers } from './exec-leftovers.js';
 import { loadedProfiles } from '../apparmor.js';
@@ -229,7 +230,8 @@ export class ContainerController {
       const devices = spec.security.privileged ? await allHostDevices() : await resolveDevices(spec.devices);
       // Recursive read-only binds and image volumes are built on the host; the spec binds those.
       undo.push('prepared mounts', () => this.prepared.release(id, spec.mounts));
-      const mounts = await this.prepared.prepare(id, spec.mounts);
+      const podUserns = userns ? pod.spec.namespaces.userns : undefined;
+      const mounts = await this.prepared.prepare(id, podUserns ? withoutPodMappings(spec.mounts, podUserns) : spec.mounts);
       // User-namespace pods bind idmapped views of their pod files and volumes instead of the originals.
       let mountSourceOverrides: Record<string, string> | undefined;
       if (userns) {

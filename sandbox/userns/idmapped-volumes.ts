@@ -8,7 +8,7 @@ import { chown, mkdir, stat, writeFile } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import type { Logger } from '../../common/logger.js';
 import { errorMessage, failedPrecondition } from '../../common/errors.js';
-import { idmapMount, isNsHelperError } from '../../native/nshelper.js';
+import { idmapMount, isNsHelperError, type IdMapping } from '../../native/nshelper.js';
 import type { PodRecord } from '../pods/types.js';
 import type { MountSpec } from '../containers/types.js';
 import { detachAndRemove, isMounted, readMountinfo } from './mounts.js';
@@ -57,6 +57,20 @@ export async function releasePodMounts(pod: Pick<PodRecord, 'runDir'>): Promise<
 }
 
 export const volumesIdmapDir = (containerDir: string): string => join(containerDir, 'volumes');
+
+const sameMappings = (a: readonly IdMapping[], b: readonly IdMapping[]): boolean =>
+  a.length === b.length && a.every((m, i) => m.containerId === b[i]!.containerId && m.hostId === b[i]!.hostId && m.length === b[i]!.length);
+
+/**
+ * kubelet gives every mount of a user-namespace pod the pod's own uid and gid mappings: exactly the
+ * idmapped view crisp makes of each volume (idmapVolumes), so those mappings are dropped here and the
+ * spec needs no idmapped mounts from the OCI runtime (runc 1.1 has none). Other mappings stay.
+ */
+export function withoutPodMappings(mounts: readonly MountSpec[], userns: { uids: readonly IdMapping[]; gids: readonly IdMapping[] }): MountSpec[] {
+  return mounts.map((m) =>
+    m.uidMappings.length > 0 && sameMappings(m.uidMappings, userns.uids) && sameMappings(m.gidMappings, userns.gids) ? { ...m, uidMappings: [], gidMappings: [] } : m,
+  );
+}
 
 export interface IdmapVolumesInput {
   /** <state>/containers/<id> */

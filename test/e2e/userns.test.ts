@@ -242,6 +242,25 @@ describe('user-namespace pods', () => {
     await s.d.client.runtime.unary('RemovePodSandbox', { podSandboxId: split });
   });
 
+  test("kubelet's volume mounts carry the pod's own mappings: bound through crisp's idmapped view, no runc idmap needed", async () => {
+    // kubelet ≥ 1.30 sets every mount's uid/gid mappings to the pod's; on runc 1.1 (no idmapped mounts in
+    // the spec) crisp refused them, and kubelet's hostUsers: false pods never started.
+    const vol = join(hostDir, 'kubelet-vol');
+    mkdirSync(vol, { mode: 0o755 });
+    const pod = await s.runPod('userns-kubelet', usernsPod(baseB));
+    const mount = { hostPath: vol, containerPath: '/data', uidMappings: [mapping(baseB)], gidMappings: [mapping(baseB)] };
+    const ctr = await s.runContainer(pod, 'main', ['sleep', '3600'], { mounts: [mount] });
+    assert.equal((await sh(ctr, 'echo hi > /data/f && stat -c %u:%g /data /data/f')).out, '0:0\n0:0');
+    assert.equal(statSync(join(vol, 'f')).uid, 0, 'written through the idmapped view: on disk as the container sees it');
+    // Mappings other than the pod's would need idmapped mounts from the OCI runtime.
+    await assert.rejects(
+      s.runContainer(pod, 'other', ['true'], { mounts: [{ ...mount, uidMappings: [mapping(baseA)], gidMappings: [mapping(baseA)] }] }),
+      /mounts\[0\] \(\/data\): idmapped mounts in the spec are not supported by this runtime/,
+    );
+    await s.d.client.runtime.unary('StopPodSandbox', { podSandboxId: pod });
+    await s.d.client.runtime.unary('RemovePodSandbox', { podSandboxId: pod });
+  });
+
   test('after kill -9 of crispd the mounts are found again, and removal leaves nothing mounted', async () => {
     const exited = await s.runContainer(podA, 'exits', ['sh', '-c', 'stat -c %u /bin/busybox']);
     assert.deepEqual(await s.waitExited(exited), { exitCode: 0, reason: 'Completed' });

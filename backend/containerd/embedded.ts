@@ -70,6 +70,22 @@ export const EMBEDDED_DISABLED_PLUGINS = [
   'io.containerd.nri.v1.nri',
 ];
 
+/**
+ * What the embedded child loads but crisp never uses: the v1 restart manager and the /opt/containerd
+ * plugin (which would make and manage /opt/containerd, outside crisp's directories), the cgroups task
+ * monitor (containerd's own Prometheus metrics and v1-runtime OOM events; crisp reads cgroups itself and
+ * runs v2 shims), and every snapshotter but the configured one. About 1.5 MiB of the child's RSS, and no
+ * devmapper error in its log at every start.
+ */
+const UNUSED_PLUGINS = ['io.containerd.internal.v1.restart', 'io.containerd.internal.v1.opt', 'io.containerd.monitor.v1.cgroups'];
+const SNAPSHOTTERS = ['aufs', 'blockfile', 'btrfs', 'devmapper', 'erofs', 'native', 'overlayfs', 'zfs'];
+
+/** The embedded child's disabled_plugins for crisp's snapshotter. */
+export function embeddedDisabledPlugins(snapshotter: string): string[] {
+  const others = SNAPSHOTTERS.filter((s) => s !== snapshotter).map((s) => `io.containerd.snapshotter.v1.${s}`);
+  return [...EMBEDDED_DISABLED_PLUGINS, ...UNUSED_PLUGINS, ...others];
+}
+
 /** Config (version 2: containerd 1.6's, which 1.7 and 2.x migrate on load) for the embedded child. */
 export function embeddedConfigToml(paths: EmbeddedPaths, snapshotter: string): string {
   return [
@@ -77,7 +93,7 @@ export function embeddedConfigToml(paths: EmbeddedPaths, snapshotter: string): s
     'version = 2',
     `root = ${JSON.stringify(paths.root)}`,
     `state = ${JSON.stringify(paths.state)}`,
-    `disabled_plugins = [${EMBEDDED_DISABLED_PLUGINS.map((p) => JSON.stringify(p)).join(', ')}]`,
+    `disabled_plugins = [${embeddedDisabledPlugins(snapshotter).map((p) => JSON.stringify(p)).join(', ')}]`,
     '',
     '[grpc]',
     `  address = ${JSON.stringify(paths.socket)}`,

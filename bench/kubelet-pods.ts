@@ -5,6 +5,7 @@
 //   node dist/bench/kubelet-pods.js --kubelet /path/to/kubelet [--pods 20] [--rounds 6]
 import { spawn, execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { networkInterfaces } from 'node:os';
 import { join } from 'node:path';
 import { withBenchEnv, type Side } from './lib/env.js';
 import { parseOptions } from './lib/args.js';
@@ -21,6 +22,15 @@ const opts = parseOptions('kubelet-pods', {
 if (!existsSync(opts.kubelet)) throw new Error(`no kubelet at ${opts.kubelet}: build one outside the repository and pass --kubelet`);
 
 const READ_ONLY = 'http://127.0.0.1:10255/pods';
+
+/** The node's first non-loopback IPv4 address (kubelet refuses a loopback --node-ip). */
+function nodeIp(): string {
+  const ip = Object.values(networkInterfaces())
+    .flat()
+    .find((a) => a && a.family === 'IPv4' && !a.internal)?.address;
+  if (!ip) throw new Error('no non-loopback IPv4 address for kubelet --node-ip');
+  return ip;
+}
 
 interface KubeletPod {
   status?: { containerStatuses?: { state?: { running?: unknown } }[] };
@@ -71,8 +81,8 @@ async function round(side: Side, endpoint: string, rec: Recorder): Promise<void>
   mkdirSync(staged);
   writeFileSync(join(dir, 'config.yaml'), kubeletConfig(endpoint, manifests));
   // --node-ip: kubelet otherwise looks its node name up in DNS at every pod admission, which on a
-  // closed network stalls its sync loop for the resolver's timeout.
-  const kubelet = spawn(opts.kubelet, [`--config=${dir}/config.yaml`, `--root-dir=${dir}/root`, `--cert-dir=${dir}/pki`, '--hostname-override=crisp-bench', '--node-ip=127.0.0.1', '--v=1'], {
+  // closed network stalls its sync loop for the resolver's timeout (it refuses a loopback address).
+  const kubelet = spawn(opts.kubelet, [`--config=${dir}/config.yaml`, `--root-dir=${dir}/root`, `--cert-dir=${dir}/pki`, '--hostname-override=crisp-bench', `--node-ip=${nodeIp()}`, '--v=1'], {
     stdio: 'ignore',
   });
   try {

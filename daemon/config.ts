@@ -56,6 +56,7 @@ export interface CrispConfig {
   nri_request_timeout: number;
   userns_chown_fallback: boolean;
   warm_pod_shims: boolean;
+  shim_grouping: string;
   shim_start_helper: boolean;
   cdi_spec_dirs: string[];
   metrics_address: string;
@@ -119,6 +120,7 @@ export const DEFAULT_CONFIG: CrispConfig = {
   nri_request_timeout: 2,
   userns_chown_fallback: false,
   warm_pod_shims: true,
+  shim_grouping: 'pod',
   shim_start_helper: true,
   cdi_spec_dirs: ['/etc/cdi', '/var/run/cdi'],
   metrics_address: '',
@@ -174,6 +176,10 @@ const DOCS: Record<keyof CrispConfig, KeyDoc> = {
   nri_request_timeout: { doc: 'seconds an NRI plugin has to answer one call (Configure, Synchronize, an event); then it is dropped', positive: true },
   userns_chown_fallback: { doc: 'allow chown-based rootfs for user-namespace pods where idmapped mounts are unavailable' },
   warm_pod_shims: { doc: "start each pod's runc shim as RunPodSandbox answers (embedded containerd with a runc v2 default handler only)" },
+  shim_grouping: {
+    doc: 'pod: one runc v2 shim per pod (as containerd); node: one shim for every container on the node (less memory; a shim crash then touches every container)',
+    oneOf: ['pod', 'node'],
+  },
   shim_start_helper: { doc: "run the runc v2 shim's start and delete commands through crisp-shim-start, without the Go shim command's start-up (embedded containerd with a 1.x shim only)" },
   cdi_spec_dirs: { doc: 'Container Device Interface spec directories, later ones winning for a device named in several' },
   metrics_address: { doc: 'HOST:PORT serving Prometheus /metrics and /healthz (e.g. "127.0.0.1:9099"; empty = off; a port that cannot be bound stops the daemon)' },

@@ -40,6 +40,9 @@ import { checkHelper, defaultHelperPath, isExecutableFile, useHelperPath } from 
 import { registerOperationMetrics } from '../common/operation-metrics.js';
 import { startTracing } from './tracing.js';
 
+/** The runc v2 shim group of every container with `shim_grouping = "node"` (containerd's address and namespace make it this crispd's own). */
+const NODE_SHIM_GROUP = 'crisp-node';
+
 export type DaemonState = 'INITIALIZED' | 'STARTING' | 'RUNNING' | 'STOPPING' | 'STOPPED' | 'FAILED';
 
 export class Crispd {
@@ -229,6 +232,7 @@ export class Crispd {
       pods,
       cgroupDriver: c.cgroup_driver as 'systemd' | 'cgroupfs',
       host,
+      ...(c.shim_grouping === 'node' ? { shimGroup: NODE_SHIM_GROUP } : {}),
       execDir: join(c.state, 'exec'),
       runDir: join(c.state, 'containers'),
       cdiSpecDirs: c.cdi_spec_dirs,
@@ -357,6 +361,8 @@ export class Crispd {
   private warmShims(c: CrispConfig, address: string): WarmShims | undefined {
     const runtimeType = c.runtimes[c.default_runtime_handler]?.runtime_type ?? '';
     if (!c.warm_pod_shims || !this.embedded || runtimeType !== 'io.containerd.runc.v2') return undefined;
+    // One node-wide shim: containerd starts it with the node's first container; nothing per pod to warm.
+    if (c.shim_grouping === 'node') return undefined;
     const lookup = this.embedded.shimLookup();
     // Behind crisp-shim-start the real shim is named in containerd's environment: start that one.
     const shimBinary = lookup && (lookup.runcShim ?? resolveShimBinary(runtimeType, lookup));

@@ -52,6 +52,8 @@ export interface ContainerEvent {
 export type HostFeatures = OciHostFeatures;
 
 export interface ContainerControllerOptions {
+  /** One runc v2 shim group for every container (config `shim_grouping = "node"`); undefined: one per pod. */
+  shimGroup?: string;
   /** <root>/containers */
   dir: string;
   runtime: ContainerdRuntime;
@@ -257,6 +259,7 @@ export class ContainerController {
         user,
         cgroupsPath,
         host: this.opts.host,
+        ...(this.opts.shimGroup ? { shimGroup: this.opts.shimGroup } : {}),
         devices,
         ...(seccompProfile ? { seccompProfile } : {}),
         ...(mountSourceOverrides ? { mountSourceOverrides } : {}),

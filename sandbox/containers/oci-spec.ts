@@ -80,6 +80,11 @@ export interface DeviceInput {
 }
 
 export interface OciSpecInput {
+  /**
+   * The runc v2 shim group (`io.containerd.runc.v2.group`) every container shares; undefined: the shim
+   * groups by the pod id (`io.kubernetes.cri.sandbox-id`), one shim per pod.
+   */
+  shimGroup?: string;
   id: string;
   spec: ContainerSpec;
   pod: PodRecord;
@@ -293,6 +298,9 @@ function namespacePlan(input: OciSpecInput): NamespacePlan {
   if (host.cgroupV2) ns.push({ type: 'cgroup' });
   return plan;
 }
+
+/** The annotation the runc v2 shim groups by before the pod id. */
+export const SHIM_GROUP_OVERRIDE = 'io.containerd.runc.v2.group';
 
 // ---- mounts -------------------------------------------------------------------------------------
 
@@ -510,6 +518,7 @@ function build(input: OciSpecInput): OciSpec {
       [CriAnnotation.containerType]: 'container',
       [CriAnnotation.containerName]: spec.metadata.name,
       [CriAnnotation.sandboxId]: pod.id,
+      ...(input.shimGroup ? { [SHIM_GROUP_OVERRIDE]: input.shimGroup } : {}),
       [CriAnnotation.sandboxName]: pod.spec.metadata.name,
       [CriAnnotation.sandboxNamespace]: pod.spec.metadata.namespace,
       [CriAnnotation.sandboxUid]: pod.spec.metadata.uid,

@@ -158,3 +158,45 @@ describe('warm pod shims off', () => {
     await removePod(s, pod);
   });
 });
+
+describe('one shim for the node (shim_grouping = "node")', () => {
+  let s: Stack;
+  const exec = async (id: string) => (await s.d.client.runtime.unary('ExecSync', { containerId: id, cmd: ['echo', 'ok'], timeout: 10 })).stdout.toString().trim();
+  before(async () => {
+    s = await startStack({ shim_grouping: 'node' });
+  });
+  after(async () => {
+    assert.deepEqual(await s?.teardown(), []);
+  });
+
+  test("every container of every pod runs under one shim, which outlives a pod's removal and crispd's kill -9, and goes with the last container", async () => {
+    const address = join(s.d.state, 'containerd', 'containerd.sock');
+    const shims = () => pidsWhere((argv) => argv[0]?.endsWith('containerd-shim-runc-v2') === true && argv.includes(address) && !argv.includes('start') && !argv.includes('delete'));
+    const [a, b] = [await s.runPod('node-a'), await s.runPod('node-b')];
+    assert.equal(existsSync(join(s.d.state, 'shims')), false, 'no warm shim per pod');
+    const ctrs = [
+      await s.runContainer(a, 'one', ['sleep', '3600']),
+      await s.runContainer(a, 'two', ['sleep', '3600']),
+      await s.runContainer(b, 'one', ['sleep', '3600']),
+    ];
+    const parents = new Set(await Promise.all(ctrs.map(async (c) => parentPid(await containerPid(s, c)))));
+    assert.equal(parents.size, 1, 'one shim parents all three containers');
+    const [shim] = [...parents];
+    assert.deepEqual(shims(), [shim]);
+    const spec = JSON.parse((await s.d.client.runtime.unary('ContainerStatus', { containerId: ctrs[2]!, verbose: true })).info.info!) as { runtimeSpec: { annotations: Record<string, string> } };
+    assert.equal(spec.runtimeSpec.annotations['io.containerd.runc.v2.group'], 'crisp-node');
+    assert.equal(spec.runtimeSpec.annotations['io.kubernetes.cri.sandbox-id'], b, 'the pod id stays where kubelet and tools read it');
+
+    await removePod(s, a);
+    assert.equal(await exec(ctrs[2]!), 'ok', "pod b's container is untouched");
+    assert.ok(isAlive(shim!), "the shim outlives pod a's removal");
+
+    await s.d.kill9();
+    await s.d.start();
+    assert.equal(await exec(ctrs[2]!), 'ok', 'after kill -9 the container runs on under the same shim');
+    assert.deepEqual(shims(), [shim]);
+
+    await removePod(s, b);
+    await waitFor('the shim to exit with the last container', () => (shims().length === 0 ? true : undefined));
+  });
+});

@@ -8,7 +8,7 @@ import { execFileSync } from 'node:child_process';
 import { decideSupport, describeSupport } from '../../sandbox/userns/probe.js';
 import { layerParents, overlayOption, snapshotMount, withOverlayOption } from '../../sandbox/userns/idmapped-rootfs.js';
 import { chownTree, shiftedOwner, toHostId, usernsUnavailable } from '../../sandbox/userns/fallback.js';
-import { podFileOverrides, podFilesView } from '../../sandbox/userns/idmapped-volumes.js';
+import { podFileOverrides, podFilesView, withoutPodMappings } from '../../sandbox/userns/idmapped-volumes.js';
 import { ReadonlyViews } from '../../sandbox/userns/readonly-views.js';
 import { isCrispError } from '../../common/errors.js';
 
@@ -144,4 +144,26 @@ test('chownTree walks everything once, symlinks not followed, setuid bits kept',
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
+});
+
+test("withoutPodMappings: kubelet's copy of the pod's own mappings on a mount goes; other mappings stay", () => {
+  const pod = { uids: [{ containerId: 0, hostId: 65536, length: 65536 }], gids: [{ containerId: 0, hostId: 131072, length: 65536 }] };
+  const mount = (uidMappings: typeof pod.uids, gidMappings: typeof pod.gids) => ({
+    containerPath: '/data',
+    hostPath: '/var/lib/kubelet/pods/x/volumes/data',
+    readonly: false,
+    propagation: 'private' as const,
+    selinuxRelabel: false,
+    recursiveReadOnly: false,
+    uidMappings,
+    gidMappings,
+  });
+  const [kubelets, other, gidsDiffer, none] = withoutPodMappings(
+    [mount(pod.uids, pod.gids), mount([{ containerId: 0, hostId: 1000, length: 65536 }], pod.gids), mount(pod.uids, pod.uids), mount([], [])],
+    pod,
+  );
+  assert.deepEqual([kubelets!.uidMappings, kubelets!.gidMappings], [[], []], 'the same mappings as the pod: crisp idmaps the volume itself');
+  assert.equal(other!.uidMappings[0]!.hostId, 1000, 'other uid mappings are passed on (and refused where runc cannot do them)');
+  assert.equal(gidsDiffer!.gidMappings.length, 1, 'both id kinds must match');
+  assert.deepEqual(none!.uidMappings, []);
 });

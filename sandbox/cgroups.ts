@@ -10,29 +10,49 @@ import { pathExists } from '../common/path-exists.js';
 
 export type CgroupDriver = 'cgroupfs' | 'systemd';
 
+/** One cgroup or cgroup2 line of a mountinfo table. */
+interface CgroupMountLine {
+  fstype: 'cgroup' | 'cgroup2';
+  mountPoint: string;
+  /** The filesystem's options: a v1 hierarchy names its controllers here. */
+  superOptions: string[];
+}
+
+let hostLines: CgroupMountLine[] | undefined;
 let hostMounts: string[] | undefined;
 
 /**
- * Mount points of every cgroup hierarchy (v1 controllers and the v2 tree). The host's are read from
- * /proc/self/mountinfo once: the hierarchies are mounted at boot and stay, while the table itself
- * grows by several lines per pod (pins, /dev/shm, rootfs), so reading it for every pod cgroup cost
- * more with every pod on the node.
+ * The host's cgroup lines are read from /proc/self/mountinfo once: the hierarchies are mounted at boot
+ * and stay, while the table itself grows by several lines per pod (pins, /dev/shm, rootfs), so reading
+ * it for every pod cgroup cost more with every pod on the node.
  */
-export function cgroupMounts(mountinfo?: string): string[] {
-  if (mountinfo === undefined) return (hostMounts ??= parseCgroupMounts(readFileSync('/proc/self/mountinfo', 'utf8')));
-  return parseCgroupMounts(mountinfo);
+function cgroupLines(mountinfo?: string): CgroupMountLine[] {
+  if (mountinfo === undefined) return (hostLines ??= parseCgroupLines(readFileSync('/proc/self/mountinfo', 'utf8')));
+  return parseCgroupLines(mountinfo);
 }
 
-function parseCgroupMounts(mountinfo: string): string[] {
-  const out: string[] = [];
+function parseCgroupLines(mountinfo: string): CgroupMountLine[] {
+  const out: CgroupMountLine[] = [];
   for (const line of mountinfo.split('\n')) {
     const [pre, post] = line.split(' - ');
     if (!pre || !post) continue;
-    const fstype = post.split(' ')[0];
+    const [fstype, , superOptions] = post.split(' ');
     const mountPoint = pre.split(' ')[4];
-    if ((fstype === 'cgroup' || fstype === 'cgroup2') && mountPoint) out.push(mountPoint);
+    if ((fstype === 'cgroup' || fstype === 'cgroup2') && mountPoint) out.push({ fstype, mountPoint, superOptions: (superOptions ?? '').split(',') });
   }
-  return [...new Set(out)];
+  return out;
+}
+
+/** Mount points of every cgroup hierarchy (v1 controllers and the v2 tree); the host's by default. */
+export function cgroupMounts(mountinfo?: string): string[] {
+  const points = () => [...new Set(cgroupLines(mountinfo).map((l) => l.mountPoint))];
+  if (mountinfo === undefined) return (hostMounts ??= points());
+  return points();
+}
+
+/** Whether a cgroup v1 hierarchy carries `controller` (the host's mountinfo by default). */
+export function v1ControllerMounted(controller: string, mountinfo?: string): boolean {
+  return cgroupLines(mountinfo).some((l) => l.fstype === 'cgroup' && l.superOptions.includes(controller));
 }
 
 /** The cgroup v2 root if the host is pure v2 ("unified"), else undefined. */

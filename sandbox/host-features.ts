@@ -4,6 +4,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import type { OciHostFeatures } from './containers/oci-spec.js';
 import { capabilitiesFromMask } from './containers/capabilities.js';
+import { v1ControllerMounted } from './cgroups.js';
 
 function read(path: string): string {
   try {
@@ -22,14 +23,12 @@ export function maxNofile(limits = read('/proc/self/limits')): number | undefine
 
 /**
  * Whether runc finds a hugetlb controller: on a pure v2 host the root lists it in cgroup.controllers; on
- * v1 and hybrid hosts (runc works in v1 mode there) a cgroup v1 hierarchy carries it in its super options.
+ * v1 and hybrid hosts (runc works in v1 mode there) a cgroup v1 hierarchy carries it (the host's mountinfo
+ * by default).
  */
-export function hugetlbPresent(cgroupV2: boolean, mountinfo: string, v2Controllers: string): boolean {
+export function hugetlbPresent(cgroupV2: boolean, mountinfo: string | undefined, v2Controllers: string): boolean {
   if (cgroupV2) return v2Controllers.split(/\s+/).includes('hugetlb');
-  return mountinfo.split('\n').some((line) => {
-    const post = line.split(' - ')[1]?.split(' ');
-    return post?.[0] === 'cgroup' && (post[2] ?? '').split(',').includes('hugetlb');
-  });
+  return v1ControllerMounted('hugetlb', mountinfo);
 }
 
 export function probeHostFeatures(): OciHostFeatures {
@@ -44,7 +43,7 @@ export function probeHostFeatures(): OciHostFeatures {
     // (sandbox/containers/prepared-mounts.ts), so the spec never carries "rro".
     rroSupported: false,
     swapAccounting: cgroupV2 ? true : existsSync('/sys/fs/cgroup/memory/memory.memsw.limit_in_bytes'),
-    hugetlb: hugetlbPresent(cgroupV2, read('/proc/self/mountinfo'), read('/sys/fs/cgroup/cgroup.controllers')),
+    hugetlb: hugetlbPresent(cgroupV2, undefined, read('/sys/fs/cgroup/cgroup.controllers')),
     daemonOomScoreAdj: Number.parseInt(read('/proc/self/oom_score_adj') || '0', 10),
     ...(capEff ? { capabilities: capabilitiesFromMask(capEff) } : {}),
     ...(nofile ? { maxNofile: nofile } : {}),

@@ -300,7 +300,7 @@ function namespacePlan(input: OciSpecInput): NamespacePlan {
 }
 
 /** The annotation the runc v2 shim groups by before the pod id. */
-export const SHIM_GROUP_OVERRIDE = 'io.containerd.runc.v2.group';
+const SHIM_GROUP_OVERRIDE = 'io.containerd.runc.v2.group';
 
 // ---- mounts -------------------------------------------------------------------------------------
 

@@ -11,6 +11,8 @@ import { sleep } from '../../../common/time.js';
 export const REPO = resolve(new URL('../../../..', import.meta.url).pathname);
 export const CLI = join(REPO, 'dist', 'cli', 'main.js');
 export const DAEMON_NODE_FLAGS = ['--max-semi-space-size=2'];
+/** The malloc settings the same wrapper exports for crispd. */
+export const DAEMON_ENV: Readonly<Record<string, string>> = { MALLOC_TRIM_THRESHOLD_: '131072', MALLOC_MMAP_THRESHOLD_: '131072' };
 
 export interface CrispdOptions {
   /** Extra TOML lines for the config file. */
@@ -94,12 +96,12 @@ export class TestCrispd {
   /** Spawn `crisp daemon` and wait until Version answers. */
   async start(extraArgs: string[] = []): Promise<void> {
     this.stopping = false;
-    // The node flags the packaged wrapper (packaging/crisp-wrapper.sh) gives crispd, so tests and
-    // benchmarks run the daemon as it is deployed.
+    // The node flags and malloc settings the packaged wrapper (packaging/crisp-wrapper.sh) gives
+    // crispd, so tests and benchmarks run the daemon as it is deployed.
     const sourceMaps = this.options.sourceMaps === false ? [] : ['--enable-source-maps'];
     const child = spawn(process.execPath, [...sourceMaps, ...DAEMON_NODE_FLAGS, this.options.cli ?? CLI, 'daemon', '--config', this.configFile, ...extraArgs], {
       stdio: ['ignore', 'pipe', 'pipe'],
-      ...(this.options.env ? { env: { ...process.env, ...this.options.env } } : {}),
+      env: { ...process.env, ...DAEMON_ENV, ...this.options.env },
     });
     this.child = child;
     const append = (b: Buffer) => {

@@ -5,6 +5,7 @@ import { statfs } from 'node:fs/promises';
 import type { Logger } from 'pino';
 import { CrispError, errorMessage, failedPrecondition, invalidArgument, isENOENT, notFound, withContext } from '../common/errors.js';
 import { buildCapabilityArgs } from './capabilities.js';
+import { isIdlePluginRun } from './idle-plugins.js';
 import { DEFAULT_CACHE_DIR, findCacheEntries, removeCacheEntry, writeCacheEntry, type CacheEntry } from './cache.js';
 import { compareCniVersions, DEFAULT_CONF_DIR, discoverNetwork, notReadyMessage, SUPPORTED_CNI_VERSIONS } from './config.js';
 import {
@@ -131,12 +132,14 @@ async function delChain(o: Resolved, e: CacheEntry, netns: string, from: number,
   for (let j = from; j >= 0; j--) {
     const plugin = e.config.plugins[j];
     if (!plugin) continue;
+    const config = buildPluginConfig(e.config, plugin, e.capabilityArgs, prev);
+    if (isIdlePluginRun('DEL', config)) continue;
     try {
       await execPlugin(
         {
           command: 'DEL',
           type: plugin.type,
-          config: buildPluginConfig(e.config, plugin, e.capabilityArgs, prev),
+          config,
           containerId: e.containerId,
           netns,
           ifName: e.ifName,
@@ -194,11 +197,13 @@ export async function cniAdd(att: PodAttachment, options: CniOptions = {}): Prom
   try {
     for (const [i, plugin] of list.plugins.entries()) {
       step = i;
+      const config = buildPluginConfig(list, plugin, entry.capabilityArgs, prev);
+      if (isIdlePluginRun('ADD', config)) continue;
       const out = await execPlugin(
         {
           command: 'ADD',
           type: plugin.type,
-          config: buildPluginConfig(list, plugin, entry.capabilityArgs, prev),
+          config,
           containerId: att.containerId,
           netns: att.netnsPath,
           ifName,
@@ -298,12 +303,14 @@ export async function cniCheck(att: Pick<PodAttachment, 'containerId' | 'netnsPa
     if (!atLeast040(e.config) || e.config.disableCheck === true) continue;
     if (!e.result) throw failedPrecondition(`${ctx}: CNI CHECK: network ${e.networkName}: ADD never completed`);
     for (const plugin of e.config.plugins) {
+      const config = buildPluginConfig(e.config, plugin, e.capabilityArgs, e.result);
+      if (isIdlePluginRun('CHECK', config)) continue;
       try {
         await execPlugin(
           {
             command: 'CHECK',
             type: plugin.type,
-            config: buildPluginConfig(e.config, plugin, e.capabilityArgs, e.result),
+            config,
             containerId: e.containerId,
             netns: att.netnsPath || e.netnsPath,
             ifName,

@@ -5,7 +5,7 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes, randomInt } from 'node:crypto';
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -177,6 +177,34 @@ test('portmap forwards 127.0.0.1:hostPort to a listener in the pod', { skip: !is
   // bug). Pinned here so the day the plugins are fixed this assertion says so.
   await assert.rejects(cniCheck(att, opts), /CNI CHECK portmap: could not check ipv6 dnat: chain CNI-DN-\w+ not found/);
   listener.kill('SIGTERM');
+});
+
+test('portmap runs only for a pod with port mappings (it has nothing to do for the others)', { skip: !isRoot && 'needs root' }, async () => {
+  // A portmap that records each run and then is the real one.
+  const bin = join(root, `recbin${hex}`);
+  mkdirSync(bin);
+  const runs = join(root, `portmap-runs-${hex}`);
+  writeFileSync(join(bin, 'portmap'), `#!/bin/sh\necho "$CNI_COMMAND $CNI_CONTAINERID" >>${runs}\nexec /usr/lib/cni/portmap\n`, { mode: 0o755 });
+  const o = { ...opts, binDirs: [bin, '/usr/lib/cni'] };
+  const recorded = () => (existsSync(runs) ? readFileSync(runs, 'utf8').trim().split('\n') : []);
+
+  const nsQ = await makeNetns('q');
+  const q = await cniAdd(pod('q', nsQ), o);
+  assert.ok(q.podIps[0]?.ip.startsWith(prefix), 'the chain without portmap still attaches the pod');
+  await inNetns(nsQ, '/bin/busybox', ['ping', '-c1', '-W2', q.podIps[0]!.gateway!]);
+  await cniCheck(pod('q', nsQ), o);
+  await cniDel(pod('q', nsQ), o);
+  assert.deepEqual(recorded(), []);
+
+  const nsR = await makeNetns('r');
+  const hostPort = randomInt(50001, 60000);
+  const r = pod('r', nsR, { portMappings: [{ hostPort, containerPort: 80, protocol: 'tcp' }] });
+  await cniAdd(r, o);
+  assert.ok((await iptablesLines()).some((l) => l.includes(`--dport ${hostPort}`)), 'portmap DNAT rule present');
+  await cniDel(r, o);
+  assert.deepEqual(recorded(), [`ADD e2e${hex}r`, `DEL e2e${hex}r`]);
+  assert.equal((await iptablesLines()).some((l) => l.includes(`--dport ${hostPort}`)), false, 'portmap DNAT rule removed');
+  assert.equal(allocatedIps().length, 3, 'q and r released their addresses (a, b and p keep theirs)');
 });
 
 test('DEL after a restart works from the cache alone and releases everything', { skip: !isRoot && 'needs root' }, async () => {

@@ -17,6 +17,7 @@ import {
   findPlugin,
   isCniPluginError,
   podCniArgs,
+  type CniCommand,
   type ExecOptions,
 } from './exec.js';
 import { parseCniResult, podIps } from './result.js';
@@ -125,6 +126,13 @@ export function isAlreadyGone(err: unknown): boolean {
   return /not found|no such (file|device|process)|does not exist|doesn't exist|cannot find/i.test(errorMessage(err));
 }
 
+/** Whether this plugin run would do nothing (cni/idle-plugins.ts) and is left out; says so in the debug log. */
+function leftOut(o: Resolved, command: CniCommand, config: JsonObject, containerId: string): boolean {
+  if (!isIdlePluginRun(command, config)) return false;
+  o.logger?.debug({ plugin: config.type, command, containerId }, 'cni plugin left out: nothing to do for this pod');
+  return true;
+}
+
 /** DEL plugins[from..0] in reverse; returns the failures that matter (already-gone ones are logged). */
 async function delChain(o: Resolved, e: CacheEntry, netns: string, from: number, prevResult: JsonObject | undefined): Promise<string[]> {
   const failures: string[] = [];
@@ -133,7 +141,7 @@ async function delChain(o: Resolved, e: CacheEntry, netns: string, from: number,
     const plugin = e.config.plugins[j];
     if (!plugin) continue;
     const config = buildPluginConfig(e.config, plugin, e.capabilityArgs, prev);
-    if (isIdlePluginRun('DEL', config)) continue;
+    if (leftOut(o, 'DEL', config, e.containerId)) continue;
     try {
       await execPlugin(
         {
@@ -198,7 +206,7 @@ export async function cniAdd(att: PodAttachment, options: CniOptions = {}): Prom
     for (const [i, plugin] of list.plugins.entries()) {
       step = i;
       const config = buildPluginConfig(list, plugin, entry.capabilityArgs, prev);
-      if (isIdlePluginRun('ADD', config)) continue;
+      if (leftOut(o, 'ADD', config, att.containerId)) continue;
       const out = await execPlugin(
         {
           command: 'ADD',
@@ -304,7 +312,7 @@ export async function cniCheck(att: Pick<PodAttachment, 'containerId' | 'netnsPa
     if (!e.result) throw failedPrecondition(`${ctx}: CNI CHECK: network ${e.networkName}: ADD never completed`);
     for (const plugin of e.config.plugins) {
       const config = buildPluginConfig(e.config, plugin, e.capabilityArgs, e.result);
-      if (isIdlePluginRun('CHECK', config)) continue;
+      if (leftOut(o, 'CHECK', config, e.containerId)) continue;
       try {
         await execPlugin(
           {

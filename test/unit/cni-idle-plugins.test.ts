@@ -3,13 +3,13 @@ import assert from 'node:assert/strict';
 import { buildCapabilityArgs } from '../../cni/capabilities.js';
 import { buildPluginConfig } from '../../cni/exec.js';
 import { isIdlePluginRun } from '../../cni/idle-plugins.js';
-import type { NetworkConfigList, PortMapping } from '../../cni/types.js';
+import type { JsonObject, NetworkConfigList, PluginConf, PortMapping } from '../../cni/types.js';
 
 const list: Pick<NetworkConfigList, 'name' | 'cniVersion'> = { name: 'n', cniVersion: '1.0.0' };
-const portmap = { type: 'portmap', capabilities: { portMappings: true }, snat: true };
-const prev = { cniVersion: '1.0.0', ips: [{ address: '10.1.0.2/24' }] };
-const stdin = (portMappings: PortMapping[] | undefined, prevResult?: typeof prev, plugin: { type: string; [k: string]: unknown } = portmap) =>
-  buildPluginConfig(list, plugin as never, buildCapabilityArgs({ containerId: 'c', ...(portMappings ? { portMappings } : {}) }), prevResult);
+const portmap: PluginConf = { type: 'portmap', capabilities: { portMappings: true }, snat: true };
+const prev: JsonObject = { cniVersion: '1.0.0', ips: [{ address: '10.1.0.2/24' }] };
+const stdin = (portMappings: PortMapping[] | undefined, prevResult?: JsonObject, plugin: PluginConf = portmap) =>
+  buildPluginConfig(list, plugin, buildCapabilityArgs({ containerId: 'c', ...(portMappings ? { portMappings } : {}) }), prevResult);
 
 test('portmap is left out of ADD, CHECK and DEL for a pod without port mappings', () => {
   for (const command of ['ADD', 'CHECK', 'DEL'] as const) {

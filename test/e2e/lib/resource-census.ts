@@ -22,6 +22,8 @@ export interface Census {
   cgroups: number;
   execDirs: number;
   podDirs: number;
+  /** Container record directories under the root. */
+  containerDirs: number;
   containerdContainers: number;
   tasks: number;
   snapshots: number;
@@ -127,6 +129,7 @@ export async function takeCensus(t: CensusTarget): Promise<Census> {
       cgroups,
       execDirs: entries(join(d.state, 'exec')).length,
       podDirs: entries(join(d.root, 'pods')).length,
+      containerDirs: entries(join(d.root, 'containers')).length,
       containerdContainers,
       tasks,
       snapshots,

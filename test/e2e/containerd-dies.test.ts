@@ -259,8 +259,8 @@ describe('external containerd that goes away and comes back', () => {
     await removePodsExcept(stack, new Set([pod]));
     cri.close();
     t.diagnostic(`RuntimeReady true ${upAfter} ms after containerd was started again`);
-    // The spare (created, never started) container and its snapshot are gone; all else as before.
-    const want = { ...baseline, containerdContainers: baseline.containerdContainers - 1, snapshots: baseline.snapshots - 1 };
+    // The spare (created, never started) container, its record and its snapshot are gone; all else as before.
+    const want = { ...baseline, containerDirs: baseline.containerDirs - 1, containerdContainers: baseline.containerdContainers - 1, snapshots: baseline.snapshots - 1 };
     assert.deepEqual(await settledDiff(target, want), [], 'census (the spare container removed)');
     await removePodsExcept(stack, new Set());
     assert.deepEqual(await settledDiff(target, empty), [], 'census once every pod is removed');

@@ -165,16 +165,7 @@ describe('crisp-shim-start starting a shim, against the runc v2 shim', { skip: !
     // A daemon the helper started execs the recording wrapper first, which execs the shim.
     for (let i = 0; i < 40 && daemons(group).length === 0; i++) await sleep(25);
     const [pid] = daemons(group);
-    const shim = pid
-      ? {
-          argv: readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').filter(Boolean).slice(1),
-          env: readFileSync(`/proc/${pid}/environ`, 'utf8').split('\0').filter((e) => /^(GOMAXPROCS|TTRPC_ADDRESS)=/.test(e)).sort(),
-          oomScoreAdj: Number(readFileSync(`/proc/${pid}/oom_score_adj`, 'utf8')),
-          ownGroup: readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ')[2] === String(pid),
-          cwd: readlinkSync(`/proc/${pid}/cwd`) === bundle,
-          socketMode: statSync(socketFor(group)).mode & 0o777,
-        }
-      : undefined;
+    const shim = pid ? describeDaemon(pid, bundle, socketFor(group)) : undefined;
     const addressFile = join(bundle, 'address');
     return { status: r.status, stdout: r.stdout.toString(), stderr: r.stderr.toString(), address: existsSync(addressFile) ? readFileSync(addressFile, 'utf8') : undefined, shim };
   }
@@ -209,6 +200,26 @@ describe('crisp-shim-start starting a shim, against the runc v2 shim', { skip: !
     });
   }
 });
+
+/**
+ * What a started shim daemon looks like; undefined when it went while being looked at (a start that
+ * fails, e.g. on a shim cgroup that does not exist, kills the daemon it started and removes its socket).
+ */
+function describeDaemon(pid: number, bundle: string, socket: string) {
+  try {
+    return {
+      argv: readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').filter(Boolean).slice(1),
+      env: readFileSync(`/proc/${pid}/environ`, 'utf8').split('\0').filter((e) => /^(GOMAXPROCS|TTRPC_ADDRESS)=/.test(e)).sort(),
+      oomScoreAdj: Number(readFileSync(`/proc/${pid}/oom_score_adj`, 'utf8')),
+      ownGroup: readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ')[2] === String(pid),
+      cwd: readlinkSync(`/proc/${pid}/cwd`) === bundle,
+      socketMode: statSync(socket).mode & 0o777,
+    };
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT' || (err as NodeJS.ErrnoException).code === 'ESRCH') return undefined;
+    throw err;
+  }
+}
 
 /** containerd.task.v2.DeleteResponse: pid (1), exit_status (2), exited_at (3: Timestamp seconds, nanos). */
 function decodeDeleteResponse(b: Buffer): { pid: number; exitStatus: number; exitedAt: number } {

@@ -245,7 +245,10 @@ describe('image pull robustness', () => {
     // The committed snapshot holds the file: a view of a one-layer chain is a bind of its directory.
     const [chain] = chainIds(img.config.rootfs.diff_ids);
     const key = `e2e-slow-view-${id}`;
-    const { mounts } = await ctd.snapshots.unary('View', { snapshotter: 'overlayfs', key, parent: chain! });
+    // A GC root: an unreferenced view is garbage, and containerd's GC (which other tests' removals start)
+    // could take it while this test reads it.
+    const labels = { 'containerd.io/gc.root': new Date().toISOString() };
+    const { mounts } = await ctd.snapshots.unary('View', { snapshotter: 'overlayfs', key, parent: chain!, labels });
     try {
       assert.equal(mounts[0]?.type, 'bind');
       assert.ok(readFileSync(join(mounts[0]!.source, 'slow', `${id}.bin`)).equals(data), 'the file is the layer\'s');

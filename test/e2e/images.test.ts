@@ -86,7 +86,8 @@ describe('image service', () => {
     const snap = await ctd.snapshots.unary('Stat', { snapshotter: 'overlayfs', key: chain });
     assert.equal(snap.info?.name, chain);
     const view = `e2e-view-${Date.now()}`;
-    const mounts = await ctd.snapshots.unary('View', { snapshotter: 'overlayfs', key: view, parent: chain });
+    // A GC root, so containerd's GC cannot take the (otherwise unreferenced) view while it is read.
+    const mounts = await ctd.snapshots.unary('View', { snapshotter: 'overlayfs', key: view, parent: chain, labels: { 'containerd.io/gc.root': new Date().toISOString() } });
     try {
       const lower = mounts.mounts[0]!.options.find((o) => o.startsWith('lowerdir='))?.slice('lowerdir='.length) ?? mounts.mounts[0]!.source;
       const layers = lower.split(':');

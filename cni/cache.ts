@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { errorMessage, internal, isENOENT } from '../common/errors.js';
 import { isAtomicTempFile, writeFileAtomic } from '../common/atomic-file.js';
 import { validateNetworkConfig } from './config.js';
-import type { JsonObject, JsonValue, NetworkConfigList } from './types.js';
+import { isJsonObject, type JsonObject, type JsonValue, type NetworkConfigList } from './types.js';
 
 export const DEFAULT_CACHE_DIR = '/var/lib/crisp/cni/results';
 const CACHE_KIND = 'crisp.cni.cache/v1';
@@ -58,12 +58,8 @@ function toJson(e: CacheEntry): JsonObject {
   return o;
 }
 
-function isObject(v: unknown): v is JsonObject {
-  return typeof v === 'object' && v !== null && !Array.isArray(v);
-}
-
 function cachedConfig(path: string, v: JsonValue | undefined): NetworkConfigList {
-  if (!isObject(v) || !Array.isArray(v.plugins)) throw internal(`${path}: field "config" must be a network config list`);
+  if (!isJsonObject(v) || !Array.isArray(v.plugins)) throw internal(`${path}: field "config" must be a network config list`);
   // Re-validated so a hand-edited or truncated cache cannot feed garbage to plugins.
   return validateNetworkConfig(`${path} (config)`, v);
 }
@@ -76,16 +72,16 @@ export function parseCacheEntry(path: string, text: string): CacheEntry {
   } catch (err) {
     throw internal(`${path}: invalid JSON: ${errorMessage(err)}`);
   }
-  if (!isObject(v) || v.kind !== CACHE_KIND) throw internal(`${path}: not a ${CACHE_KIND} file`);
+  if (!isJsonObject(v) || v.kind !== CACHE_KIND) throw internal(`${path}: not a ${CACHE_KIND} file`);
   const strField = (k: string): string => {
     const f = v[k];
     if (typeof f !== 'string') throw internal(`${path}: field "${k}" must be a string`);
     return f;
   };
   const capabilityArgs = v.capabilityArgs;
-  if (!isObject(capabilityArgs)) throw internal(`${path}: field "capabilityArgs" must be an object`);
+  if (!isJsonObject(capabilityArgs)) throw internal(`${path}: field "capabilityArgs" must be an object`);
   const result = v.result;
-  if (result !== undefined && !isObject(result)) throw internal(`${path}: field "result" must be an object`);
+  if (result !== undefined && !isJsonObject(result)) throw internal(`${path}: field "result" must be an object`);
   const entry: CacheEntry = {
     containerId: strField('containerId'),
     ifName: strField('ifName'),

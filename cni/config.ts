@@ -4,7 +4,7 @@
 import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { errorMessage, invalidArgument, isENOENT } from '../common/errors.js';
-import type { JsonObject, JsonValue, LoadedNetwork, NetworkConfigList, PluginConf, SkippedConfig } from './types.js';
+import { isJsonObject, type JsonValue, type LoadedNetwork, type NetworkConfigList, type PluginConf, type SkippedConfig } from './types.js';
 
 export const DEFAULT_CONF_DIR = '/etc/cni/net.d';
 
@@ -35,10 +35,6 @@ export function compareCniVersions(a: string, b: string): number {
   return 0;
 }
 
-function isObject(v: unknown): v is JsonObject {
-  return typeof v === 'object' && v !== null && !Array.isArray(v);
-}
-
 function fail(file: string, what: string): never {
   throw invalidArgument(`${file}: ${what}`);
 }
@@ -61,7 +57,7 @@ function checkName(file: string, field: string, v: unknown): string {
 }
 
 function checkPlugin(file: string, field: string, v: unknown): PluginConf {
-  if (!isObject(v)) fail(file, `field "${field}" must be an object`);
+  if (!isJsonObject(v)) fail(file, `field "${field}" must be an object`);
   const type = v.type;
   if (type === undefined || type === '') fail(file, `field "${field}.type" is missing`);
   if (typeof type !== 'string' || !PLUGIN_TYPE.test(type)) {
@@ -69,7 +65,7 @@ function checkPlugin(file: string, field: string, v: unknown): PluginConf {
   }
   const caps = v.capabilities;
   if (caps !== undefined) {
-    if (!isObject(caps) || Object.values(caps).some((c) => typeof c !== 'boolean')) {
+    if (!isJsonObject(caps) || Object.values(caps).some((c) => typeof c !== 'boolean')) {
       fail(file, `field "${field}.capabilities" must be an object of booleans`);
     }
   }
@@ -81,7 +77,7 @@ function checkPlugin(file: string, field: string, v: unknown): PluginConf {
  * wrapped into a list (a `.conf` that is really a list is accepted as one, a common mix-up).
  */
 export function validateNetworkConfig(file: string, value: unknown): NetworkConfigList {
-  if (!isObject(value)) fail(file, 'top level must be a JSON object');
+  if (!isJsonObject(value)) fail(file, 'top level must be a JSON object');
   const isList = file.endsWith('.conflist') || value.plugins !== undefined;
   const cniVersion = checkVersion(file, 'cniVersion', value.cniVersion);
   const name = checkName(file, 'name', value.name);

@@ -6,7 +6,7 @@ import type { Logger } from 'pino';
 import { CrispError, type ErrorKind, errorMessage } from '../common/errors.js';
 import { traced } from '../common/tracing.js';
 import { filterRuntimeConfig, type CapabilityArgs } from './capabilities.js';
-import type { JsonObject, JsonValue, NetworkConfigList, PluginConf } from './types.js';
+import { isJsonObject, type JsonObject, type JsonValue, type NetworkConfigList, type PluginConf } from './types.js';
 
 export const DEFAULT_BIN_DIRS: readonly string[] = ['/opt/cni/bin', '/usr/lib/cni'];
 export const DEFAULT_TIMEOUT_MS = 60_000;
@@ -145,10 +145,6 @@ export function buildPluginConfig(
   return conf;
 }
 
-function isObject(v: unknown): v is JsonObject {
-  return typeof v === 'object' && v !== null && !Array.isArray(v);
-}
-
 /** The error object from a failed plugin's stdout, if it printed one. */
 export function parsePluginError(stdout: string): PluginErrorBody | undefined {
   const text = stdout.trim();
@@ -159,7 +155,7 @@ export function parsePluginError(stdout: string): PluginErrorBody | undefined {
   } catch {
     return undefined;
   }
-  if (!isObject(v) || typeof v.msg !== 'string') return undefined;
+  if (!isJsonObject(v) || typeof v.msg !== 'string') return undefined;
   const body: PluginErrorBody = { msg: v.msg };
   if (typeof v.code === 'number') body.code = v.code;
   if (typeof v.details === 'string' && v.details !== '') body.details = v.details;
@@ -243,6 +239,6 @@ async function runPlugin(inv: PluginInvocation, opts: ExecOptions): Promise<Json
   } catch (err) {
     throw new CniPluginError('INTERNAL', `CNI ${inv.command} ${inv.type}: output is not JSON: ${errorMessage(err)}`, who);
   }
-  if (!isObject(out)) throw new CniPluginError('INTERNAL', `CNI ${inv.command} ${inv.type}: output is not a JSON object`, who);
+  if (!isJsonObject(out)) throw new CniPluginError('INTERNAL', `CNI ${inv.command} ${inv.type}: output is not a JSON object`, who);
   return out;
 }

@@ -3,7 +3,7 @@
 // upstream release; only a hostPort gives a pod a mapping, so on most nodes it does nothing for almost
 // every pod. Not running it saves a Go process start per pod start and per pod stop.
 import type { CniCommand } from './exec.js';
-import type { JsonObject } from './types.js';
+import { isJsonObject, type JsonObject } from './types.js';
 
 /**
  * Whether `command` of the plugin whose stdin is `config` would change nothing and may be left out of
@@ -14,6 +14,6 @@ export function isIdlePluginRun(command: CniCommand, config: JsonObject): boolea
   if (command !== 'ADD' && command !== 'DEL' && command !== 'CHECK') return false;
   if (command !== 'DEL' && config.prevResult === undefined) return false;
   const rc = config.runtimeConfig;
-  const mappings = typeof rc === 'object' && rc !== null && !Array.isArray(rc) ? rc.portMappings : undefined;
+  const mappings = isJsonObject(rc) ? rc.portMappings : undefined;
   return !(Array.isArray(mappings) && mappings.length > 0);
 }

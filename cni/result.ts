@@ -1,11 +1,7 @@
 // Typed view of a plugin result (spec 0.3.0 .. 1.x). The raw JSON is what gets chained and cached;
 // this view is what crisp reads (pod IPs, interfaces).
 import { internal } from '../common/errors.js';
-import type { CniDns, CniInterface, CniIpConfig, CniResult, CniRoute, JsonObject, JsonValue, PodIp } from './types.js';
-
-function isObject(v: unknown): v is JsonObject {
-  return typeof v === 'object' && v !== null && !Array.isArray(v);
-}
+import { isJsonObject, type CniDns, type CniInterface, type CniIpConfig, type CniResult, type CniRoute, type JsonObject, type JsonValue, type PodIp } from './types.js';
 
 function str(v: JsonValue | undefined): string | undefined {
   return typeof v === 'string' && v !== '' ? v : undefined;
@@ -17,7 +13,7 @@ function strings(v: JsonValue | undefined): string[] {
 
 function objects(where: string, field: string, v: JsonValue | undefined): JsonObject[] {
   if (v === undefined || v === null) return [];
-  if (!Array.isArray(v) || !v.every(isObject)) throw internal(`${where}: result field "${field}" must be an array of objects`);
+  if (!Array.isArray(v) || !v.every(isJsonObject)) throw internal(`${where}: result field "${field}" must be an array of objects`);
   return v;
 }
 
@@ -28,7 +24,7 @@ export function ipFamily(address: string): 4 | 6 {
 
 /** Parse a plugin result; `where` names the plugin/step for error messages. Unknown fields are ignored. */
 export function parseCniResult(where: string, value: unknown): CniResult {
-  if (!isObject(value)) throw internal(`${where}: result is not a JSON object`);
+  if (!isJsonObject(value)) throw internal(`${where}: result is not a JSON object`);
   const interfaces: CniInterface[] = objects(where, 'interfaces', value.interfaces).map((o, i) => {
     const name = str(o.name);
     if (!name) throw internal(`${where}: result field "interfaces[${i}].name" is missing`);
@@ -55,7 +51,7 @@ export function parseCniResult(where: string, value: unknown): CniResult {
     const gw = str(o.gw);
     return gw ? { dst, gw } : { dst };
   });
-  const d = isObject(value.dns) ? value.dns : {};
+  const d = isJsonObject(value.dns) ? value.dns : {};
   const dns: CniDns = { nameservers: strings(d.nameservers), search: strings(d.search), options: strings(d.options) };
   const domain = str(d.domain);
   if (domain) dns.domain = domain;

@@ -6,6 +6,11 @@ export interface JsonObject {
   [key: string]: JsonValue;
 }
 
+/** A JSON object: not null, not an array. */
+export function isJsonObject(v: unknown): v is JsonObject {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
 /** One plugin entry of a network config list. Unknown keys are the plugin's own and pass through. */
 export interface PluginConf {
   type: string;

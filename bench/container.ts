@@ -1,7 +1,7 @@
 // Container lifecycle latency with a busybox `sleep` container: CreateContainer+StartContainer and
 // StopContainer+RemoveContainer inside one long-lived pod, and the whole start path of a new pod
-// (RunPodSandbox → CreateContainer → StartContainer → ContainerStatus says RUNNING), crisp against
-// containerd's CRI plugin.
+// (RunPodSandbox → CreateContainer → StartContainer → ContainerStatus says RUNNING, with that pod's first
+// CreateContainer and StartContainer also on their own), crisp against containerd's CRI plugin.
 //   node dist/bench/container.js [--iterations 50] [--warmup 3]
 import { makeLogDir, withBenchEnv, type Side } from './lib/env.js';
 import { parseOptions } from './lib/args.js';
@@ -100,6 +100,8 @@ async function fullPathOnce(side: Side, rec: Recorder | undefined, name: string)
   if (!rec) return;
   rec.add('pod+container start: RunPodSandbox', side.name, pod.ms);
   rec.add('pod+container start: total until RUNNING', side.name, total);
+  rec.add('pod+container start: CreateContainer', side.name, c.create);
+  rec.add('pod+container start: StartContainer', side.name, c.start);
   rec.add('pod+container teardown: StopPodSandbox+RemovePodSandbox', side.name, down.ms);
 }
 

@@ -31,7 +31,7 @@ import { CpuRate } from './stats.js';
 import { makeFifos, openFifoWriter } from '../../common/fifo.js';
 import type { Socket } from 'node:net';
 import type { ResourceSpec } from './types.js';
-import { dropUnsupportedHugepages, linuxResources } from './oci-spec.js';
+import { dropUnsupportedHugepages, linuxResources, mergeLinuxResources, mergeResourceUpdate } from './oci-spec.js';
 import type { UsernsMounts } from '../userns/userns-mounts.js';
 import { withoutPodMappings } from '../userns/idmapped-volumes.js';
 import { PreparedMounts } from './prepared-mounts.js';
@@ -766,7 +766,7 @@ export class ContainerController {
       const pod = this.opts.pods.get(rec.podId);
       const linux = await this.nri.updateContainer(pod, rec, linuxResources(resources, this.opts.host) as unknown as Record<string, unknown>);
       await this.applyResources(rec, linux);
-      rec.spec.resources = resources;
+      rec.spec.resources = mergeResourceUpdate(rec.spec.resources, resources);
       await this.store.save(rec);
       await this.nri.postUpdateContainer(pod, rec).catch((err: unknown) => this.opts.log.warn({ err: errorMessage(err) }, 'NRI PostUpdateContainer failed'));
     });
@@ -778,7 +778,7 @@ export class ContainerController {
     if (rec.state === 'running') await this.opts.runtime.updateResources(rec.id, linux);
     const spec = await this.ociSpec(rec.id);
     const specLinux = (spec.linux ?? {}) as Record<string, unknown>;
-    spec.linux = { ...specLinux, resources: { ...((specLinux.resources as object) ?? {}), ...linux } };
+    spec.linux = { ...specLinux, resources: mergeLinuxResources((specLinux.resources as Record<string, unknown>) ?? {}, linux) };
     await this.opts.runtime.updateContainerSpec(rec.id, spec);
   }
 

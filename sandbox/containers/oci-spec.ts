@@ -430,6 +430,51 @@ export function linuxResources(res: ResourceSpec, host: Pick<OciHostFeatures, 'c
   return out;
 }
 
+/**
+ * A container's resources after UpdateContainerResources: what the update sets (non-zero, non-empty, as in
+ * linuxResources) replaces the current value, the rest stays, as it stays in the cgroup (an unset field
+ * is not written there). containerd's CRI keeps its spec, and so its status, the same way.
+ */
+export function mergeResourceUpdate(current: ResourceSpec, update: ResourceSpec): ResourceSpec {
+  const pages = new Map(current.hugepageLimits.map((h) => [h.pageSize, h]));
+  for (const h of update.hugepageLimits) pages.set(h.pageSize, h);
+  return {
+    cpuPeriod: update.cpuPeriod > 0 ? update.cpuPeriod : current.cpuPeriod,
+    cpuQuota: update.cpuQuota !== 0 ? update.cpuQuota : current.cpuQuota,
+    cpuShares: update.cpuShares > 0 ? update.cpuShares : current.cpuShares,
+    memoryLimitInBytes: update.memoryLimitInBytes > 0 ? update.memoryLimitInBytes : current.memoryLimitInBytes,
+    memorySwapLimitInBytes: update.memorySwapLimitInBytes > 0 ? update.memorySwapLimitInBytes : current.memorySwapLimitInBytes,
+    // The process's OOM score is set once, at start: an update does not reach it.
+    oomScoreAdj: current.oomScoreAdj,
+    cpusetCpus: update.cpusetCpus || current.cpusetCpus,
+    cpusetMems: update.cpusetMems || current.cpusetMems,
+    hugepageLimits: [...pages.values()],
+    unified: { ...current.unified, ...update.unified },
+  };
+}
+
+/**
+ * OCI linux.resources after an update (the request's or an NRI plugin's): each controller's settings
+ * merged key by key, hugepage limits by page size; the update's value wins where both have one.
+ */
+export function mergeLinuxResources(current: Record<string, unknown>, update: Record<string, unknown>): Record<string, unknown> {
+  const out: Record<string, unknown> = { ...current };
+  for (const [key, value] of Object.entries(update)) {
+    const old = current[key];
+    if (key === 'hugepageLimits' && Array.isArray(old) && Array.isArray(value)) {
+      const pages = new Map((old as { pageSize?: unknown }[]).map((h) => [h.pageSize, h]));
+      for (const h of value as { pageSize?: unknown }[]) pages.set(h.pageSize, h);
+      out[key] = [...pages.values()];
+    } else if (isPlainObject(old) && isPlainObject(value)) out[key] = { ...old, ...value };
+    else out[key] = value;
+  }
+  return out;
+}
+
+function isPlainObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
 /** NRI plugins may set hugepage limits too: they are left out like the request's own (see OciHostFeatures.hugetlb). */
 export function dropUnsupportedHugepages(resources: Record<string, unknown> | undefined, host: Pick<OciHostFeatures, 'hugetlb'>): void {
   if (resources && host.hugetlb === false) delete resources.hugepageLimits;

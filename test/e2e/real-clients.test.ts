@@ -266,4 +266,24 @@ describe('what real CRI clients send', () => {
     }
     await removePod(pod);
   });
+  test('crictl update with only a memory limit keeps the CPU quota set at create: cgroup, status and stored spec agree', async () => {
+    // `crictl update --memory N` sends every other field as zero ("not set"). The cgroup kept its CPU
+    // quota, but ContainerStatus reported the update's zeros as the container's resources.
+    const pod = await s.runPod('partial-update');
+    const ctr = await s.runContainer(pod, 'main', ['sleep', '3600'], { linux: { resources: { cpuPeriod: 100000, cpuQuota: 50000, memoryLimitInBytes: 64 << 20 } } });
+    await s.d.client.runtime.unary('UpdateContainerResources', { containerId: ctr, linux: { memoryLimitInBytes: 128 << 20 } });
+    const st = await s.d.client.runtime.unary('ContainerStatus', { containerId: ctr, verbose: true });
+    const linux = st.status!.resources!.linux!;
+    assert.deepEqual([linux.cpuPeriod, linux.cpuQuota, linux.memoryLimitInBytes], [100000, 50000, 128 << 20]);
+    const info = JSON.parse(st.info.info!) as { cgroupsPath: string; runtimeSpec: { linux: { resources: { cpu?: { quota?: number; period?: number }; memory?: { limit?: number } } } } };
+    assert.deepEqual(info.runtimeSpec.linux.resources.cpu, { quota: 50000, period: 100000 });
+    assert.equal(info.runtimeSpec.linux.resources.memory?.limit, 128 << 20);
+    if (!existsSync('/sys/fs/cgroup/cgroup.controllers')) {
+      assert.equal(readFileSync(join('/sys/fs/cgroup/cpu', info.cgroupsPath, 'cpu.cfs_quota_us'), 'utf8').trim(), '50000');
+      assert.equal(readFileSync(join('/sys/fs/cgroup/memory', info.cgroupsPath, 'memory.limit_in_bytes'), 'utf8').trim(), String(128 << 20));
+    } else {
+      assert.equal(readFileSync(join('/sys/fs/cgroup', info.cgroupsPath, 'cpu.max'), 'utf8').trim(), '50000 100000');
+    }
+    await removePod(pod);
+  });
 });

@@ -6,6 +6,8 @@ import { join } from 'node:path';
 import {
   buildOciSpec,
   linuxResources,
+  mergeLinuxResources,
+  mergeResourceUpdate,
   dropUnsupportedHugepages,
   normaliseSignal,
   processArgs,
@@ -663,4 +665,39 @@ test('hugetlbPresent: a v1 hierarchy carrying hugetlb, or hugetlb among the v2 r
   assert.equal(hugetlbPresent(false, line('tmpfs', '/sys/fs/cgroup/hugetlb', 'rw,hugetlb'), ''), false, 'only a cgroup mount counts');
   assert.equal(hugetlbPresent(true, '', 'cpuset cpu io memory hugetlb pids rdma misc\n'), true);
   assert.equal(hugetlbPresent(true, '', 'cpuset cpu io memory pids\n'), false);
+});
+
+test('an update sets what it names and keeps the rest (crictl update --memory sends the other fields as zero)', () => {
+  const current: ResourceSpec = {
+    ...noResources(),
+    cpuPeriod: 100_000,
+    cpuQuota: 50_000,
+    memoryLimitInBytes: 64 << 20,
+    oomScoreAdj: 500,
+    cpusetCpus: '0',
+    hugepageLimits: [{ pageSize: '2MB', limit: 0 }, { pageSize: '1GB', limit: 0 }],
+    unified: { 'memory.high': '100' },
+  };
+  const merged = mergeResourceUpdate(current, { ...noResources(), memoryLimitInBytes: 128 << 20, cpuQuota: -1, oomScoreAdj: 0, hugepageLimits: [{ pageSize: '2MB', limit: 4 << 20 }], unified: { 'cpu.idle': '1' } });
+  assert.deepEqual(merged, {
+    ...current,
+    cpuQuota: -1, // -1 (no limit) is a value, not "unset"
+    memoryLimitInBytes: 128 << 20,
+    hugepageLimits: [{ pageSize: '2MB', limit: 4 << 20 }, { pageSize: '1GB', limit: 0 }],
+    unified: { 'memory.high': '100', 'cpu.idle': '1' },
+  });
+  assert.deepEqual(mergeResourceUpdate(current, noResources()), current);
+});
+
+test('the stored OCI resources take an update controller by controller', () => {
+  const current = { devices: [{ allow: false, access: 'rwm' }], cpu: { quota: 50_000, period: 100_000 }, memory: { limit: 64 }, hugepageLimits: [{ pageSize: '2MB', limit: 0 }] };
+  const merged = mergeLinuxResources(current, { cpu: { shares: 512 }, memory: { limit: 128 }, hugepageLimits: [{ pageSize: '1GB', limit: 0 }], pids: { limit: 10 } });
+  assert.deepEqual(merged, {
+    devices: [{ allow: false, access: 'rwm' }],
+    cpu: { quota: 50_000, period: 100_000, shares: 512 },
+    memory: { limit: 128 },
+    hugepageLimits: [{ pageSize: '2MB', limit: 0 }, { pageSize: '1GB', limit: 0 }],
+    pids: { limit: 10 },
+  });
+  assert.deepEqual(current.cpu, { quota: 50_000, period: 100_000 }, 'the current value is not changed in place');
 });

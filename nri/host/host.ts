@@ -26,6 +26,7 @@ import type { LinuxResourcesJson, NriHooks, NriRuntimeAccess, OciSpecJson } from
 import type { PodRecord, PodResources } from '../../sandbox/pods/types.js';
 import type { ContainerRecord } from '../../sandbox/containers/types.js';
 import { applyContainerAdjustment, applyContainerUpdate } from '../../sandbox/containers/nri-adjust.js';
+import { mergeLinuxResources } from '../../sandbox/containers/oci-spec.js';
 import { isTtrpcError } from '../transport/ttrpc.js';
 import { status } from '../../common/grpc-types.js';
 import { EVENT_METHOD, STATE_CHANGE_FALLBACK, eventNames, type WireEvent } from './events.js';
@@ -760,14 +761,15 @@ export class NriHost implements NriHooks {
       if (targets.length === 0 && backlogs.length === 0) return { resources, followups: undefined };
       const podMsg = podMessage(pod);
       const spec = await this.view.spec(container.id);
-      const withResources = (r: LinuxResourcesJson) => containerMessage(container, spec ? { ...spec, linux: { ...((spec.linux as object) ?? {}), resources: r } } : undefined);
+      // As containerd sends it: the container as it is (its current resources), and what is asked for.
+      const ctrMsg = containerMessage(container, spec);
       const updates = new UpdateMerger(new Ownership());
       const evictions: ContainerEviction[] = [];
       let current = resources;
       for (const s of targets) {
         let reply;
         try {
-          reply = await s.call('UpdateContainer', { pod: podMsg, container: withResources(current), linuxResources: ociResourcesToNri(current) });
+          reply = await s.call('UpdateContainer', { pod: podMsg, container: ctrMsg, linuxResources: ociResourcesToNri(current) });
         } catch (err) {
           if (isFatalCallError(err)) {
             this.checkLostRequired(s, op, true);
@@ -786,15 +788,16 @@ export class NriHost implements NriHooks {
         evictions.push(...reply.evict);
       }
       for (const i of updates.ignored) this.log.info({ plugin: i.plugin, container: short(i.containerId), reason: i.reason }, 'NRI: conflicting update ignored (ignore_failure)');
-      const finalMsg = withResources(current);
       const finalRes = ociResourcesToNri(current);
       for (const b of backlogs) {
         b.push(async (s) => {
-          const reply = await s.call('UpdateContainer', { pod: podMsg, container: finalMsg, linuxResources: finalRes });
+          const reply = await s.call('UpdateContainer', { pod: podMsg, container: ctrMsg, linuxResources: finalRes });
           return { source: `${s.label} UpdateContainer (late)`, updates: reply.update.filter((u) => u.containerId !== container.id), evictions: reply.evict };
         });
       }
-      this.view.setResources(container.id, current);
+      // What the container has afterwards: the update over what it had, as crisp writes it to the spec.
+      const had = (spec?.linux as { resources?: LinuxResourcesJson } | undefined)?.resources ?? {};
+      this.view.setResources(container.id, mergeLinuxResources(had, current));
       return { resources: current, followups: { source: op, updates: updates.list(container.id), evictions } };
     });
     if (result.followups) await this.applyFollowups(result.followups);

@@ -1,7 +1,8 @@
 // NRI through crispd: a plugin process (the TypeScript SDK) on crispd's NRI socket sees pods and
 // containers in order with their metadata, its adjustments reach a running container, a plugin that
-// refuses CreateContainer fails the call without leaking, `crisp nri plugins` lists it, and
-// UpdatePodSandboxResources goes through UpdatePodSandbox / PostUpdatePodSandbox.
+// refuses CreateContainer fails the call without leaking, `crisp nri plugins` lists it,
+// UpdatePodSandboxResources goes through UpdatePodSandbox / PostUpdatePodSandbox, and
+// UpdateContainerResources through UpdateContainer / PostUpdateContainer with the resources merged.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
@@ -149,6 +150,31 @@ test('UpdatePodSandboxResources: plugins see UpdatePodSandbox and PostUpdatePodS
   await rt.unary('StopPodSandbox', { podSandboxId: pod });
   await assert.rejects(rt.unary('UpdatePodSandboxResources', { podSandboxId: pod, resources }), (err: unknown) => isGrpcError(err, status.FAILED_PRECONDITION) && /not ready/.test(err.details));
   await rt.unary('RemovePodSandbox', { podSandboxId: pod });
+});
+
+test('UpdateContainerResources: plugins see the container as it is and what is asked for; afterwards the two merged', async () => {
+  // Found with upstream containerd/nri plugins (logger): after `crictl update --cpu-share 300`, plugins saw
+  // only the update's fields as the container's resources, in UpdateContainer, PostUpdateContainer and
+  // every later Synchronize; the spec and the cgroup kept the memory limit and the CPU quota.
+  const record = await startPlugin({ index: '45', events: ['UpdateContainer', 'PostUpdateContainer'] }, 'resources-watch');
+  const watcher = plugins[plugins.length - 1]!;
+  const pod = await s.runPod('nri-update');
+  const id = await s.runContainer(pod, 'upd', ['sleep', '60'], { linux: { resources: { cpuPeriod: 100_000, cpuQuota: 50_000, memoryLimitInBytes: 64 << 20 } } });
+  await s.d.client.runtime.unary('UpdateContainerResources', { containerId: id, linux: { cpuShares: 300 } });
+  type Res = { cpu?: { shares?: { value: unknown }; quota?: { value: unknown } }; memory?: { limit?: { value: unknown } } } | null;
+  const view = (r: Res) => ({ shares: Number(r?.cpu?.shares?.value ?? 0), quota: Number(r?.cpu?.quota?.value ?? 0), memory: Number(r?.memory?.limit?.value ?? 0) });
+  const seen = events(record).filter((e) => e.container === 'upd') as unknown as { ev: string; had?: Res; asked?: Res; resources?: Res }[];
+  assert.deepEqual(seen.map((e) => e.ev), ['UpdateContainer', 'PostUpdateContainer']);
+  assert.deepEqual(view(seen[0]!.had!), { shares: 0, quota: 50_000, memory: 64 << 20 }, 'UpdateContainer: the container as it is');
+  assert.deepEqual(view(seen[0]!.asked!), { shares: 300, quota: 0, memory: 0 }, 'UpdateContainer: what is asked for');
+  const merged = { shares: 300, quota: 50_000, memory: 64 << 20 };
+  assert.deepEqual(view(seen[1]!.resources!), merged, 'PostUpdateContainer: the container afterwards');
+  const late = await startPlugin({ index: '46', events: ['RunPodSandbox'] }, 'resources-late');
+  const sync = events(late).find((e) => e.ev === 'Synchronize') as unknown as { containerResources: Record<string, Res> };
+  assert.deepEqual(view(sync.containerResources[id]!), merged, 'Synchronize of a plugin that connects afterwards');
+  for (const p of [watcher, plugins[plugins.length - 1]!]) p.kill('SIGKILL');
+  await s.d.client.runtime.unary('StopPodSandbox', { podSandboxId: pod });
+  await s.d.client.runtime.unary('RemovePodSandbox', { podSandboxId: pod });
 });
 
 test('CDI devices an NRI plugin asks for are resolved from the CDI specs; an unknown one fails the create', async () => {

@@ -259,3 +259,35 @@ test('a plugin error fails the operation; StopContainer updates and evictions ar
   assert.deepEqual((access.updates.at(-1)!.resources as { pids: unknown }).pids, { limit: 99 });
   assert.deepEqual(access.evictions, [{ id: other.id, reason: 'make room' }]);
 });
+
+test('UpdateContainer shows plugins the container as it is and what is asked for; later events and Synchronize see both merged', async (t) => {
+  // Found with upstream containerd/nri plugins (logger): after `crictl update --cpu-share`, plugins saw
+  // only the update's fields as the container's resources (memory limit and quota gone), though the
+  // spec and the cgroup kept them.
+  const { host, access, connect } = await startHost(t);
+  const pod = access.addPod(fakePod('upd'));
+  const ctr = access.addContainer(fakeContainer(pod, 'c')); // its spec: cpu shares 1024, memory limit 256 MiB
+  type Res = { cpu?: { shares?: { value: unknown }; quota?: { value: unknown } }; memory?: { limit?: { value: unknown } } } | null | undefined;
+  const view = (r: Res) => ({ shares: Number(r?.cpu?.shares?.value ?? 0), quota: Number(r?.cpu?.quota?.value ?? 0), memory: Number(r?.memory?.limit?.value ?? 0) });
+  let had: Res;
+  let asked: Res;
+  let after: Res;
+  await connect({
+    name: 'watch',
+    index: '10',
+    onUpdateContainer: (_pod, c, res) => {
+      had = c.linux?.resources as Res;
+      asked = res as Res;
+      return [];
+    },
+    onPostUpdateContainer: (_pod, c) => void (after = c.linux?.resources as Res),
+  });
+  await host.updateContainer(pod, ctr, { cpu: { quota: 50_000 } });
+  await host.postUpdateContainer(pod, ctr);
+  assert.deepEqual(view(had), { shares: 1024, quota: 0, memory: 256 << 20 }, 'the container as it was');
+  assert.deepEqual(view(asked), { shares: 0, quota: 50_000, memory: 0 }, 'what the update asks for');
+  assert.deepEqual(view(after), { shares: 1024, quota: 50_000, memory: 256 << 20 }, 'the container after the update');
+  let synced: Res;
+  await connect({ name: 'late', index: '20', onSynchronize: (_pods, ctrs) => void (synced = ctrs.find((c) => c.id === ctr.id)?.linux?.resources as Res) });
+  assert.deepEqual(view(synced), { shares: 1024, quota: 50_000, memory: 256 << 20 }, 'Synchronize of a plugin that connects afterwards');
+});

@@ -436,8 +436,6 @@ export function linuxResources(res: ResourceSpec, host: Pick<OciHostFeatures, 'c
  * is not written there). containerd's CRI keeps its spec, and so its status, the same way.
  */
 export function mergeResourceUpdate(current: ResourceSpec, update: ResourceSpec): ResourceSpec {
-  const pages = new Map(current.hugepageLimits.map((h) => [h.pageSize, h]));
-  for (const h of update.hugepageLimits) pages.set(h.pageSize, h);
   return {
     cpuPeriod: update.cpuPeriod > 0 ? update.cpuPeriod : current.cpuPeriod,
     cpuQuota: update.cpuQuota !== 0 ? update.cpuQuota : current.cpuQuota,
@@ -448,9 +446,16 @@ export function mergeResourceUpdate(current: ResourceSpec, update: ResourceSpec)
     oomScoreAdj: current.oomScoreAdj,
     cpusetCpus: update.cpusetCpus || current.cpusetCpus,
     cpusetMems: update.cpusetMems || current.cpusetMems,
-    hugepageLimits: [...pages.values()],
+    hugepageLimits: byPageSize(current.hugepageLimits, update.hugepageLimits),
     unified: { ...current.unified, ...update.unified },
   };
+}
+
+/** Hugepage limits with `update`'s replacing `current`'s of the same page size. */
+function byPageSize<T extends { pageSize?: unknown }>(current: T[], update: T[]): T[] {
+  const pages = new Map(current.map((h) => [h.pageSize, h]));
+  for (const h of update) pages.set(h.pageSize, h);
+  return [...pages.values()];
 }
 
 /**
@@ -461,11 +466,8 @@ export function mergeLinuxResources(current: Record<string, unknown>, update: Re
   const out: Record<string, unknown> = { ...current };
   for (const [key, value] of Object.entries(update)) {
     const old = current[key];
-    if (key === 'hugepageLimits' && Array.isArray(old) && Array.isArray(value)) {
-      const pages = new Map((old as { pageSize?: unknown }[]).map((h) => [h.pageSize, h]));
-      for (const h of value as { pageSize?: unknown }[]) pages.set(h.pageSize, h);
-      out[key] = [...pages.values()];
-    } else if (isPlainObject(old) && isPlainObject(value)) out[key] = { ...old, ...value };
+    if (key === 'hugepageLimits' && Array.isArray(old) && Array.isArray(value)) out[key] = byPageSize(old as { pageSize?: unknown }[], value as { pageSize?: unknown }[]);
+    else if (isPlainObject(old) && isPlainObject(value)) out[key] = { ...old, ...value };
     else out[key] = value;
   }
   return out;

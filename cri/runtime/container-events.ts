@@ -9,6 +9,7 @@ import type { PodController } from '../../sandbox/pods/controller.js';
 import type { PodRecord } from '../../sandbox/pods/types.js';
 import { CrispError } from '../../common/errors.js';
 import { toCriContainerStatus } from './container-mapping.js';
+import { withImageNames } from './container-status.js';
 import { toCriPodStatus } from './pod-mapping.js';
 import type { Input } from '../../common/proto-registry.js';
 
@@ -59,7 +60,8 @@ export async function getContainerEvents(
       if (overflow) throw new CrispError('RESOURCE_EXHAUSTED', `event reader fell ${MAX_BACKLOG} events behind; reconnect and relist`);
       const next = queue.shift();
       if (next) {
-        await stream.write(next);
+        // The statuses are as they were at the event; only their image names are looked up now.
+        await stream.write({ ...next, containersStatuses: await withImageNames(containers, next.containersStatuses ?? []) });
         continue;
       }
       await new Promise<void>((resolve) => (wake = resolve));

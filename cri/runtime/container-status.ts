@@ -1,4 +1,4 @@
-import type { Container, ContainerStatusRequest, ContainerStatusResponse, ListContainersRequest, ListContainersResponse } from '../../gen/runtime.v1.js';
+import type { Container, ContainerStatus, ContainerStatusRequest, ContainerStatusResponse, ListContainersRequest, ListContainersResponse } from '../../gen/runtime.v1.js';
 import type { ContainerRecord } from '../../sandbox/containers/types.js';
 import type { Encoded } from '../../common/grpc-server.js';
 import { EncodedList } from './encoded-list.js';
@@ -22,7 +22,22 @@ export async function containerStatus(c: ContainerController, req: ContainerStat
       consoleLog: rec.logPath ? null : c.outputLog(rec).logPath,
     });
   }
-  return { status: toCriContainerStatus(rec), info };
+  const [status] = await withImageNames(c, [toCriContainerStatus(rec)]);
+  return { status: status!, info };
+}
+
+/**
+ * Container statuses name their image by its first tag where it still has one, as containerd's CRI
+ * does: kubelet creates containers by image id and shows this name in the pod's status. Without a tag
+ * (or when the images cannot be read) the image stays as the container was created with it.
+ */
+export async function withImageNames(c: ContainerController, statuses: Input<ContainerStatus>[]): Promise<Input<ContainerStatus>[]> {
+  return Promise.all(
+    statuses.map(async (s) => {
+      const tag = await c.imageTag(s.imageId ?? '').catch(() => undefined); // unreadable images: the name it was created with
+      return tag ? { ...s, image: { ...s.image, image: tag } } : s;
+    }),
+  );
 }
 
 /** ListContainersResponse.containers is field 1; each container's encoding is kept while it is unchanged. */

@@ -6,6 +6,7 @@ import { nowNanos } from '../../common/time.js';
 import { requireString } from '../validate.js';
 import { toCriPodStatus } from './pod-mapping.js';
 import { toCriContainerStatus } from './container-mapping.js';
+import { withImageNames } from './container-status.js';
 
 /**
  * PodSandboxStatus with the statuses of the pod's containers and the time they were taken (kubelet's
@@ -33,5 +34,5 @@ export async function podSandboxStatus(pods: PodController, containers: Containe
     });
   }
   const timestamp = nowNanos();
-  return { status: toCriPodStatus(pod), info, containersStatuses: containers.byPod(pod.id).map(toCriContainerStatus), timestamp };
+  return { status: toCriPodStatus(pod), info, containersStatuses: await withImageNames(containers, containers.byPod(pod.id).map(toCriContainerStatus)), timestamp };
 }

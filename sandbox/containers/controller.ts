@@ -35,6 +35,7 @@ import { dropUnsupportedHugepages, linuxResources, mergeLinuxResources, mergeRes
 import type { UsernsMounts } from '../userns/userns-mounts.js';
 import { withoutPodMappings } from '../userns/idmapped-volumes.js';
 import { PreparedMounts } from './prepared-mounts.js';
+import { checkMountPropagation } from './mount-propagation.js';
 import { sweepExecLeftovers } from './exec-leftovers.js';
 import { loadedProfiles } from '../apparmor.js';
 import { applyCdiDevices, cdiDevicesFromAnnotations, loadCdiRegistry, type CdiRegistry } from './cdi.js';
@@ -182,6 +183,7 @@ export class ContainerController {
         throw err;
       }
     }
+    await checkMountPropagation(spec.mounts);
   }
 
   /** CreateContainer. Every step has its undo, run in reverse if a later one fails. */
@@ -802,6 +804,11 @@ export class ContainerController {
     const spec = await this.ociSpec(rec.id);
     const processSpec = (spec.process ?? {}) as Record<string, unknown>;
     return execSync({ runtime: this.opts.runtime, container: rec, processSpec, cmd, timeoutSeconds, workDir: this.opts.execDir });
+  }
+
+  /** The first tag of the image `imageId` names, if it is there and has one (see statusImageNames). */
+  async imageTag(imageId: string): Promise<string | undefined> {
+    return (await this.opts.images.status(imageId))?.repoTags[0];
   }
 
   /** The OCI spec crisp gave containerd (for verbose status and exec). */

@@ -11,6 +11,8 @@ import { mountsBelow } from './lib/crispd.js';
 import { sleep } from '../../common/time.js';
 import { ContainerEventType, ContainerState, type ContainerEventResponse } from '../../gen/runtime.v1.js';
 import { hugetlbPresent } from '../../sandbox/host-features.js';
+import { isGrpcError } from '../../common/errors.js';
+import { status as grpcStatus } from '@grpc/grpc-js';
 
 describe('what real CRI clients send', () => {
   let s: Stack;
@@ -285,5 +287,53 @@ describe('what real CRI clients send', () => {
       assert.equal(readFileSync(join('/sys/fs/cgroup', info.cgroupsPath, 'cpu.max'), 'utf8').trim(), '50000 100000');
     }
     await removePod(pod);
+  });
+  test('kubelet creates containers by image id: the statuses name the image by its tag, as containerd reports it', async () => {
+    // kubelet showed `image: sha256:…` in every pod's containerStatuses.
+    const pod = await s.runPod('by-image-id');
+    const ctr = await s.runContainer(pod, 'main', ['sleep', '3600'], { image: { image: s.imageId, userSpecifiedImage: s.image } });
+    const st = (await s.d.client.runtime.unary('ContainerStatus', { containerId: ctr })).status!;
+    assert.equal(st.image?.image, s.image);
+    assert.equal(st.imageId, s.imageId);
+    const podStatus = await s.d.client.runtime.unary('PodSandboxStatus', { podSandboxId: pod });
+    assert.equal(podStatus.containersStatuses.find((c) => c.id === ctr)?.image?.image, s.image);
+    // ListContainers keeps the image the container was created with, as containerd's does.
+    const listed = (await s.d.client.runtime.unary('ListContainers', { filter: { id: ctr } })).containers[0];
+    assert.equal(listed?.image?.image, s.imageId);
+    await removePod(pod);
+  });
+  test('mount propagation the host mount cannot give is refused at CreateContainer, naming the field', async () => {
+    // kubelet's Bidirectional volume on a private host mount: runc made the mount, nothing propagated,
+    // nobody was told. containerd's CRI refuses it ("… is not a shared mount").
+    const base = mkdtempSync('/tmp/crisp-e2e-propagation-');
+    const own = join(base, 'own');
+    const peer = join(base, 'peer');
+    mkdirSync(own);
+    mkdirSync(peer);
+    const mount = (...args: string[]) => execFileSync('mount', args);
+    const pod = await s.runPod('propagation');
+    const create = (name: string, hostPath: string, propagation: number) =>
+      s.d.client.runtime.unary('CreateContainer', { podSandboxId: pod, config: s.containerConfig(name, ['sleep', '3600'], { mounts: [{ containerPath: '/vol', hostPath, propagation }] }) });
+    const refused = (pattern: RegExp) => (err: unknown) => isGrpcError(err, grpcStatus.FAILED_PRECONDITION) && /config\.mounts\[0\]\.propagation/.test(err.details) && pattern.test(err.details);
+    try {
+      mount('--bind', own, own);
+      mount('--make-private', own);
+      await assert.rejects(create('bidir-private', own, 2), refused(/Bidirectional \(rshared\) needs a shared mount/));
+      await assert.rejects(create('h2c-private', own, 1), refused(/HostToContainer \(rslave\) needs a shared or slave mount/));
+      await create('private-private', own, 0);
+      // A slave of a shared mount: HostToContainer works, Bidirectional still needs it shared.
+      mount('--make-shared', own);
+      mount('--bind', own, peer);
+      mount('--make-slave', peer);
+      await create('h2c-slave', peer, 1);
+      await assert.rejects(create('bidir-slave', peer, 2), refused(/needs a shared mount/));
+      await create('bidir-shared', own, 2);
+      await create('h2c-shared', own, 1);
+    } finally {
+      await removePod(pod);
+      execFileSync('umount', ['-l', peer]);
+      execFileSync('umount', ['-l', own]);
+      rmSync(base, { recursive: true, force: true });
+    }
   });
 });

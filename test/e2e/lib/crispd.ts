@@ -2,11 +2,12 @@
 // the test a typed CRI client, and tears everything down (crispd, its containerd, shims, mounts, temp
 // dir) by pid and path, even when a test failed.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync, existsSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { mkdtempSync, mkdirSync, readFileSync, readdirSync, rmSync, rmdirSync, writeFileSync, existsSync } from 'node:fs';
+import { basename, join, resolve } from 'node:path';
 import { spawnSync } from 'node:child_process';
 import { CriClient } from '../../../cri/client.js';
 import { sleep } from '../../../common/time.js';
+import { cgroupMounts } from '../../../sandbox/cgroups.js';
 
 export const REPO = resolve(new URL('../../../..', import.meta.url).pathname);
 export const CLI = join(REPO, 'dist', 'cli', 'main.js');
@@ -48,6 +49,8 @@ export class TestCrispd {
   readonly logFile: string;
   readonly cniConfDir: string;
   readonly podLogRoot: string;
+  /** The pods' cgroup parent: one of this daemon's own unless the test names another (config). */
+  cgroupParent: string;
   child: ChildProcess | undefined;
   private clientCache: CriClient | undefined;
   private output = '';
@@ -64,6 +67,7 @@ export class TestCrispd {
     this.podLogRoot = join(this.dir, 'logs');
     mkdirSync(this.cniConfDir, { recursive: true });
     mkdirSync(this.podLogRoot, { recursive: true });
+    this.cgroupParent = `/${basename(this.dir)}`;
     this.writeConfig(options.config ?? {});
   }
 
@@ -75,8 +79,12 @@ export class TestCrispd {
       log_level: 'debug',
       cni_conf_dir: this.cniConfDir,
       nri_enabled: false,
+      // Not the shared default (/crisp): daemons running side by side, or one a test killed, never touch
+      // each other's pod cgroups, and cleanup() removes what is left of this one's.
+      cgroup_parent: `/${basename(this.dir)}`,
       ...extra,
     };
+    this.cgroupParent = String(base.cgroup_parent);
     writeFileSync(this.configFile, `${Object.entries(base).map(([k, v]) => tomlLine(k, v)).join('\n')}\n`);
   }
 
@@ -192,6 +200,8 @@ export class TestCrispd {
     const ctdSocket = join(this.state, 'containerd', 'containerd.sock');
     // Shims started by our containerd carry its address on their command line.
     await sweepTestDir(this.dir, (argv) => argv.includes(ctdSocket) || argv.includes(this.configFile) || argv.includes(join(this.root, 'containerd', 'config.toml')));
+    // Pods of a crispd that died before removing them: their containers and cgroups (test parents only).
+    if (this.cgroupParent.startsWith('/crisp-e2e-')) await removeCgroupTree(this.cgroupParent);
   }
 
   /** Stop and remove every pod it has, best effort (a teardown helper: errors are the test's business elsewhere). */
@@ -221,6 +231,38 @@ export async function sweepTestDir(dir: string, owns: (argv: string[]) => boolea
   for (const socket of sockets) rmSync(socket, { force: true });
   unmountBelow(dir);
   rmSync(dir, { recursive: true, force: true });
+}
+
+/** Kills what runs below the cgroup `parent` (a test's own) in every hierarchy, then removes it, deepest first. */
+export async function removeCgroupTree(parent: string): Promise<void> {
+  const dirs: string[] = [];
+  const walk = (dir: string) => {
+    for (const e of readdirSync(dir, { withFileTypes: true })) if (e.isDirectory()) walk(join(dir, e.name));
+    dirs.push(dir);
+  };
+  for (const m of cgroupMounts()) if (existsSync(join(m, parent))) walk(join(m, parent));
+  if (dirs.length === 0) return;
+  for (const dir of dirs) {
+    for (const pid of readFileSync(join(dir, 'cgroup.procs'), 'utf8').split('\n').filter(Boolean)) {
+      try {
+        process.kill(Number(pid), 'SIGKILL');
+      } catch {
+        // already gone
+      }
+    }
+  }
+  for (let attempt = 0; attempt < 20; attempt++) {
+    const left = dirs.filter((dir) => {
+      try {
+        if (existsSync(dir)) rmdirSync(dir);
+      } catch {
+        // still busy: its processes are exiting
+      }
+      return existsSync(dir);
+    });
+    if (left.length === 0) return;
+    await sleep(50);
+  }
 }
 
 /** The socket a runc shim serves (from the `address` file in its working directory), if `pid` is one. */

@@ -55,7 +55,7 @@ export async function checkMountPropagation(mounts: readonly MountSpec[], mounti
     if (!host || host.shared || (m.propagation === 'rslave' && host.slave)) continue;
     const mode = m.propagation === 'rshared' ? 'Bidirectional (rshared) needs a shared mount' : 'HostToContainer (rslave) needs a shared or slave mount';
     throw failedPrecondition(
-      `config.mounts[${i}].propagation: host path "${m.hostPath}" is on mount "${host.point}", which is private; ${mode} (mount --make-rshared ${host.point})`,
+      `config.mounts[${i}].propagation: host path "${m.hostPath}" is on mount "${host.point}", which is ${host.slave ? 'a slave' : 'private'}; ${mode} (mount --make-rshared ${host.point})`,
     );
   }
 }

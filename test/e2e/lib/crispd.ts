@@ -50,7 +50,7 @@ export class TestCrispd {
   readonly cniConfDir: string;
   readonly podLogRoot: string;
   /** The pods' cgroup parent: one of this daemon's own unless the test names another (config). */
-  cgroupParent: string;
+  cgroupParent = '';
   child: ChildProcess | undefined;
   private clientCache: CriClient | undefined;
   private output = '';
@@ -67,7 +67,6 @@ export class TestCrispd {
     this.podLogRoot = join(this.dir, 'logs');
     mkdirSync(this.cniConfDir, { recursive: true });
     mkdirSync(this.podLogRoot, { recursive: true });
-    this.cgroupParent = `/${basename(this.dir)}`;
     this.writeConfig(options.config ?? {});
   }
 

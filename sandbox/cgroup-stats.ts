@@ -1,6 +1,7 @@
 // Where cgroups live on this host (v1 controller mounts or the v2 tree) and the cgroupfs path of a
 // container's cgroupsPath; the counters themselves are read by containers/metrics-sample.ts.
 import { readFileSync } from 'node:fs';
+import { parseMountinfo } from './mountinfo.js';
 
 interface Layout {
   v2?: string;
@@ -11,13 +12,8 @@ interface Layout {
 export function cgroupLayout(mountinfo = readFileSync('/proc/self/mountinfo', 'utf8')): Layout {
   const v1 = new Map<string, string>();
   let v2: string | undefined;
-  for (const line of mountinfo.split('\n')) {
-    const [pre, post] = line.split(' - ');
-    if (!pre || !post) continue;
-    const [fstype, , superOpts] = post.split(' ');
-    const mountPoint = pre.split(' ')[4];
-    if (!mountPoint) continue;
-    if (fstype === 'cgroup') for (const o of (superOpts ?? '').split(',')) if (o !== 'rw' && o !== 'ro') v1.set(o, mountPoint);
+  for (const { fstype, mountPoint, superOptions } of parseMountinfo(mountinfo)) {
+    if (fstype === 'cgroup') for (const o of superOptions) if (o !== 'rw' && o !== 'ro') v1.set(o, mountPoint);
     if (fstype === 'cgroup2') v2 = mountPoint;
   }
   // A v2 mount beside v1 controllers (hybrid) holds no controllers: read the v1 ones.

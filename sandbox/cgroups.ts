@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import { isENOENT, isErrno, invalidArgument } from '../common/errors.js';
 import { sleep } from '../common/time.js';
 import { pathExists } from '../common/path-exists.js';
+import { parseMountinfo } from './mountinfo.js';
 
 export type CgroupDriver = 'cgroupfs' | 'systemd';
 
@@ -33,13 +34,7 @@ function cgroupLines(mountinfo?: string): CgroupMountLine[] {
 
 function parseCgroupLines(mountinfo: string): CgroupMountLine[] {
   const out: CgroupMountLine[] = [];
-  for (const line of mountinfo.split('\n')) {
-    const [pre, post] = line.split(' - ');
-    if (!pre || !post) continue;
-    const [fstype, , superOptions] = post.split(' ');
-    const mountPoint = pre.split(' ')[4];
-    if ((fstype === 'cgroup' || fstype === 'cgroup2') && mountPoint) out.push({ fstype, mountPoint, superOptions: (superOptions ?? '').split(',') });
-  }
+  for (const { fstype, mountPoint, superOptions } of parseMountinfo(mountinfo)) if (fstype === 'cgroup' || fstype === 'cgroup2') out.push({ fstype, mountPoint, superOptions });
   return out;
 }
 

@@ -5,6 +5,7 @@
 import { readFile, realpath } from 'node:fs/promises';
 import { failedPrecondition } from '../../common/errors.js';
 import type { MountSpec } from './types.js';
+import { parseMountinfo } from '../mountinfo.js';
 
 export interface HostMount {
   point: string;
@@ -13,22 +14,13 @@ export interface HostMount {
   slave: boolean;
 }
 
-/** mountinfo escapes space, tab, newline and backslash as octal (\040 …). */
-function unescape(field: string): string {
-  return field.replace(/\\([0-7]{3})/g, (_, oct: string) => String.fromCharCode(parseInt(oct, 8)));
-}
-
-/** The mounts of a /proc/<pid>/mountinfo table, in its order. */
-export function parseMountinfo(text: string): HostMount[] {
-  const out: HostMount[] = [];
-  for (const line of text.split('\n')) {
-    const fields = line.split(' ');
-    const end = fields.indexOf('-');
-    if (fields.length < 7 || end < 6) continue;
-    const optional = fields.slice(6, end);
-    out.push({ point: unescape(fields[4]!), shared: optional.some((o) => o.startsWith('shared:')), slave: optional.some((o) => o.startsWith('master:')) });
-  }
-  return out;
+/** The mounts of a /proc/<pid>/mountinfo table, in its order, with their propagation. */
+export function hostMounts(text: string): HostMount[] {
+  return parseMountinfo(text).map((l) => ({
+    point: l.mountPoint,
+    shared: l.optional.some((o) => o.startsWith('shared:')),
+    slave: l.optional.some((o) => o.startsWith('master:')),
+  }));
 }
 
 /** The mount `path` (resolved) lies on: the longest mount point above it, the last one mounted there. */
@@ -48,7 +40,7 @@ export function mountOf(path: string, mounts: readonly HostMount[]): HostMount |
 export async function checkMountPropagation(mounts: readonly MountSpec[], mountinfo = () => readFile('/proc/self/mountinfo', 'utf8')): Promise<void> {
   const wanting = [...mounts.entries()].filter(([, m]) => !m.image && m.propagation !== 'private');
   if (wanting.length === 0) return;
-  const table = parseMountinfo(await mountinfo());
+  const table = hostMounts(await mountinfo());
   for (const [i, m] of wanting) {
     const path = await realpath(m.hostPath);
     const host = mountOf(path, table);

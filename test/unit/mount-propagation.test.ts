@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mountOf, parseMountinfo } from '../../sandbox/containers/mount-propagation.js';
+import { hostMounts, mountOf } from '../../sandbox/containers/mount-propagation.js';
 
 const TABLE = [
   '27 1 254:0 / / rw,relatime - ext4 /dev/vda rw',
@@ -12,7 +12,7 @@ const TABLE = [
 ].join('\n');
 
 test('mountinfo: mount points unescaped, shared and slave from the optional fields', () => {
-  assert.deepEqual(parseMountinfo(TABLE), [
+  assert.deepEqual(hostMounts(TABLE), [
     { point: '/', shared: false, slave: false },
     { point: '/srv', shared: true, slave: false },
     { point: '/srv/data', shared: false, slave: true },
@@ -22,7 +22,7 @@ test('mountinfo: mount points unescaped, shared and slave from the optional fiel
 });
 
 test('the mount a path lies on: the longest mount point above it, the last one stacked there', () => {
-  const mounts = parseMountinfo(TABLE);
+  const mounts = hostMounts(TABLE);
   assert.equal(mountOf('/var/lib/x', mounts)?.point, '/');
   assert.equal(mountOf('/srv/data/sub', mounts)?.point, '/srv/data');
   assert.equal(mountOf('/srv/database', mounts)?.point, '/srv', 'a name that only starts like a mount point is not below it');

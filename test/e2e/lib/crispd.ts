@@ -2,12 +2,12 @@
 // the test a typed CRI client, and tears everything down (crispd, its containerd, shims, mounts, temp
 // dir) by pid and path, even when a test failed.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, mkdirSync, readFileSync, readdirSync, rmSync, rmdirSync, writeFileSync, existsSync } from 'node:fs';
+import { mkdtempSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync, existsSync } from 'node:fs';
 import { basename, join, resolve } from 'node:path';
 import { spawnSync } from 'node:child_process';
 import { CriClient } from '../../../cri/client.js';
 import { sleep } from '../../../common/time.js';
-import { cgroupMounts } from '../../../sandbox/cgroups.js';
+import { removeCgroup } from '../../../sandbox/cgroups.js';
 
 export const REPO = resolve(new URL('../../../..', import.meta.url).pathname);
 export const CLI = join(REPO, 'dist', 'cli', 'main.js');
@@ -200,7 +200,7 @@ export class TestCrispd {
     // Shims started by our containerd carry its address on their command line.
     await sweepTestDir(this.dir, (argv) => argv.includes(ctdSocket) || argv.includes(this.configFile) || argv.includes(join(this.root, 'containerd', 'config.toml')));
     // Pods of a crispd that died before removing them: their containers and cgroups (test parents only).
-    if (this.cgroupParent.startsWith('/crisp-e2e-')) await removeCgroupTree(this.cgroupParent);
+    if (this.cgroupParent.startsWith('/crisp-e2e-')) await removeCgroup(this.cgroupParent);
   }
 
   /** Stop and remove every pod it has, best effort (a teardown helper: errors are the test's business elsewhere). */
@@ -230,38 +230,6 @@ export async function sweepTestDir(dir: string, owns: (argv: string[]) => boolea
   for (const socket of sockets) rmSync(socket, { force: true });
   unmountBelow(dir);
   rmSync(dir, { recursive: true, force: true });
-}
-
-/** Kills what runs below the cgroup `parent` (a test's own) in every hierarchy, then removes it, deepest first. */
-export async function removeCgroupTree(parent: string): Promise<void> {
-  const dirs: string[] = [];
-  const walk = (dir: string) => {
-    for (const e of readdirSync(dir, { withFileTypes: true })) if (e.isDirectory()) walk(join(dir, e.name));
-    dirs.push(dir);
-  };
-  for (const m of cgroupMounts()) if (existsSync(join(m, parent))) walk(join(m, parent));
-  if (dirs.length === 0) return;
-  for (const dir of dirs) {
-    for (const pid of readFileSync(join(dir, 'cgroup.procs'), 'utf8').split('\n').filter(Boolean)) {
-      try {
-        process.kill(Number(pid), 'SIGKILL');
-      } catch {
-        // already gone
-      }
-    }
-  }
-  for (let attempt = 0; attempt < 20; attempt++) {
-    const left = dirs.filter((dir) => {
-      try {
-        if (existsSync(dir)) rmdirSync(dir);
-      } catch {
-        // still busy: its processes are exiting
-      }
-      return existsSync(dir);
-    });
-    if (left.length === 0) return;
-    await sleep(50);
-  }
 }
 
 /** The socket a runc shim serves (from the `address` file in its working directory), if `pid` is one. */

@@ -20,6 +20,13 @@ test('the packaged wrapper gives crispd (and only crispd) a small young generati
     assert.equal(run({}, 'daemon', '--config', '/x.toml'), '--max-semi-space-size=2 /usr/lib/crisp/dist/cli/main.js daemon --config /x.toml | trim=131072 mmap=131072');
     assert.equal(run({ MALLOC_TRIM_THRESHOLD_: '0' }, 'daemon'), '--max-semi-space-size=2 /usr/lib/crisp/dist/cli/main.js daemon | trim=0 mmap=131072');
     assert.equal(run({}, 'ps', '-a'), '/usr/lib/crisp/dist/cli/main.js ps -a | trim=unset mmap=unset');
+    // The README's daemon command: the same settings for this checkout's dist/, with the node on PATH.
+    const clean = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('MALLOC_') && k !== 'CRISP_NODE'));
+    const fromCheckout = spawnSync(join(REPO, 'scripts', 'crispd.sh'), ['--config', '/x.toml'], {
+      encoding: 'utf8',
+      env: { ...clean, PATH: `${dir}:${process.env.PATH}` },
+    });
+    assert.equal(fromCheckout.stdout.trim(), `--max-semi-space-size=2 ${REPO}/dist/cli/main.js daemon --config /x.toml | trim=131072 mmap=131072`);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

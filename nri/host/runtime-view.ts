@@ -3,7 +3,9 @@
 // pod between its RunPodSandbox event and its save), minus the ones removed in an event but not yet
 // deleted from crisp's store: a plugin that connects at any moment sees every object exactly once,
 // either in its Synchronize snapshot or as an event after it. Container specs are cached so events
-// do not read containerd.
+// do not read containerd. What the view keeps beyond crisp's store is forgotten IN_FLIGHT_MS after it
+// was last touched, whether or not a plugin ever connects: its maps are kept in touch order, so every
+// change drops the expired entries at their front.
 import type { Logger } from '../../common/logger.js';
 import type { LinuxResourcesJson, NriRuntimeAccess, OciSpecJson } from '../../sandbox/nri-hooks.js';
 import type { PodRecord } from '../../sandbox/pods/types.js';
@@ -32,26 +34,49 @@ export class RuntimeView {
   constructor(
     private readonly access: NriRuntimeAccess,
     private readonly log: Logger,
+    private readonly now: () => number = Date.now,
   ) {}
 
   notePod(rec: PodRecord): void {
-    this.pods.set(rec.id, { rec, at: Date.now() });
+    const now = this.expire();
+    touch(this.pods, rec.id, { rec, at: now });
   }
 
   forgetPod(id: string): void {
+    const now = this.expire();
     this.pods.delete(id);
-    this.removed.set(id, Date.now());
+    touch(this.removed, id, now);
   }
 
   noteContainer(rec: ContainerRecord, spec?: OciSpecJson): void {
-    this.containers.set(rec.id, { rec, at: Date.now() });
+    const now = this.expire();
+    touch(this.containers, rec.id, { rec, at: now });
     if (spec) this.specs.set(rec.id, spec);
   }
 
   forgetContainer(id: string): void {
+    const now = this.expire();
     this.containers.delete(id);
     this.specs.delete(id);
-    this.removed.set(id, Date.now());
+    touch(this.removed, id, now);
+  }
+
+  /** Entries held beyond crisp's store: seen objects, removed ids and cached specs. */
+  held(): number {
+    return this.pods.size + this.containers.size + this.removed.size + this.specs.size;
+  }
+
+  /**
+   * Drops what has been in flight for longer than IN_FLIGHT_MS (a seen record is in crisp's store by
+   * then, or its creation failed; a removed one is gone from it). Returns the time used.
+   */
+  private expire(): number {
+    const now = this.now();
+    dropExpired(this.removed, (at) => at, now);
+    dropExpired(this.pods, (s) => s.at, now);
+    // A container's cached spec goes with it; a later event reads the spec through crisp again.
+    dropExpired(this.containers, (s) => s.at, now, (id) => this.specs.delete(id));
+    return now;
   }
 
   /** The container's OCI spec: cached, else read through crisp (undefined if it cannot be read). */
@@ -87,8 +112,7 @@ export class RuntimeView {
   }
 
   async snapshot(): Promise<Snapshot> {
-    const now = Date.now();
-    for (const [id, at] of this.removed) if (now - at > IN_FLIGHT_MS) this.removed.delete(id);
+    const now = this.expire();
     const pods = merge(this.access.pods(), this.pods, this.removed, now);
     const recs = merge(this.access.containers(), this.containers, this.removed, now);
     const containers: Snapshot['containers'] = new Array(recs.length);
@@ -102,6 +126,21 @@ export class RuntimeView {
     };
     await Promise.all(Array.from({ length: Math.min(SPEC_FETCH_CONCURRENCY, recs.length) }, worker));
     return { pods, containers };
+  }
+}
+
+/** Sets `id` as the newest entry of `map` (a Map iterates in insertion order). */
+function touch<V>(map: Map<string, V>, id: string, value: V): void {
+  map.delete(id);
+  map.set(id, value);
+}
+
+/** Deletes `map`'s entries older than IN_FLIGHT_MS from its front, up to the first younger one. */
+function dropExpired<V>(map: Map<string, V>, at: (v: V) => number, now: number, dropped?: (id: string) => void): void {
+  for (const [id, v] of map) {
+    if (now - at(v) <= IN_FLIGHT_MS) return;
+    map.delete(id);
+    dropped?.(id);
   }
 }
 

@@ -133,7 +133,8 @@ describe('package script: staged tree and .deb', { skip: haveNative ? false : 'n
     const wrapper = readFileSync(join(stageDir, 'usr', 'bin', 'crisp'), 'utf8');
     assert.equal(statSync(join(stageDir, 'usr', 'bin', 'crisp')).mode & 0o777, 0o755);
     assert.match(wrapper, /^#!\/bin\/sh\n/);
-    assert.match(wrapper, /^exec "\$\{CRISP_NODE:-\/usr\/bin\/node\}" \/usr\/lib\/crisp\/dist\/cli\/main\.js "\$@"$/m);
+    assert.match(wrapper, /^main="\$\{CRISP_LIB:-\/usr\/lib\/crisp\}\/dist\/cli\/main\.js"$/m);
+    assert.match(wrapper, /^exec "\$\{CRISP_NODE:-\/usr\/bin\/node\}" "\$main" "\$@"$/m);
     assert.equal(spawnSync('sh', ['-n', join(stageDir, 'usr', 'bin', 'crisp')]).status, 0);
     assert.equal(readFileSync(join(stageDir, 'lib', 'systemd', 'system', 'crisp.service'), 'utf8'), readFileSync(join(REPO, 'packaging', 'crisp.service'), 'utf8'));
     assert.ok(existsSync(join(stageDir, 'usr', 'share', 'crisp', 'config.toml.example')));

@@ -456,6 +456,10 @@ export class ContainerController {
       await this.store.delete(rec);
       this.taskDeleted.delete(rec.id);
       this.createdRootfs.delete(rec.id);
+      // An OOM event after the exit was recorded, or an early exit whose StartContainer then failed,
+      // would otherwise stay for the life of the daemon.
+      this.oom.delete(rec.id);
+      this.earlyExits.delete(rec.id);
       this.cpuRate.forget(rec.id);
       this.stdins.get(rec.id)?.destroy();
       this.stdins.delete(rec.id);
@@ -724,7 +728,10 @@ export class ContainerController {
     void this.opts.runtime.followEvents(
       {
         onExit: (e) => this.onExit(e),
-        onOom: (id) => this.oom.add(id),
+        // Only crisp's own containers: the mark goes when the record does (remove).
+        onOom: (id) => {
+          if (this.store.get(id)) this.oom.add(id);
+        },
         onReconnect: () => {
           for (const rec of this.store.list()) {
             // A StartContainer in flight has a created, not yet started task, which reconcile would take

@@ -71,8 +71,11 @@ async function cycle(side: Side, name: string): Promise<void> {
     await step(side.name, `StartContainer ${cname} in ${name}`, () => side.client.runtime.unary('StartContainer', { containerId }));
     if (cname === 'sleeper') sleeper = containerId;
   }
-  const res = await step(side.name, `ExecSync in ${name}`, () => side.client.runtime.unary('ExecSync', { containerId: sleeper, cmd: ['echo', 'x'], timeout: 10 }));
-  if (res.exitCode !== 0 || Buffer.from(res.stdout).toString() !== 'x\n') throw new Error(`${side.name}: ExecSync in ${name}: exit ${res.exitCode}, stdout ${JSON.stringify(Buffer.from(res.stdout).toString())}`);
+  const res = await step(side.name, `ExecSync in ${name}`, () =>
+    side.client.runtime.unary('ExecSync', { containerId: sleeper, cmd: ['echo', 'x'], timeout: 10 }),
+  );
+  const stdout = Buffer.from(res.stdout).toString();
+  if (res.exitCode !== 0 || stdout !== 'x\n') throw new Error(`${side.name}: ExecSync in ${name}: exit ${res.exitCode}, stdout ${JSON.stringify(stdout)}`);
   await step(side.name, `StopPodSandbox ${name}`, () => side.client.runtime.unary('StopPodSandbox', { podSandboxId: id }));
   await step(side.name, `RemovePodSandbox ${name}`, () => side.client.runtime.unary('RemovePodSandbox', { podSandboxId: id }));
 }
@@ -118,7 +121,12 @@ async function chunk(side: Side, from: number, count: number, rec: Recorder): Pr
 
 // crispd as configured by default, NRI host included (with no plugin connected), in a directory of its own.
 const nriDir = mkdtempSync(join(tmpdir(), 'crisp-bench-nri-'));
-const crispConfig = { nri_enabled: true, nri_socket: join(nriDir, 'nri.sock'), nri_plugin_dir: join(nriDir, 'plugins'), nri_plugin_config_dir: join(nriDir, 'conf.d') };
+const crispConfig = {
+  nri_enabled: true,
+  nri_socket: join(nriDir, 'nri.sock'),
+  nri_plugin_dir: join(nriDir, 'plugins'),
+  nri_plugin_config_dir: join(nriDir, 'conf.d'),
+};
 
 const startedAt = Date.now();
 try {

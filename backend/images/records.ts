@@ -40,7 +40,7 @@ const ID_RE = /^(sha256:)?([a-f0-9]{64})$/;
 
 export class ImageRecords {
   private readonly content: ContentStore;
-  /** target digest → what it resolves to; content is immutable, so this never goes stale. */
+  /** target digest → what it resolves to; content is immutable, so this never goes stale (list() drops removed ones). */
   private readonly resolved = new Map<string, Resolved>();
 
   constructor(private readonly ctd: ContainerdClient) {
@@ -122,6 +122,10 @@ export class ImageRecords {
       info.repoTags.sort();
       info.repoDigests.sort();
     }
+    // Removed images leave the cache with the listing that no longer has them (a node that pulls new
+    // versions for months would otherwise keep every manifest and config it ever resolved).
+    const listed = new Set(res.images.map((rec) => rec.target?.digest));
+    for (const digest of this.resolved.keys()) if (!listed.has(digest)) this.resolved.delete(digest);
     return [...byId.values()];
   }
 

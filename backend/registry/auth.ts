@@ -171,6 +171,11 @@ export class Authorizer {
     private readonly now: () => number = Date.now,
   ) {}
 
+  /** Bearer tokens held (expired ones go when a new token is fetched). */
+  cachedTokens(): number {
+    return this.tokens.size;
+  }
+
   /** The header to send up front for `host`, if a previous challenge (or a registry token) tells us. */
   async authorization(host: string, scopes: readonly string[], creds: Credentials | undefined): Promise<string | undefined> {
     if (creds?.kind === 'bearer') return `Bearer ${creds.token}`;
@@ -247,7 +252,10 @@ export class Authorizer {
     const wanted = [...new Set([...scopes, ...extraScopes])];
     const p = this.fetchToken(host, ch, wanted, creds)
       .then((res) => {
-        const issued = res.issuedAt?.getTime() ?? this.now();
+        const now = this.now();
+        const issued = res.issuedAt?.getTime() ?? now;
+        // Expired tokens go as new ones come: one per repository and credentials ever pulled otherwise.
+        for (const [k, t] of this.tokens) if (t.expiresAt <= now) this.tokens.delete(k);
         this.tokens.set(key, { token: res.token, expiresAt: issued + res.expiresInSeconds * 1000 - EXPIRY_MARGIN_MS });
         return res.token;
       })

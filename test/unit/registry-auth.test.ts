@@ -94,6 +94,20 @@ test('bearer flow: GET realm with service, scope and Basic creds; token cached p
   assert.equal(await a.authorization('reg.example', scopes, creds), 'Bearer t4', 'expired tokens are fetched again');
 });
 
+test('bearer flow: expired tokens are dropped as new ones are fetched', async () => {
+  let now = 1_000_000;
+  let n = 0;
+  const fake = fakeTokenServer(() => ok(`t${++n}`, 300));
+  const a = new Authorizer(fake.http, () => now);
+  await a.onUnauthorized('reg.example', challenge, [pullScope('app')], undefined, undefined);
+  for (let i = 0; i < 50; i++) {
+    assert.equal(await a.authorization('reg.example', [pullScope(`repo-${i}`)], undefined), `Bearer t${i + 2}`);
+    now += 60_000;
+  }
+  // A token lives 300 s less a margin: only the ones fetched in the last 5 minutes are held.
+  assert.ok(a.cachedTokens() <= 5, `${a.cachedTokens()} tokens held`);
+});
+
 test('bearer flow: concurrent requests share one token fetch', async () => {
   const fake = fakeTokenServer(() => ok('shared'));
   const a = new Authorizer(fake.http);

@@ -26,3 +26,18 @@ export class UndoStack {
     return failed;
   }
 }
+
+/**
+ * Promise.all for steps of a create that run at once: it waits until every step has finished before it
+ * throws the first failure. With Promise.all, a quick failure (containerd down) starts the undo while a
+ * slower step is still making its part (a directory, a containerd record), which then outlives the undo.
+ */
+export async function allSteps<T extends readonly unknown[] | []>(steps: T): Promise<{ -readonly [K in keyof T]: Awaited<T[K]> }> {
+  const results = (await Promise.allSettled(steps)) as PromiseSettledResult<unknown>[];
+  const values: unknown[] = [];
+  for (const r of results) {
+    if (r.status === 'rejected') throw r.reason;
+    values.push(r.value);
+  }
+  return values as { -readonly [K in keyof T]: Awaited<T[K]> };
+}

@@ -7,7 +7,7 @@ import { mkdir, rm, stat } from 'node:fs/promises';
 import { dirname, join, normalize, relative, isAbsolute } from 'node:path';
 import type { Logger } from '../../common/logger.js';
 import { Listeners } from '../../common/listeners.js';
-import { UndoStack } from '../../common/undo-stack.js';
+import { UndoStack, allSteps } from '../../common/undo-stack.js';
 import { KeyedLock } from '../../common/keyed-lock.js';
 import { CrispError, alreadyExists, failedPrecondition, invalidArgument, errorMessage, withContext, isENOENT, isCrispError } from '../../common/errors.js';
 import { nowNanos, sleep } from '../../common/time.js';
@@ -205,8 +205,8 @@ export class ContainerController {
       const logPath = this.logPathFor(pod, spec);
       const dir = this.store.recordDir(id);
       undo.push('dir', () => rm(dir, { recursive: true, force: true }));
-      // Independent look-ups and the record directory, at once.
-      const [image] = await Promise.all([this.opts.images.require(spec.image), this.checkMounts(spec), makeDir(dir, 0o700)]);
+      // Independent look-ups and the record directory, at once (all finished before any undo runs).
+      const [image] = await allSteps([this.opts.images.require(spec.image), this.checkMounts(spec), makeDir(dir, 0o700)]);
       const cgroupsPath = containerCgroupsPath(this.opts.cgroupDriver, pod.cgroup.path, id);
       const imageRef = image.repoDigests[0] ?? image.repoTags[0] ?? image.id;
 
@@ -307,7 +307,7 @@ export class ContainerController {
       if (fromNri.length > 0) {
         await applyCdiDevices(oci as unknown as OciSpec, fromNri.map((name) => ({ name, field: 'NRI adjustment CDI_devices' })), await cdi());
       }
-      await Promise.all([
+      await allSteps([
         rootfs ? this.opts.runtime.updateContainerSpec(id, oci) : createWithRootfs(oci).then((m) => (rootfs = m)),
         logPath ? mkdir(dirname(logPath), { recursive: true, mode: 0o755 }) : undefined,
       ]);

@@ -2,7 +2,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Writable } from 'node:stream';
-import { UndoStack } from '../../common/undo-stack.js';
+import { UndoStack, allSteps } from '../../common/undo-stack.js';
 import { createLogger } from '../../common/logger.js';
 
 test('undoes newest first, keeps going past a failure, and names it', async () => {
@@ -37,4 +37,14 @@ test('synchronous steps (closing a client, releasing a lock) run in order too, a
   assert.deepEqual(await undo.unwind(log, 'crispd shutdown'), ['client']);
   assert.deepEqual(ran, ['server', 'client', 'lock']);
   assert.match(lines[0]!, /crispd shutdown: undoing \\"client\\" failed/);
+});
+
+test('allSteps: a quick failure is thrown only once the slower steps have finished', async () => {
+  const finished: string[] = [];
+  const slow = new Promise<string>((resolve) => setTimeout(() => (finished.push('dir made'), resolve('dir')), 30));
+  const quick = Promise.reject(new Error('containerd is not answering'));
+  await assert.rejects(allSteps([quick, slow]), /containerd is not answering/);
+  // Promise.all would have thrown first, and an undo run then would have missed the directory.
+  assert.deepEqual(finished, ['dir made']);
+  assert.deepEqual(await allSteps([Promise.resolve(1), Promise.resolve('a'), undefined]), [1, 'a', undefined]);
 });

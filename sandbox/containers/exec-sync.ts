@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { CrispError, errorMessage, failedPrecondition, invalidArgument } from '../../common/errors.js';
 import type { ContainerdRuntime } from '../../backend/containerd/runtime.js';
 import type { ContainerRecord } from './types.js';
-import { makeFifos, openFifoReader } from '../../common/fifo.js';
+import { makeFifos, openFifoReader, type FifoReader } from '../../common/fifo.js';
 
 /** Per stream, as kubelet's own exec output cap. */
 export const EXEC_SYNC_OUTPUT_LIMIT = 16 * 1024 * 1024;
@@ -45,9 +45,15 @@ export async function execSync(args: {
   await makeDir(dir, 0o700);
   const out = join(dir, 'stdout');
   const err = join(dir, 'stderr');
-  await makeFifos(out, err);
-  const [outReader, errReader] = await Promise.all([openFifoReader(out, EXEC_SYNC_OUTPUT_LIMIT), openFifoReader(err, EXEC_SYNC_OUTPUT_LIMIT)]);
+  // Whatever fails, the FIFOs or one reader's open included, the readers opened are closed and the
+  // directory is removed.
+  const readers: FifoReader[] = [];
   try {
+    await makeFifos(out, err);
+    const opened = await Promise.allSettled([openFifoReader(out, EXEC_SYNC_OUTPUT_LIMIT), openFifoReader(err, EXEC_SYNC_OUTPUT_LIMIT)]);
+    for (const r of opened) if (r.status === 'fulfilled') readers.push(r.value);
+    for (const r of opened) if (r.status === 'rejected') throw r.reason;
+    const [outReader, errReader] = readers as [FifoReader, FifoReader];
     const processSpec = { ...args.processSpec, args: args.cmd, terminal: false };
     await runtime.exec(c.id, execId, processSpec, { stdin: '', stdout: out, stderr: err, terminal: false });
     try {
@@ -69,8 +75,7 @@ export async function execSync(args: {
       await runtime.deleteExec(c.id, execId).catch(() => undefined);
     }
   } finally {
-    outReader.close();
-    errReader.close();
+    for (const r of readers) r.close();
     await rm(dir, { recursive: true, force: true });
   }
 }

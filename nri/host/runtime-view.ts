@@ -112,9 +112,9 @@ export class RuntimeView {
   }
 
   async snapshot(): Promise<Snapshot> {
-    const now = this.expire();
-    const pods = merge(this.access.pods(), this.pods, this.removed, now);
-    const recs = merge(this.access.containers(), this.containers, this.removed, now);
+    this.expire();
+    const pods = merge(this.access.pods(), this.pods, this.removed);
+    const recs = merge(this.access.containers(), this.containers, this.removed);
     const containers: Snapshot['containers'] = new Array(recs.length);
     let next = 0;
     const worker = async () => {
@@ -144,15 +144,13 @@ function dropExpired<V>(map: Map<string, V>, at: (v: V) => number, now: number, 
   }
 }
 
-/** crisp's records, plus recent ones only the host saw, minus recently removed ones. */
-function merge<T extends { id: string }>(listed: T[], seen: Map<string, Seen<T>>, removed: Map<string, number>, now: number): T[] {
+/**
+ * crisp's records, plus recent ones only the host saw, minus recently removed ones (`seen` and `removed`
+ * hold only the last IN_FLIGHT_MS: expire() ran first).
+ */
+function merge<T extends { id: string }>(listed: T[], seen: Map<string, Seen<T>>, removed: Map<string, number>): T[] {
   const out = new Map<string, T>();
   for (const rec of listed) if (!removed.has(rec.id)) out.set(rec.id, rec);
-  for (const [id, s] of seen) {
-    if (out.has(id)) continue;
-    // Seen in an event but never stored: its creation failed after the event; forget it.
-    if (now - s.at > IN_FLIGHT_MS) seen.delete(id);
-    else if (!removed.has(id)) out.set(id, s.rec);
-  }
+  for (const [id, s] of seen) if (!out.has(id) && !removed.has(id)) out.set(id, s.rec);
   return [...out.values()];
 }

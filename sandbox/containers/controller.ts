@@ -813,7 +813,7 @@ export class ContainerController {
     return execSync({ runtime: this.opts.runtime, container: rec, processSpec, cmd, timeoutSeconds, workDir: this.opts.execDir });
   }
 
-  /** The first tag of the image `imageId` names, if it is there and has one (see statusImageNames). */
+  /** The first tag of the image `imageId` names, if it is there and has one (see withImageNames). */
   async imageTag(imageId: string): Promise<string | undefined> {
     return (await this.opts.images.status(imageId))?.repoTags[0];
   }

@@ -6,7 +6,7 @@
 // each chunk the daemons' RSS and open file descriptors are sampled. At the end: the same after a quiet
 // spell, and what is left (pods, containers, shims and what runs below them).
 //   node dist/bench/churn.js [--cycles 300] [--chunk 50] [--callers 4] [--quiet 30]
-import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { makeLogDir, withBenchEnv, type Side } from './lib/env.js';
@@ -14,8 +14,8 @@ import { parseOptions } from './lib/args.js';
 import { Recorder } from './lib/recorder.js';
 import { saveBenchmark } from './lib/results.js';
 import { describeError, step } from './lib/errors.js';
-import { descendants, rssKiB } from './lib/procs.js';
-import { pidsWhere } from '../test/e2e/lib/crispd.js';
+import { rssKiB, shimTree } from './lib/procs.js';
+import { processFootprint } from '../test/e2e/lib/resource-census.js';
 import { sleep } from '../common/time.js';
 
 const opts = parseOptions('churn', {
@@ -28,20 +28,6 @@ const opts = parseOptions('churn', {
 
 const MiB = (kib: number) => kib / 1024;
 
-function openFds(pid: number): number {
-  try {
-    return readdirSync(`/proc/${pid}/fd`).length;
-  } catch {
-    return 0;
-  }
-}
-
-/** Shims started by this runtime's containerd and everything below them. */
-function podProcesses(side: Side): number[] {
-  const shims = pidsWhere((argv) => argv.includes(side.containerdSocket) && argv.some((a) => a.includes('containerd-shim')));
-  return [...new Set(shims.flatMap((pid) => [pid, ...descendants(pid)]))];
-}
-
 function sample(side: Side, rec: Recorder, phase: string, perProcess = true): void {
   let rss = 0;
   let fds = 0;
@@ -49,7 +35,7 @@ function sample(side: Side, rec: Recorder, phase: string, perProcess = true): vo
     const kib = rssKiB(pid);
     if (kib === undefined) throw new Error(`${side.name}: ${role} (pid ${pid}) is gone`);
     rss += kib;
-    fds += openFds(pid);
+    fds += processFootprint(pid).fds;
     if (perProcess && side.name === 'crisp' && role !== 'crisp-spawner') rec.add(`${phase}: ${role} RSS`, side.name, MiB(kib), 'MiB');
   }
   rec.add(`${phase}: daemon RSS`, side.name, MiB(rss), 'MiB');
@@ -149,7 +135,7 @@ await withBenchEnv({ crispConfig }, async (env) => {
     const pods = (await side.client.runtime.unary('ListPodSandbox', {})).items.length;
     const containers = (await side.client.runtime.unary('ListContainers', {})).containers.length;
     rec.add('left: pods and containers listed', side.name, pods + containers, 'objects');
-    rec.add('left: shims and processes below them', side.name, podProcesses(side).length, 'procs');
+    rec.add('left: shims and processes below them', side.name, shimTree(side.containerdSocket).length, 'procs');
   }
 
   saveBenchmark('churn', {

@@ -10,7 +10,7 @@ import { makeLogDir, withBenchEnv, type BenchEnv, type Side } from './lib/env.js
 import { parseOptions } from './lib/args.js';
 import { saveBenchmark } from './lib/results.js';
 import { step } from './lib/errors.js';
-import { descendants } from './lib/procs.js';
+import { descendants, shimTree } from './lib/procs.js';
 import { Recorder } from './lib/recorder.js';
 import { pidsWhere } from '../test/e2e/lib/crispd.js';
 import { sleep } from '../common/time.js';
@@ -60,8 +60,7 @@ function roleOf(pid: number, daemons: Set<number>): Role {
 /** Every process of this runtime on the node, by pid. */
 function processesOf(env: BenchEnv, side: Side): { pids: number[]; daemons: Set<number> } {
   const daemons = new Set(side.daemonPids().map((d) => d.pid));
-  const shims = pidsWhere((argv) => argv.includes(side.containerdSocket) && argv.some((a) => a.includes('containerd-shim')));
-  const pids = new Set<number>([...daemons, ...shims.flatMap((p) => [p, ...descendants(p)])]);
+  const pids = new Set<number>([...daemons, ...shimTree(side.containerdSocket)]);
   if (side.name === 'crisp' && env.crispd) {
     // Detached helpers (FIFO-mode loggers, pid-namespace holders) name crispd's directories in argv.
     const dir = env.crispd.dir;

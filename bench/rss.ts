@@ -10,8 +10,7 @@ import { parseOptions } from './lib/args.js';
 import { Recorder } from './lib/recorder.js';
 import { saveBenchmark, fmt } from './lib/results.js';
 import { describeError, step } from './lib/errors.js';
-import { descendants, rssKiB } from './lib/procs.js';
-import { pidsWhere } from '../test/e2e/lib/crispd.js';
+import { rssKiB, shimTree } from './lib/procs.js';
 import { sleep } from '../common/time.js';
 
 const opts = parseOptions('rss', {
@@ -24,12 +23,6 @@ const opts = parseOptions('rss', {
 
 const MiB = (kib: number) => kib / 1024;
 
-/** Shims started by this runtime's containerd and everything below them (pause and app containers). */
-function podProcesses(side: Side): number[] {
-  const shims = pidsWhere((argv) => argv.includes(side.containerdSocket) && argv.some((a) => a.includes('containerd-shim')));
-  return [...new Set(shims.flatMap((pid) => [pid, ...descendants(pid)]))];
-}
-
 async function sample(sides: Side[], rec: Recorder, phase: string, n: number): Promise<void> {
   for (let i = 0; i < n; i++) {
     for (const side of sides) {
@@ -41,7 +34,7 @@ async function sample(sides: Side[], rec: Recorder, phase: string, n: number): P
         if (side.name === 'crisp') rec.add(`${phase}: ${role}`, side.name, MiB(kib));
       }
       rec.add(`${phase}: daemon total`, side.name, MiB(total));
-      const pods = podProcesses(side);
+      const pods = shimTree(side.containerdSocket);
       rec.add(`${phase}: shims and everything below them`, side.name, MiB(pods.reduce((a, p) => a + (rssKiB(p) ?? 0), 0)));
       rec.add(`${phase}: number of those processes`, side.name, pods.length, 'procs');
     }

@@ -1,5 +1,6 @@
-// /proc helpers: a process's RSS, its descendants, and killing a tree by pid (never by name).
+// /proc helpers: a process's RSS, its descendants, a runtime's shims, and killing a tree by pid (never by name).
 import { readFileSync, readdirSync } from 'node:fs';
+import { pidsWhere } from '../../test/e2e/lib/crispd.js';
 
 /** VmRSS of `pid` in KiB, or undefined when the process is gone. */
 export function rssKiB(pid: number): number | undefined {
@@ -61,4 +62,14 @@ export function alive(pid: number): boolean {
   } catch {
     return false;
   }
+}
+
+/** The shims the containerd at `containerdSocket` started (they carry its address on their command line). */
+export function shimPids(containerdSocket: string): number[] {
+  return pidsWhere((argv) => argv.includes(containerdSocket) && argv.some((a) => a.includes('containerd-shim')));
+}
+
+/** Those shims and everything below them (pause and app containers, loggers). */
+export function shimTree(containerdSocket: string): number[] {
+  return [...new Set(shimPids(containerdSocket).flatMap((pid) => [pid, ...descendants(pid)]))];
 }

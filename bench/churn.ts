@@ -16,6 +16,7 @@ import { saveBenchmark } from './lib/results.js';
 import { describeError, step } from './lib/errors.js';
 import { rssKiB, shimTree } from './lib/procs.js';
 import { processFootprint } from '../test/e2e/lib/resource-census.js';
+import { nriTestDir } from '../test/e2e/lib/nri-dir.js';
 import { sleep } from '../common/time.js';
 
 const opts = parseOptions('churn', {
@@ -107,12 +108,7 @@ async function chunk(side: Side, from: number, count: number, rec: Recorder): Pr
 
 // crispd as configured by default, NRI host included (with no plugin connected), in a directory of its own.
 const nriDir = mkdtempSync(join(tmpdir(), 'crisp-bench-nri-'));
-const crispConfig = {
-  nri_enabled: true,
-  nri_socket: join(nriDir, 'nri.sock'),
-  nri_plugin_dir: join(nriDir, 'plugins'),
-  nri_plugin_config_dir: join(nriDir, 'conf.d'),
-};
+const crispConfig = nriTestDir(nriDir).config;
 
 const startedAt = Date.now();
 try {

@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import assert from 'node:assert/strict';
 import { startStack, type Stack } from './lib/stack.js';
 import { uniqueId } from './lib/crispd.js';
+import { nriTestDir } from './lib/nri-dir.js';
 import { takeCensus, censusDiff, processFootprint, type CensusTarget } from './lib/resource-census.js';
 import { channelSession } from './lib/ws-channel.js';
 import { envCount } from './lib/seeded-random.js';
@@ -28,13 +29,7 @@ describe(`leak audit: ${CYCLES} cycles of pod, container, exec, attach, port-for
   // As configured by default: the NRI host on, here on a socket of its own, with no plugin connected.
   const nriDir = mkdtempSync(join(tmpdir(), 'crisp-e2e-nri-'));
   before(async () => {
-    s = await startStack({
-      cgroup_parent: cgroupParent,
-      nri_enabled: true,
-      nri_socket: join(nriDir, 'nri.sock'),
-      nri_plugin_dir: join(nriDir, 'plugins'),
-      nri_plugin_config_dir: join(nriDir, 'conf.d'),
-    });
+    s = await startStack({ cgroup_parent: cgroupParent, ...nriTestDir(nriDir).config });
   });
   after(async () => {
     assert.deepEqual(await s.teardown(), []);
